@@ -1,0 +1,233 @@
+"""Event models: the payloads every service publishes and consumes (ARCHITECTURE.md, Events).
+
+Consumers ignore unknown fields, so adding an optional field is a compatible change;
+anything else bumps SCHEMA_VERSION.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+SCHEMA_VERSION = 1
+
+# A fixed namespace so stage outputs get deterministic ids (see `stage_event_id`).
+_EVENT_NAMESPACE = uuid.UUID("5f1d3b7e-2c4a-4d8e-9b1f-6a7c8d9e0f12")
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def stage_event_id(job_id: str, kind: str, attempt: int = 0) -> str:
+    """The id of the one event a stage emits for a job.
+
+    Deterministic, so a redelivered input republishes under the same Nats-Msg-Id and
+    JetStream's duplicate window drops it, and consumers dedupe on it too.
+    """
+    return uuid.uuid5(_EVENT_NAMESPACE, f"{job_id}:{kind}:{attempt}").hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class Stage(StrEnum):
+    CRAWL = "crawl"
+    TRANSLATE = "translate"
+    GENERATE = "generate"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    CRAWLING = "crawling"
+    TRANSLATING = "translating"
+    GENERATING = "generating"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}
+
+
+STAGE_STATE = {
+    Stage.CRAWL: JobState.CRAWLING,
+    Stage.TRANSLATE: JobState.TRANSLATING,
+    Stage.GENERATE: JobState.GENERATING,
+}
+
+LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
+
+
+class Usage(BaseModel):
+    """Token usage and cost of LLM work, per call or summed per job."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            calls=self.calls + other.calls,
+            cost_usd=round(self.cost_usd + other.cost_usd, 8),
+        )
+
+
+class JobSpec(BaseModel):
+    """What the user asked for; travels with the job through every stage."""
+
+    url: HttpUrl
+    keywords: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        default_factory=list, max_length=20
+    )
+    target_language: LanguageCode = "en"
+    length: int = Field(default=800, ge=100, le=5000, description="target words")
+    priority: Priority = Priority.NORMAL
+
+    @field_validator("keywords")
+    @classmethod
+    def _strip_keywords(cls, value: list[str]) -> list[str]:
+        cleaned = [k.strip() for k in value]
+        if any(not k for k in cleaned):
+            raise ValueError("keywords must not be blank")
+        return cleaned
+
+
+class Event(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    subject_suffix: ClassVar[str]
+
+    event_id: str = Field(default_factory=new_event_id)
+    job_id: str
+    occurred_at: datetime = Field(default_factory=utcnow)
+    schema_version: int = SCHEMA_VERSION
+
+
+class JobSubmitted(Event):
+    subject_suffix: ClassVar[str] = "job.submitted"
+    type: Literal["job.submitted"] = "job.submitted"
+    spec: JobSpec
+
+
+class PageCrawled(Event):
+    subject_suffix: ClassVar[str] = "page.crawled"
+    type: Literal["page.crawled"] = "page.crawled"
+    spec: JobSpec
+    url: str
+    final_url: str
+    title: str
+    text: str = Field(description="article body as markdown")
+    language: str | None = None
+    content_hash: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    from_cache: bool = False
+
+
+class TextTranslated(Event):
+    subject_suffix: ClassVar[str] = "text.translated"
+    type: Literal["text.translated"] = "text.translated"
+    spec: JobSpec
+    source_url: str
+    title: str
+    text: str
+    source_language: str | None
+    target_language: str
+    translated: bool
+    note: str = ""
+    content_hash: str
+    usage: Usage = Field(default_factory=Usage)
+
+
+class SeoReport(BaseModel):
+    score: int = Field(ge=0, le=100)
+    checks: dict[str, bool] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+
+
+class PostGenerated(Event):
+    subject_suffix: ClassVar[str] = "post.generated"
+    type: Literal["post.generated"] = "post.generated"
+    post_id: str
+    source_url: str
+    language: str
+    title: str
+    slug: str
+    meta_description: str
+    markdown: str
+    html: str
+    keywords: list[str]
+    seo: SeoReport
+    writer: str = Field(description="'llm:<model>' or 'offline'")
+    usage: Usage = Field(default_factory=Usage, description="whole job, all stages")
+
+
+class JobProgress(Event):
+    subject_suffix: ClassVar[str] = "job.progress"
+    type: Literal["job.progress"] = "job.progress"
+    stage: Stage
+    percent: int = Field(ge=0, le=100)
+    message: str = ""
+
+
+class JobFailed(Event):
+    subject_suffix: ClassVar[str] = "job.failed"
+    type: Literal["job.failed"] = "job.failed"
+    stage: Stage | Literal["gateway"]
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class JobCancelled(Event):
+    subject_suffix: ClassVar[str] = "job.cancelled"
+    type: Literal["job.cancelled"] = "job.cancelled"
+    reason: str = ""
+
+
+class AlertFired(Event):
+    subject_suffix: ClassVar[str] = "alert.fired"
+    type: Literal["alert.fired"] = "alert.fired"
+    job_id: str = ""
+    alert: str
+    severity: Literal["info", "warning", "critical"] = "warning"
+    summary: str
+    value: float | None = None
+
+
+class AlertResolved(Event):
+    subject_suffix: ClassVar[str] = "alert.resolved"
+    type: Literal["alert.resolved"] = "alert.resolved"
+    job_id: str = ""
+    alert: str
+    summary: str = ""
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    JobSubmitted,
+    PageCrawled,
+    TextTranslated,
+    PostGenerated,
+    JobProgress,
+    JobFailed,
+    JobCancelled,
+    AlertFired,
+    AlertResolved,
+)

@@ -1,0 +1,20 @@
+"""What every seoblog service runs on: settings, the event bus, the PostgreSQL store with
+migrations, the two-level cache, and the shared HTTP ops routes."""
+
+from .bus import Bus, ConsumerStats, JobError
+from .cache import Cache
+from .service import add_ops_routes, ops_app, serve
+from .settings import ServiceSettings
+from .store import Store
+
+__all__ = [
+    "Bus",
+    "Cache",
+    "ConsumerStats",
+    "JobError",
+    "ServiceSettings",
+    "Store",
+    "add_ops_routes",
+    "ops_app",
+    "serve",
+]

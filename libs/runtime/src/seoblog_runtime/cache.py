@@ -1,0 +1,173 @@
+"""Two-level cache: an in-process LRU with TTL in front of Redis, with single flight so
+concurrent identical work runs once per process and once across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from cachetools import TTLCache
+
+log = logging.getLogger("seoblog.cache")
+
+# Deletes the lock only if we still hold it, so a slow holder never frees someone else's lock.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class Cache:
+    """Bytes in, bytes out; keys are namespaced by `prefix`. Redis is optional."""
+
+    def __init__(
+        self,
+        prefix: str,
+        redis_url: str | None = None,
+        *,
+        local_items: int = 1024,
+        local_ttl_s: float = 300,
+        default_ttl_s: float = 3600,
+        lock_ttl_s: float = 120,
+    ) -> None:
+        self.prefix = prefix
+        self.redis_url = redis_url
+        self.default_ttl_s = default_ttl_s
+        self.lock_ttl_s = lock_ttl_s
+        self._local: TTLCache[str, bytes] = TTLCache(maxsize=local_items, ttl=local_ttl_s)
+        self._flights: dict[str, asyncio.Future[bytes]] = {}
+        self.redis: aioredis.Redis | None = None
+        self.stats = {"local_hits": 0, "remote_hits": 0, "misses": 0, "coalesced": 0}
+
+    async def open(self) -> None:
+        if self.redis_url:
+            self.redis = aioredis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+
+    async def ping(self) -> bool:
+        if self.redis is None:
+            return True
+        try:
+            return bool(await self.redis.ping())
+        except Exception:
+            return False
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    async def get(self, key: str) -> bytes | None:
+        full = self._key(key)
+        if (value := self._local.get(full)) is not None:
+            self.stats["local_hits"] += 1
+            return value
+        if self.redis is not None:
+            try:
+                remote = await self.redis.get(full)
+            except Exception:  # Redis down: the in-process level keeps serving.
+                log.warning("redis get failed; using the in-process cache only", exc_info=True)
+                remote = None
+            if remote is not None:
+                self.stats["remote_hits"] += 1
+                self._local[full] = remote
+                return bytes(remote)
+        self.stats["misses"] += 1
+        return None
+
+    async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
+        full = self._key(key)
+        self._local[full] = value
+        if self.redis is not None:
+            try:
+                await self.redis.set(full, value, px=int((ttl_s or self.default_ttl_s) * 1000))
+            except Exception:
+                log.warning("redis set failed", exc_info=True)
+
+    async def delete(self, key: str) -> None:
+        full = self._key(key)
+        self._local.pop(full, None)
+        if self.redis is not None:
+            try:
+                await self.redis.delete(full)
+            except Exception:
+                log.warning("redis delete failed", exc_info=True)
+
+    async def get_or_compute(
+        self, key: str, compute: Callable[[], Awaitable[bytes]], ttl_s: float | None = None
+    ) -> bytes:
+        """The cached value, or compute it once: concurrent callers here and in other
+        replicas wait for the one computation instead of repeating it."""
+        if (hit := await self.get(key)) is not None:
+            return hit
+        if (flight := self._flights.get(key)) is not None:
+            self.stats["coalesced"] += 1
+            return await asyncio.shield(flight)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._flights[key] = future
+        try:
+            value = await self._compute_across_replicas(key, compute, ttl_s)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else needs to
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            self._flights.pop(key, None)
+
+    async def _compute_across_replicas(
+        self, key: str, compute: Callable[[], Awaitable[bytes]], ttl_s: float | None
+    ) -> bytes:
+        if self.redis is None:
+            value = await compute()
+            await self.set(key, value, ttl_s)
+            return value
+        lock_key = self._key(f"lock:{key}")
+        token = secrets.token_hex(8)
+        deadline = time.monotonic() + self.lock_ttl_s
+        delay = 0.02
+        while True:
+            try:
+                acquired = await self.redis.set(
+                    lock_key, token, nx=True, px=int(self.lock_ttl_s * 1000)
+                )
+            except Exception:
+                log.warning("redis lock failed; computing without coordination", exc_info=True)
+                acquired = True
+                token = ""
+            if acquired:
+                break
+            # Another replica is computing: wait for its value, or for its lock to lapse.
+            self.stats["coalesced"] += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            if (value := await self.get(key)) is not None:
+                return value
+            if time.monotonic() > deadline:
+                break
+        try:
+            if (value := await self.get(key)) is not None:  # finished while we took the lock
+                return value
+            value = await compute()
+            await self.set(key, value, ttl_s)
+            return value
+        finally:
+            if token:
+                try:
+                    await self.redis.eval(_RELEASE, 1, lock_key, token)  # type: ignore[misc]
+                except Exception:
+                    log.warning("redis unlock failed", exc_info=True)
+
+    async def get_json(self, key: str) -> Any:
+        raw = await self.get(key)
+        return None if raw is None else json.loads(raw)
+
+    async def set_json(self, key: str, value: Any, ttl_s: float | None = None) -> None:
+        await self.set(key, json.dumps(value).encode(), ttl_s)

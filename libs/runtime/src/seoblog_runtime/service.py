@@ -1,0 +1,57 @@
+"""The HTTP face every service shares: /healthz, /readyz and Prometheus /metrics, plus the
+process entry point that runs it under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+def add_ops_routes(
+    app: FastAPI, registry: CollectorRegistry, checks: dict[str, ReadinessCheck]
+) -> None:
+    """Liveness, readiness (every check must pass) and metrics, outside the versioned API."""
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: dependencies answer")
+    async def readyz() -> JSONResponse:
+        names = list(checks)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(checks[n](), timeout=3) for n in names), return_exceptions=True
+        )
+        status = {n: (r is True) for n, r in zip(names, results, strict=True)}
+        ok = all(status.values())
+        return JSONResponse({"ready": ok, "checks": status}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def ops_app(
+    title: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    registry: CollectorRegistry,
+    checks: dict[str, ReadinessCheck],
+) -> FastAPI:
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None)
+    add_ops_routes(app, registry, checks)
+    return app
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Run the service until SIGINT/SIGTERM; uvicorn runs the lifespan (broker, store, cache)."""
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+
+

@@ -1,0 +1,66 @@
+"""Settings shared by every service: infrastructure URLs without a prefix, the rest under the
+service's own prefix (CRAWLER_*, GATEWAY_*, ...)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _shared(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class ServiceSettings(BaseSettings):
+    """Base for each service's Settings; subclasses set `env_prefix` and `service`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    service: str = "service"
+
+    nats_url: str = Field("nats://127.0.0.1:4222", validation_alias=_shared("NATS_URL"))
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/postgres", validation_alias=_shared("DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        None, validation_alias=_shared("REDIS_URL"), description="empty: in-process cache only"
+    )
+    namespace: str = Field(
+        "",
+        validation_alias=_shared("SEOBLOG_NAMESPACE"),
+        pattern=r"^[a-z0-9_]{0,32}$",
+        description="prefixes subjects, streams, schemas and cache keys (tests, tenants)",
+    )
+    log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
+
+    host: str = "0.0.0.0"  # noqa: S104 - services listen on every interface inside their pod
+    port: int = 8000
+    db_schema: str | None = Field(None, description="defaults to the service name")
+    db_pool_max: int = 10
+
+    # Consumer behaviour (ARCHITECTURE.md, Events): bounded, retried with backoff, then DLQ.
+    max_ack_pending: int = 64
+    max_deliver: int = 5
+    ack_wait_s: float = 30.0
+    retry_backoff_s: list[float] = Field(default_factory=lambda: [1.0, 5.0, 15.0, 30.0])
+    concurrency: int = Field(8, ge=1, le=256, description="messages handled at once")
+    stream_max_age_s: float = 7 * 24 * 3600
+    dlq_max_age_s: float = 30 * 24 * 3600
+
+    cache_ttl_s: float = 24 * 3600
+    cache_local_items: int = 1024
+    cache_local_ttl_s: float = 300
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @property
+    def schema_name(self) -> str:
+        base = self.db_schema or self.service
+        return f"{self.namespace}_{base}" if self.namespace else base
+
+    @property
+    def cache_prefix(self) -> str:
+        return f"{self.namespace}:{self.service}" if self.namespace else self.service

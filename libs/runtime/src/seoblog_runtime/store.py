@@ -1,0 +1,109 @@
+"""PostgreSQL access through asyncpg: one schema per service, versioned SQL migrations applied
+at start-up under an advisory lock so replicas can start together."""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger("seoblog.store")
+
+_MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _lock_key(schema: str) -> int:
+    # A stable 63-bit key per schema; crc32 is enough to keep services from sharing a lock.
+    return 0x5E0B_0000_0000 + zlib.crc32(schema.encode())
+
+
+def list_migrations(directory: Path) -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every NNNN_name.sql file, in order; rejects gaps and duplicates."""
+    found: list[tuple[int, str, str]] = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION.match(path.name)
+        if not match:
+            raise ValueError(f"migration file {path.name} is not named NNNN_name.sql")
+        found.append((int(match.group(1)), path.name, path.read_text()))
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migrations in {directory} must be numbered 1..n, got {versions}")
+    return found
+
+
+class Store:
+    """An asyncpg pool bound to one schema; subclasses hold a service's SQL."""
+
+    def __init__(self, database_url: str, schema: str, migrations: Path, *, pool_max: int = 10):
+        if not _SCHEMA.match(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        self.database_url = database_url
+        self.schema = schema
+        self.migrations = migrations
+        self.pool_max = pool_max
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        await self.migrate()
+        self._pool = await asyncpg.create_pool(
+            self.database_url,
+            min_size=1,
+            max_size=self.pool_max,
+            server_settings={"search_path": self.schema},
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; returns the versions applied by this call."""
+        applied: list[int] = []
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(self.schema))
+            try:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                await conn.execute(f'SET search_path TO "{self.schema}"')
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version integer PRIMARY KEY, name text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                for version, name, sql in list_migrations(self.migrations):
+                    if version in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(sql)
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                            version,
+                            name,
+                        )
+                    applied.append(version)
+                    log.info("applied migration", extra={"schema": self.schema, "migration": name})
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(self.schema))
+        finally:
+            await conn.close()
+        return applied
+
+    async def ping(self) -> bool:
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+            return True
+        except Exception:
+            return False

@@ -1,0 +1,76 @@
+import asyncio
+
+import pytest
+
+from seoblog_runtime import Cache
+from seoblog_testing import unique_name
+
+
+@pytest.fixture
+async def redis_url(infra):
+    if infra.redis_url is None:
+        pytest.fail("these tests need Redis; the machine's Redis did not answer")
+    return infra.redis_url
+
+
+async def test_value_set_in_one_replica_is_read_by_another_through_redis(redis_url):
+    prefix = unique_name()
+    a, b = Cache(prefix, redis_url), Cache(prefix, redis_url)
+    await a.open()
+    await b.open()
+    try:
+        await a.set("k", b"v")
+        assert await b.get("k") == b"v"
+        assert b.stats["remote_hits"] == 1
+        assert await b.get("k") == b"v"
+        assert b.stats["local_hits"] == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_memory_only_cache_works_without_redis():
+    cache = Cache(unique_name())
+    await cache.open()
+    await cache.set("k", b"v")
+    assert await cache.get("k") == b"v"
+    assert await cache.get("missing") is None
+    assert await cache.ping()
+
+
+async def test_single_flight_runs_identical_work_once_within_and_across_replicas(redis_url):
+    prefix = unique_name()
+    replicas = [Cache(prefix, redis_url) for _ in range(3)]
+    for r in replicas:
+        await r.open()
+    calls = 0
+
+    async def compute() -> bytes:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.3)
+        return b"result"
+
+    try:
+        results = await asyncio.gather(
+            *(r.get_or_compute("same", compute) for r in replicas for _ in range(10))
+        )
+        assert results == [b"result"] * 30
+        assert calls == 1
+    finally:
+        for r in replicas:
+            await r.close()
+
+
+async def test_failed_computation_is_not_cached_and_reaches_every_waiter():
+    cache = Cache(unique_name())
+
+    async def boom() -> bytes:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("provider down")
+
+    results = await asyncio.gather(
+        *(cache.get_or_compute("k", boom) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert await cache.get("k") is None

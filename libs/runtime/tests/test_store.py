@@ -1,0 +1,47 @@
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from seoblog_runtime import Store
+from seoblog_runtime.store import list_migrations
+
+MIGRATIONS = Path(__file__).parent / "migrations_ok"
+
+
+async def test_migrations_apply_once_when_replicas_start_together(infra, namespace, pg):
+    schema = f"{namespace}_probe"
+    stores = [Store(infra.database_url, schema, MIGRATIONS) for _ in range(4)]
+    applied = await asyncio.gather(*(s.migrate() for s in stores))
+    assert sorted(v for batch in applied for v in batch) == [1, 2]
+    rows = await pg.fetch(f'SELECT version FROM "{schema}".schema_migrations ORDER BY version')
+    assert [r["version"] for r in rows] == [1, 2]
+    columns = await pg.fetch(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = $1 AND table_name = 'widgets'",
+        schema,
+    )
+    assert {c["column_name"] for c in columns} == {"id", "n", "label"}
+
+
+async def test_store_pool_works_inside_its_own_schema(infra, namespace):
+    store = Store(infra.database_url, f"{namespace}_probe", MIGRATIONS)
+    await store.open()
+    try:
+        await store.pool.execute("INSERT INTO widgets (id) VALUES ('a')")
+        assert await store.pool.fetchval("SELECT count(*) FROM widgets") == 1
+        assert await store.ping()
+    finally:
+        await store.close()
+
+
+def test_migration_files_must_be_numbered_without_gaps(tmp_path: Path):
+    (tmp_path / "0001_a.sql").write_text("SELECT 1")
+    (tmp_path / "0003_c.sql").write_text("SELECT 1")
+    with pytest.raises(ValueError, match="numbered"):
+        list_migrations(tmp_path)
+
+
+def test_schema_names_are_checked():
+    with pytest.raises(ValueError, match="schema"):
+        Store("postgresql://x", 'bad"; DROP', MIGRATIONS)

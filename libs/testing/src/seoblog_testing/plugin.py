@@ -1,0 +1,161 @@
+"""pytest plugin: real infrastructure (found or started), unique names per test, and the
+stand-ins for the outside world (fake LLM, fixture web site, OTLP collector)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import nats
+import pytest
+
+if TYPE_CHECKING:
+    from seoblog_devstack.infra import Infra
+
+    from .fake_llm import FakeLLM
+    from .otlp import OtlpCollector
+    from .site import FixtureSite
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+
+
+def unique_name(prefix: str = "t") -> str:
+    """A short name no other test (or test run) uses: for namespaces, schemas, keys."""
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    """NATS, PostgreSQL and Redis: the configured ones when they answer, else embedded ones."""
+    from seoblog_devstack.infra import ensure_infra, stop_infra
+
+    found = ensure_infra(REPO_ROOT / ".seoblog" / f"test-{os.getpid()}")
+    try:
+        yield found
+    finally:
+        stop_infra(found)
+
+
+@pytest.fixture
+async def namespace(infra: Infra) -> AsyncIterator[str]:
+    """A namespace of our own: subjects, streams, schemas and cache keys; removed afterwards."""
+    from seoblog_contracts import Subjects
+
+    ns = unique_name()
+    yield ns
+    subjects = Subjects(ns)
+    with contextlib.suppress(Exception):
+        nc = await nats.connect(infra.nats_url)
+        js = nc.jetstream()
+        for stream in (subjects.stream, subjects.dlq_stream):
+            with contextlib.suppress(Exception):
+                await js.delete_stream(stream)
+        await nc.close()
+    with contextlib.suppress(Exception):
+        conn = await asyncpg.connect(infra.database_url)
+        schemas = await conn.fetch(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", f"{ns}\\_%"
+        )
+        for row in schemas:
+            await conn.execute(f'DROP SCHEMA "{row["nspname"]}" CASCADE')
+        await conn.close()
+
+
+@pytest.fixture
+def service_env(infra: Infra, namespace: str) -> dict[str, str]:
+    """Environment for a service under test: our infrastructure, our namespace, quick retries."""
+    return {
+        "NATS_URL": infra.nats_url,
+        "DATABASE_URL": infra.database_url,
+        "REDIS_URL": infra.redis_url or "",
+        "SEOBLOG_NAMESPACE": namespace,
+        "LOG_LEVEL": "INFO",
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+
+
+def settings_for(cls: type[Any], env: dict[str, str], **overrides: Any) -> Any:
+    """Build a service's Settings from a test environment, with fast retries by default."""
+    values: dict[str, Any] = {
+        "nats_url": env["NATS_URL"],
+        "database_url": env["DATABASE_URL"],
+        "redis_url": env.get("REDIS_URL") or None,
+        "namespace": env["SEOBLOG_NAMESPACE"],
+        "retry_backoff_s": [0.1, 0.2],
+        "max_deliver": 3,
+        "ack_wait_s": 5.0,
+    }
+    values.update(overrides)
+    return cls(_env_file=None, **values)
+
+
+@pytest.fixture
+async def nats_client(infra: Infra) -> AsyncIterator[nats.NATS]:
+    nc = await nats.connect(infra.nats_url)
+    yield nc
+    await nc.close()
+
+
+@pytest.fixture
+async def pg(infra: Infra) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(infra.database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLM]:
+    from .fake_llm import FakeLLM
+
+    with FakeLLM() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fixture_site() -> Iterator[FixtureSite]:
+    from .site import FixtureSite
+
+    with FixtureSite() as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def otlp_collector() -> Iterator[OtlpCollector]:
+    from .otlp import OtlpCollector
+
+    with OtlpCollector() as collector:
+        yield collector
+
+
+async def wait_until(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:
+    """Poll a (sync or async) predicate until it returns something truthy, with a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(interval_s)
+
+
+@pytest.fixture
+async def events(namespace: str, nats_client: nats.NATS) -> AsyncIterator[Any]:
+    """Every message published in the test's namespace, including dead letters."""
+    from seoblog_contracts import Subjects
+
+    from .events import EventRecorder
+
+    recorder = EventRecorder(Subjects(namespace))
+    await recorder.start(nats_client)
+    yield recorder
+    await recorder.stop()
