@@ -3,6 +3,7 @@ migrations, the two-level cache, and the shared HTTP ops routes."""
 
 from .bus import Bus, ConsumerStats, JobError
 from .cache import Cache
+from .parts import Parts, build_parts, migrations_of
 from .service import add_ops_routes, ops_app, serve
 from .settings import ServiceSettings
 from .store import Store
@@ -12,9 +13,12 @@ __all__ = [
     "Cache",
     "ConsumerStats",
     "JobError",
+    "Parts",
     "ServiceSettings",
     "Store",
     "add_ops_routes",
+    "build_parts",
+    "migrations_of",
     "ops_app",
     "serve",
 ]

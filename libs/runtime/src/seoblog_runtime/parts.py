@@ -1,0 +1,130 @@
+"""The composition every service shares: settings in, telemetry + bus + store + cache out,
+opened and closed in one lifespan, with their health and figures on the ops routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from seoblog_contracts import Stage
+from seoblog_telemetry import Telemetry, instrument_libraries, setup_tracing
+
+from .bus import Bus
+from .cache import Cache
+from .service import add_ops_routes
+from .settings import ServiceSettings
+from .store import Store
+
+log = logging.getLogger("seoblog.service")
+
+S = TypeVar("S", bound=Store)
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Parts(Generic[S]):
+    """What a service's handlers and routes work with."""
+
+    settings: ServiceSettings
+    telemetry: Telemetry
+    bus: Bus
+    store: S
+    cache: Cache
+    registry: CollectorRegistry
+    on_start: list[Hook] = field(default_factory=list)
+    on_stop: list[Hook] = field(default_factory=list)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Open store and cache, then start consuming; stop in reverse order."""
+        instrument_libraries(self.telemetry)
+        await self.store.open()
+        await self.cache.open()
+        for hook in self.on_start:
+            await hook()
+        await self.bus.start()
+        log.info("service started", extra={"schema": self.store.schema})
+        try:
+            yield
+        finally:
+            await self.bus.stop()
+            for hook in reversed(self.on_stop):
+                await hook()
+            await self.cache.close()
+            await self.store.close()
+            self.telemetry.shutdown()
+
+    def ops_app(self, title: str) -> FastAPI:
+        """A worker's whole HTTP surface: health, readiness and metrics."""
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            async with self.running():
+                yield
+
+        app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None)
+        add_ops_routes(app, self.registry, self.readiness_checks())
+        return app
+
+    def readiness_checks(self) -> dict[str, Callable[[], Awaitable[bool]]]:
+        return {"nats": self.bus.ping, "postgres": self.store.ping, "redis": self.cache.ping}
+
+
+def build_parts(
+    settings: ServiceSettings,
+    store_factory: Callable[[str, str, int], S],
+    *,
+    stage: Stage | None = None,
+) -> Parts[S]:
+    """Wire one service from its settings; nothing connects until `running()`."""
+    telemetry = setup_tracing(settings.service)
+    registry = CollectorRegistry()
+    bus = Bus(settings, tracer_provider=telemetry.provider, stage=stage)
+    cache = Cache(
+        settings.cache_prefix,
+        settings.redis_url,
+        local_items=settings.cache_local_items,
+        local_ttl_s=settings.cache_local_ttl_s,
+        default_ttl_s=settings.cache_ttl_s,
+    )
+    store = store_factory(settings.database_url, settings.schema_name, settings.db_pool_max)
+    registry.register(_RuntimeCollector(settings.service, bus, cache))
+    return Parts(settings, telemetry, bus, store, cache, registry)
+
+
+def migrations_of(package_file: str) -> Path:
+    """The migrations/ folder beside a service's store module."""
+    return Path(package_file).resolve().parent / "migrations"
+
+
+class _RuntimeCollector(Collector):
+    """Consumer outcomes and cache hit figures, read live from the bus and cache."""
+
+    def __init__(self, service: str, bus: Bus, cache: Cache) -> None:
+        self.service, self.bus, self.cache = service, bus, cache
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        messages = CounterMetricFamily(
+            "seoblog_consumer_messages",
+            "Messages handled by outcome",
+            labels=["service", "consumer", "outcome"],
+        )
+        for consumer, stats in self.bus.stats.items():
+            for outcome, value in vars(stats).items():
+                messages.add_metric([self.service, consumer, outcome], value)
+        yield messages
+        cache = CounterMetricFamily(
+            "seoblog_cache_lookups", "Cache lookups by result", labels=["service", "result"]
+        )
+        for result, value in self.cache.stats.items():
+            cache.add_metric([self.service, result], value)
+        yield cache
