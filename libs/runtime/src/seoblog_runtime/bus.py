@@ -169,13 +169,15 @@ class Bus:
         *,
         stage: Stage | None = None,
         max_deliver: int | None = None,
+        concurrency: int | None = None,
     ) -> None:
         """Register a durable pull consumer calling `handler` with the decoded event.
 
         Success acks. A malformed message goes to the DLQ and is acked. A JobError that is not
         retryable publishes seo.job.failed and acks. Any other failure is nak'ed with back-off
         until the last delivery, which publishes seo.job.failed, copies the message to the
-        DLQ and acks, so nothing blocks the consumer.
+        DLQ and acks, so nothing blocks the consumer. Messages of one fetch run concurrently
+        (up to `concurrency`); a consumer that needs stream order uses concurrency=1.
         """
         s = self.settings
         deliveries = max_deliver or s.max_deliver
@@ -245,7 +247,7 @@ class Bus:
             stream=self._stream,
             durable=durable,
             config=config,
-            pull_sub=PullSub(batch_size=s.concurrency, timeout=1.0),
+            pull_sub=PullSub(batch_size=concurrency or s.concurrency, timeout=1.0),
             ack_policy=AckPolicy.MANUAL,
         )(on_message)
 

@@ -42,13 +42,10 @@ def infra() -> Iterator[Infra]:
         stop_infra(found)
 
 
-@pytest.fixture
-async def namespace(infra: Infra) -> AsyncIterator[str]:
-    """A namespace of our own: subjects, streams, schemas and cache keys; removed afterwards."""
+async def drop_namespace(infra: Infra, ns: str) -> None:
+    """Remove what a test namespace created: its streams and its schemas."""
     from seoblog_contracts import Subjects
 
-    ns = unique_name()
-    yield ns
     subjects = Subjects(ns)
     with contextlib.suppress(Exception):
         nc = await nats.connect(infra.nats_url)
@@ -67,17 +64,29 @@ async def namespace(infra: Infra) -> AsyncIterator[str]:
         await conn.close()
 
 
-@pytest.fixture
-def service_env(infra: Infra, namespace: str) -> dict[str, str]:
-    """Environment for a service under test: our infrastructure, our namespace, quick retries."""
+def env_for(infra: Infra, ns: str) -> dict[str, str]:
+    """Environment for services under test: our infrastructure, one namespace, quick retries."""
     return {
         "NATS_URL": infra.nats_url,
         "DATABASE_URL": infra.database_url,
         "REDIS_URL": infra.redis_url or "",
-        "SEOBLOG_NAMESPACE": namespace,
+        "SEOBLOG_NAMESPACE": ns,
         "LOG_LEVEL": "INFO",
         "OTEL_TRACES_EXPORTER": "none",
     }
+
+
+@pytest.fixture
+async def namespace(infra: Infra) -> AsyncIterator[str]:
+    """A namespace of our own: subjects, streams, schemas and cache keys; removed afterwards."""
+    ns = unique_name()
+    yield ns
+    await drop_namespace(infra, ns)
+
+
+@pytest.fixture
+def service_env(infra: Infra, namespace: str) -> dict[str, str]:
+    return env_for(infra, namespace)
 
 
 def settings_for(cls: type[Any], env: dict[str, str], **overrides: Any) -> Any:

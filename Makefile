@@ -1,0 +1,45 @@
+# seoblog: every check people, hooks and CI run is a target here.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PYTHON ?= python3
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: uv
+uv: ## install uv if it is missing
+	@command -v $(UV) >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+	@command -v $(UV) >/dev/null 2>&1 || { echo "uv not found after install; add ~/.local/bin to PATH"; exit 1; }
+
+.PHONY: install
+install: uv ## install every package of the workspace (frozen lock)
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+
+.PHONY: up
+up: install ## run the whole system on this machine (embedded NATS/PostgreSQL if none answer)
+	$(UV) run --frozen seoblog up
+
+.PHONY: test
+test: install ## run the whole test suite (finds or starts NATS, PostgreSQL, Redis)
+	$(UV) run --frozen pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+.PHONY: test-fast
+test-fast: install ## the suite without the slow (process-starting) tests
+	$(UV) run --frozen pytest -q -m "not slow" $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## ruff, formatting and mypy
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy libs/*/src services/*/src
+
+.PHONY: k8s-check
+k8s-check: uv ## render and validate the kustomize overlays and compose.yaml
+	$(UV) run --frozen --with pyyaml python scripts/k8s_check.py
+
+.PHONY: clean
+clean: ## remove local state (embedded databases, caches)
+	rm -rf .seoblog .pytest_cache .ruff_cache .mypy_cache

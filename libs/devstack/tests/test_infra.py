@@ -1,0 +1,130 @@
+"""ensure_infra finds the machine's NATS, PostgreSQL and Redis, or starts embedded ones."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+from seoblog_devstack.infra import (
+    ensure_infra,
+    free_port,
+    mask_url,
+    nats_answers,
+    process_running,
+    stop_infra,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_forced_embedding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEOBLOG_EMBEDDED", raising=False)
+
+
+def test_ensure_infra_finds_the_nats_postgres_and_redis_running_on_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NATS_URL", "DATABASE_URL", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+    with ensure_infra(tmp_path) as infra:
+        assert infra.started == []
+        assert infra.nats_url == "nats://127.0.0.1:4222"
+        assert infra.database_url == "postgresql://postgres@127.0.0.1:5432/postgres"
+        assert infra.redis_url == "redis://127.0.0.1:6379/0"
+        assert infra.pids == {}
+
+
+def test_ensure_infra_runs_without_redis_and_warns_when_redis_does_not_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    silent = f"redis://127.0.0.1:{free_port()}/0"
+
+    with caplog.at_level(logging.INFO, logger="seoblog.devstack"):
+        infra = ensure_infra(tmp_path, redis_url=silent)
+    stop_infra(infra)
+
+    assert infra.redis_url is None
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("no Redis" in r.getMessage() for r in warnings)
+
+
+def test_ensure_infra_never_logs_a_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The machine's PostgreSQL trusts local connections, so the password is accepted and ignored.
+    url = "postgresql://postgres:hunter2secret@127.0.0.1:5432/postgres"
+
+    with caplog.at_level(logging.INFO, logger="seoblog.devstack"):
+        infra = ensure_infra(tmp_path, database_url=url, want_redis=False)
+    stop_infra(infra)
+
+    assert infra.database_url == url
+    assert "postgres:***@127.0.0.1:5432" in caplog.text
+    assert "hunter2secret" not in caplog.text
+
+
+def test_mask_url_hides_only_the_password() -> None:
+    assert mask_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
+    assert (
+        mask_url("postgresql://u:p@db/x?sslmode=require")
+        == "postgresql://u:***@db/x?sslmode=require"
+    )
+    assert mask_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+
+
+async def _publish_to_a_fresh_stream(url: str) -> int:
+    nc = await nats.connect(url, allow_reconnect=False)
+    try:
+        js = nc.jetstream()
+        name = f"DEVSTACK_{uuid.uuid4().hex[:8].upper()}"
+        await js.add_stream(name=name, subjects=[f"{name.lower()}.>"])
+        ack = await js.publish(f"{name.lower()}.hello", b"hi")
+        return int(ack.seq)
+    finally:
+        await nc.close()
+
+
+async def _select_one(url: str) -> int:
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        return int(await conn.fetchval("select 1"))
+    finally:
+        await conn.close()
+
+
+def _wait_until(predicate: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_seoblog_embedded_starts_nats_and_postgres_and_stop_infra_stops_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEOBLOG_EMBEDDED", "1")
+
+    infra = ensure_infra(tmp_path, want_redis=False)
+    try:
+        assert sorted(infra.started) == ["nats", "postgres"]
+        assert infra.nats_url != "nats://127.0.0.1:4222"
+        assert asyncio.run(_publish_to_a_fresh_stream(infra.nats_url)) == 1
+        assert asyncio.run(_select_one(infra.database_url)) == 1
+        pids = infra.pids
+    finally:
+        stop_infra(infra)
+
+    assert _wait_until(lambda: not process_running(pids["nats"]))
+    assert _wait_until(lambda: not process_running(pids["postgres"]))
+    assert not nats_answers(infra.nats_url, timeout=0.5)
+    assert infra.pids == {}
+    stop_infra(infra)  # a second stop is harmless

@@ -1,0 +1,215 @@
+import importlib.util
+import pickle
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from crawler.extract import Article, ExtractionError, extract_article, extract_text
+
+SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"
+PAGE_URL = "https://garden.example.com/articles/tomatoes?ref=home"
+
+# Measured with shared/tools/extraction_score.py on shared/fixtures/extraction: 0.966.
+BASELINE_SHINGLE_F1 = 0.966
+
+PARAGRAPHS = (
+    "Tomatoes are one of the most rewarding plants to grow in a home garden, and with a "
+    "little care they will produce fruit from early summer until the first frost.",
+    "There are hundreds of varieties, from tiny cherry tomatoes to huge beefsteaks. Pick "
+    "one that suits your climate and the space you have available in your garden.",
+    "Water deeply twice a week and never let the soil dry out completely during the hot "
+    "months, because uneven watering is the main cause of split and cracked fruit.",
+)
+
+
+def make_page(head: str = "", body: str | None = None, html_attrs: str = ' lang="en-GB"') -> str:
+    if body is None:
+        body = "".join(f"<p>{text}</p>" for text in PARAGRAPHS)
+    return (
+        f"<!doctype html><html{html_attrs}><head><title>How to Grow Tomatoes</title>{head}</head>"
+        '<body><nav><a href="/">Home</a> <a href="/about">About us</a></nav>'
+        f"<main><article><h1>How to Grow Tomatoes</h1>{body}</article></main>"
+        "<footer><p>Copyright Garden Weekly. All rights reserved.</p></footer></body></html>"
+    )
+
+
+FULL_HEAD = (
+    '<meta name="author" content="Jane Doe">'
+    '<meta property="article:published_time" content="2024-03-05T10:00:00Z">'
+    '<meta property="og:site_name" content="Garden Weekly">'
+    '<meta property="og:image" content="/img/tomato.jpg">'
+    '<link rel="canonical" href="/articles/tomatoes">'
+)
+
+
+def load_scorer() -> ModuleType:
+    path = (SHARED / "tools" / "extraction_score.py").resolve()
+    spec = importlib.util.spec_from_file_location("extraction_score", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_extract_article_reads_title_author_date_and_site_name() -> None:
+    article = extract_article(make_page(FULL_HEAD), PAGE_URL)
+
+    assert isinstance(article, Article)
+    assert article.title == "How to Grow Tomatoes"
+    assert article.author == "Jane Doe"
+    assert article.published == "2024-03-05"
+    assert article.site_name == "Garden Weekly"
+
+
+def test_extract_article_resolves_canonical_and_image_against_page_url() -> None:
+    article = extract_article(make_page(FULL_HEAD), PAGE_URL)
+
+    assert article.canonical_url == "https://garden.example.com/articles/tomatoes"
+    assert article.image == "https://garden.example.com/img/tomato.jpg"
+
+
+def test_extract_article_falls_back_to_og_url_for_canonical() -> None:
+    head = '<meta property="og:url" content="https://garden.example.com/tomatoes">'
+
+    article = extract_article(make_page(head), PAGE_URL)
+
+    assert article.canonical_url == "https://garden.example.com/tomatoes"
+
+
+def test_extract_article_leaves_undeclared_metadata_empty() -> None:
+    article = extract_article(make_page(html_attrs=""), PAGE_URL)
+
+    assert article.author is None
+    assert article.published is None
+    assert article.canonical_url is None
+    assert article.image is None
+    assert article.language is None
+
+
+@pytest.mark.parametrize(
+    ("html_attrs", "head", "language"),
+    [
+        (' lang="en-GB"', "", "en"),
+        (' lang="FR"', "", "fr"),
+        ("", '<meta http-equiv="Content-Language" content="de-AT">', "de"),
+        ("", '<meta property="og:locale" content="es_ES">', "es"),
+    ],
+)
+def test_extract_article_reports_the_declared_language(
+    html_attrs: str, head: str, language: str
+) -> None:
+    article = extract_article(make_page(head, html_attrs=html_attrs), PAGE_URL)
+
+    assert article.language == language
+
+
+def test_extract_article_lists_absolute_body_links_but_not_navigation() -> None:
+    body = (
+        f"<p>{PARAGRAPHS[0]} Read <a href='/guides/soil'>our soil guide</a> and visit "
+        "<a href='https://seeds.example.org/tomato#top'>a seed shop</a> or "
+        "<a href='mailto:jane@example.com'>write to us</a>, or the "
+        "<a href='/guides/soil#ph'>pH section</a>.</p>"
+        f"<p>{PARAGRAPHS[1]}</p><p>{PARAGRAPHS[2]}</p>"
+    )
+
+    article = extract_article(make_page(body=body), PAGE_URL)
+
+    assert article.links == [
+        "https://garden.example.com/guides/soil",
+        "https://seeds.example.org/tomato",
+    ]
+    assert "our soil guide" in article.text
+    assert "](" not in article.text
+
+
+def test_extract_article_keeps_headings_lists_tables_and_quotes_as_markdown() -> None:
+    body = (
+        f"<p>{PARAGRAPHS[0]}</p><h2>Choosing a variety</h2><p>{PARAGRAPHS[1]}</p>"
+        "<ul><li>Cherry tomatoes ripen quickly</li><li>Beefsteaks need a long season</li></ul>"
+        "<ol><li>Sow indoors in March</li><li>Plant out in May</li></ol>"
+        "<blockquote><p>The best tomato is the one you grew yourself.</p></blockquote>"
+        "<table><tr><th>Variety</th><th>Days</th></tr><tr><td>Cherry</td><td>60</td></tr></table>"
+        f"<p>{PARAGRAPHS[2]}</p>"
+    )
+
+    text = extract_article(make_page(body=body), PAGE_URL).text
+    lines = text.splitlines()
+
+    assert "## Choosing a variety" in lines
+    assert "- Cherry tomatoes ripen quickly" in lines
+    assert "2. Plant out in May" in lines
+    assert "> The best tomato is the one you grew yourself." in lines
+    assert any(re.fullmatch(r"\| Variety \| Days \|\s*", line) for line in lines)
+    assert text.startswith("Tomatoes are one of")  # the h1 repeats the title, so it is dropped
+
+
+def test_extract_article_counts_words_and_hashes_normalised_text() -> None:
+    article = extract_article(make_page(), PAGE_URL)
+    spaced = make_page(body="".join(f"<p>\n  {text.upper()}  </p>" for text in PARAGRAPHS))
+    other = make_page(body="".join(f"<p>{text}</p>" for text in reversed(PARAGRAPHS)))
+
+    assert article.word_count == sum(len(re.findall(r"\w+", text)) for text in PARAGRAPHS)
+    assert re.fullmatch(r"[0-9a-f]{64}", article.content_hash)
+    assert extract_article(spaced, PAGE_URL).content_hash == article.content_hash
+    assert extract_article(other, PAGE_URL).content_hash != article.content_hash
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "",
+        "<html><head><title>Empty</title></head><body></body></html>",
+        "<html><body><div>  </div><script>var greeting = 'hello world';</script></body></html>",
+    ],
+)
+def test_extract_article_raises_no_content_when_the_page_has_no_text(html: str) -> None:
+    with pytest.raises(ExtractionError) as caught:
+        extract_article(html, PAGE_URL)
+
+    assert caught.value.code == "no_content"
+    assert PAGE_URL in caught.value.message
+
+
+def test_extraction_error_survives_pickling_back_from_a_worker_process() -> None:
+    original = ExtractionError(code="no_content", message="Nothing here")
+
+    error = pickle.loads(pickle.dumps(original))  # noqa: S301 - our own bytes
+
+    assert (error.code, error.message, str(error)) == ("no_content", "Nothing here", "Nothing here")
+
+
+def test_extract_text_returns_plain_text_without_markdown_syntax() -> None:
+    body = (
+        f"<p>{PARAGRAPHS[0]} See <a href='/soil'>our soil guide</a>.</p>"
+        f"<h2>Choosing a variety</h2><p>{PARAGRAPHS[1]} <b>Always</b> <i>label</i> seedlings.</p>"
+        f"<p>{PARAGRAPHS[2]}</p>"
+    )
+
+    text = extract_text(make_page(body=body), PAGE_URL)
+
+    assert text is not None
+    assert "Choosing a variety" in text
+    assert "Always label seedlings." in text
+    assert not re.search(r"[#*\[\]]", text)
+
+
+def test_extract_text_returns_none_when_the_page_has_no_text() -> None:
+    assert extract_text("<html><body></body></html>") is None
+
+
+@pytest.mark.slow
+def test_extract_text_keeps_its_measured_score_on_the_shared_fixtures() -> None:
+    scorer = load_scorer()
+    data_dir = SHARED / "fixtures" / "extraction"
+    truth = scorer.load_ground_truth(data_dir)
+    rows = []
+    for item_id in sorted(truth):
+        html = scorer.read_html(scorer.html_path(data_dir, item_id))
+        predicted = extract_text(html, truth[item_id].get("url"))
+        rows.append(scorer.score_pair(truth[item_id]["articleBody"], predicted, 4)["shingles"])
+
+    f1 = scorer.aggregate(rows)["f1"]
+
+    assert f1 >= BASELINE_SHINGLE_F1 - 0.01

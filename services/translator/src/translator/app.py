@@ -1,0 +1,23 @@
+"""Composition root of the translator: settings in, a running ASGI app out."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from seoblog_contracts import Stage
+from seoblog_runtime import build_parts
+from seoblog_runtime.llm import Llm
+
+from .handlers import TranslatePage, register
+from .settings import Settings
+from .store import PgTranslationStore
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    parts = build_parts(settings, PgTranslationStore, stage=Stage.TRANSLATE)
+    llm = Llm(settings, parts.telemetry.tracer) if settings.llm_configured else None
+    register(parts, TranslatePage(parts, settings, llm))
+    if llm is not None:
+        parts.on_stop.append(llm.close)
+    return parts.ops_app("seoblog translator")
