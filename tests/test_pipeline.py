@@ -71,13 +71,17 @@ async def test_job_through_llm_path_ends_with_a_stored_translated_post_in_one_tr
     llm_stack, api, fixture_site, fake_llm, otlp_collector
 ):
     stack, _ = llm_stack
-    job = await run_job(api, stack, {
-        "url": fixture_site.article_url(ARTICLE),
-        "keywords": ["water plumes", "Europa"],
-        "target_language": "ko",
-        "length": 600,
-        "priority": "high",
-    })
+    job = await run_job(
+        api,
+        stack,
+        {
+            "url": fixture_site.article_url(ARTICLE),
+            "keywords": ["water plumes", "Europa"],
+            "target_language": "ko",
+            "length": 600,
+            "priority": "high",
+        },
+    )
     assert job["state"] == "completed", (job, stack.logs())
     assert [h["state"] for h in job["history"]] == PIPELINE
     assert job["post"]["writer"] == "llm:fake-model"
@@ -86,7 +90,8 @@ async def test_job_through_llm_path_ends_with_a_stored_translated_post_in_one_tr
 
     post = (await api.get(f"{stack.gateway}{job['links']['post']}")).json()
     assert post["language"] == "ko"
-    assert post["markdown"] and "<script>" not in post["markdown"]
+    assert post["markdown"]
+    assert "<script>" not in post["markdown"]
     assert "<h2" in post["html"]
     assert 0 <= post["seo"]["score"] <= 100
     markdown = await api.get(f"{stack.gateway}{job['links']['post']}?format=markdown")
@@ -111,12 +116,16 @@ async def test_job_offline_path_passes_text_through_and_labels_the_post_offline(
     offline_stack, api, fixture_site
 ):
     stack, _ = offline_stack
-    job = await run_job(api, stack, {
-        "url": fixture_site.article_url(ARTICLE),
-        "keywords": ["water plumes"],
-        "target_language": "en",
-        "length": 400,
-    })
+    job = await run_job(
+        api,
+        stack,
+        {
+            "url": fixture_site.article_url(ARTICLE),
+            "keywords": ["water plumes"],
+            "target_language": "en",
+            "length": 400,
+        },
+    )
     assert job["state"] == "completed", (job, stack.logs())
     assert [h["state"] for h in job["history"]] == PIPELINE
     post = (await api.get(f"{stack.gateway}/v1/posts/{job['post_id']}")).json()
@@ -128,11 +137,15 @@ async def test_job_offline_path_passes_text_through_and_labels_the_post_offline(
 
 async def test_missing_page_fails_the_job_with_a_readable_error(offline_stack, api, fixture_site):
     stack, _ = offline_stack
-    job = await run_job(api, stack, {
-        "url": fixture_site.url("/no/such/page"),
-        "keywords": ["anything"],
-        "target_language": "en",
-    })
+    job = await run_job(
+        api,
+        stack,
+        {
+            "url": fixture_site.url("/no/such/page"),
+            "keywords": ["anything"],
+            "target_language": "en",
+        },
+    )
     assert job["state"] == "failed"
     assert job["error"]["code"] == "not_found"
     assert job["error"]["stage"] == "crawl"
@@ -147,12 +160,16 @@ async def test_redelivered_event_does_not_duplicate_the_post(
     subjects = Subjects(ns)
     nc = await nats.connect(infra.nats_url)
     js = nc.jetstream()
-    job = await run_job(api, stack, {
-        "url": fixture_site.article_url(ARTICLE),
-        "keywords": ["Jupiter moon"],
-        "target_language": "de",
-        "length": 500,
-    })
+    job = await run_job(
+        api,
+        stack,
+        {
+            "url": fixture_site.article_url(ARTICLE),
+            "keywords": ["Jupiter moon"],
+            "target_language": "de",
+            "length": 500,
+        },
+    )
     assert job["state"] == "completed", stack.logs()
     # Take the job's seo.text.translated message off the stream and deliver it again, as
     # JetStream would after a lost ack: once under its own id, once under a fresh one.
@@ -166,11 +183,15 @@ async def test_redelivered_event_does_not_duplicate_the_post(
     assert original is not None
     calls_before = len(fake_llm.requests)
     for copy in (original, original.model_copy(update={"event_id": new_event_id()})):
-        await js.publish(subjects.of(copy), copy.model_dump_json().encode(),
-                         headers={"Nats-Msg-Id": copy.event_id})
+        await js.publish(
+            subjects.of(copy),
+            copy.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": copy.event_id},
+        )
 
     conn = await asyncpg.connect(infra.database_url)
     try:
+
         async def consumer_idle() -> bool:
             info = await js.consumer_info(subjects.stream, "generator-generate_post")
             return info.num_pending == 0 and info.num_ack_pending == 0

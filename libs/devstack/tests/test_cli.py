@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+
 from seoblog_devstack import cli
 from seoblog_devstack.infra import free_port, process_running
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import nats
 import pytest
+
 from seoblog_devstack.infra import (
     ensure_infra,
     free_port,

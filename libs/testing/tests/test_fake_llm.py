@@ -11,6 +11,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 from pydantic import BaseModel, Field
+
 from seoblog_testing.fake_llm import FakeLLM, count_tokens, fake_translation, fill_schema
 
 USER_TEXT = "Solar panels on city rooftops cut energy bills for thousands of households."

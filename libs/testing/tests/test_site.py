@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from seoblog_testing.site import FixtureSite, shared_dir
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from crawler.extract import Article, ExtractionError, extract_article, extract_text
 
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"

@@ -5,6 +5,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from crawler.fetch import FetchedPage, Fetcher, FetchError, FetchLimits
 from seoblog_testing.plugin import unique_name
 from seoblog_testing.site import FixtureSite

@@ -116,10 +116,19 @@ async def test_job_state_is_projected_from_events_idempotently(gateway, bus):
     body = await wait_until(state)
     assert body["progress"] == {"stage": "translate", "percent": 50, "message": ""}
     post = PostGenerated(
-        job_id=job_id, post_id=new_event_id(), source_url="https://example.com/post",
-        language="ko", title="T", slug="t", meta_description="m", markdown="## A\n\nb",
-        html="<h2>A</h2><p>b</p>", keywords=["seo"], seo=SeoReport(score=70),
-        writer="offline", usage=Usage(),
+        job_id=job_id,
+        post_id=new_event_id(),
+        source_url="https://example.com/post",
+        language="ko",
+        title="T",
+        slug="t",
+        meta_description="m",
+        markdown="## A\n\nb",
+        html="<h2>A</h2><p>b</p>",
+        keywords=["seo"],
+        seo=SeoReport(score=70),
+        writer="offline",
+        usage=Usage(),
     )
     await bus.publish(post)
     await bus.publish(post.model_copy(update={"event_id": new_event_id()}))  # a duplicate
@@ -130,7 +139,10 @@ async def test_job_state_is_projected_from_events_idempotently(gateway, bus):
 
     body = await wait_until(completed)
     assert [h["state"] for h in body["history"]] == [
-        "queued", "crawling", "translating", "completed"
+        "queued",
+        "crawling",
+        "translating",
+        "completed",
     ]
     assert body["post"]["id"] == post.post_id
     await bus.publish(JobFailed(job_id=job_id, stage=Stage.GENERATE, code="x", message="late"))
@@ -142,8 +154,12 @@ async def test_job_state_is_projected_from_events_idempotently(gateway, bus):
 async def test_failed_job_shows_its_error(gateway, bus):
     job = await submit(gateway)
     await bus.publish(
-        JobFailed(job_id=job["id"], stage=Stage.CRAWL, code="dns_failure",
-                  message="The host example.invalid does not resolve.")
+        JobFailed(
+            job_id=job["id"],
+            stage=Stage.CRAWL,
+            code="dns_failure",
+            message="The host example.invalid does not resolve.",
+        )
     )
 
     async def failed() -> dict | None:

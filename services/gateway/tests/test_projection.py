@@ -1,3 +1,4 @@
+from gateway.projection import advance, state_of
 from seoblog_contracts import (
     JobFailed,
     JobProgress,
@@ -5,7 +6,6 @@ from seoblog_contracts import (
     JobSubmitted,
     Stage,
 )
-from gateway.projection import advance, state_of
 
 
 def test_progress_of_each_stage_announces_its_state():

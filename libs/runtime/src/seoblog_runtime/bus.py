@@ -219,19 +219,32 @@ class Bus:
                     # A retryable error that outlived its deliveries is a processing problem:
                     # keep a copy in the DLQ. A permanent one (a 404, say) is just the job's fate.
                     await self._fail(
-                        msg, event, failure_stage, exc.code, exc.message, durable,
-                        retryable=exc.retryable, dead_letter=exc.retryable,
+                        msg,
+                        event,
+                        failure_stage,
+                        exc.code,
+                        exc.message,
+                        durable,
+                        retryable=exc.retryable,
+                        dead_letter=exc.retryable,
                     )
                     stats.failed += 1
                 except Exception as exc:
                     if attempt < deliveries:
                         await self._retry(msg, attempt, durable, exc, stats)
                         return
-                    log.exception("handler failed on its last delivery", extra={"consumer": durable})
+                    log.exception(
+                        "handler failed on its last delivery", extra={"consumer": durable}
+                    )
                     await self._fail(
-                        msg, event, failure_stage, "internal_error",
-                        f"{type(exc).__name__}: {exc}"[:1000], durable,
-                        retryable=True, dead_letter=True,
+                        msg,
+                        event,
+                        failure_stage,
+                        "internal_error",
+                        f"{type(exc).__name__}: {exc}"[:1000],
+                        durable,
+                        retryable=True,
+                        dead_letter=True,
                     )
                     stats.failed += 1
                 else:
@@ -266,8 +279,12 @@ class Bus:
         stats.retried += 1
         log.warning(
             "handler failed; will retry",
-            extra={"consumer": durable, "attempt": attempt, "delay_s": round(delay, 2),
-                   "error": f"{type(exc).__name__}: {exc}"[:500]},
+            extra={
+                "consumer": durable,
+                "attempt": attempt,
+                "delay_s": round(delay, 2),
+                "error": f"{type(exc).__name__}: {exc}"[:500],
+            },
         )
         await msg.nack(delay=delay)
 
@@ -307,4 +324,3 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         if "already in use" not in (exc.description or ""):
             raise
         await js.update_stream(config=config)
-

@@ -17,7 +17,9 @@ from cachetools import TTLCache
 log = logging.getLogger("seoblog.cache")
 
 # Deletes the lock only if we still hold it, so a slow holder never frees someone else's lock.
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_RELEASE = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
 
 
 class Cache:
@@ -44,7 +46,9 @@ class Cache:
 
     async def open(self) -> None:
         if self.redis_url:
-            self.redis = aioredis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            self.redis = aioredis.from_url(
+                self.redis_url, socket_timeout=2, socket_connect_timeout=2
+            )
 
     async def close(self) -> None:
         if self.redis is not None:

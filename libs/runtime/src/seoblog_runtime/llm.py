@@ -11,7 +11,7 @@ from typing import Any
 
 import openai
 from opentelemetry.trace import Tracer
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from seoblog_contracts import Usage
 
@@ -25,29 +25,51 @@ class LlmServiceSettings(ServiceSettings):
     """Settings of a service that calls the LLM; the LLM_* names are shared by both."""
 
     llm_base_url: str | None = Field(
-        None, validation_alias=AliasChoices("LLM_BASE_URL", "llm_base_url"),
+        None,
+        validation_alias=AliasChoices("LLM_BASE_URL", "llm_base_url"),
         description="OpenAI-compatible base URL, e.g. https://api.openai.com/v1",
     )
     llm_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("LLM_API_KEY", "llm_api_key")
+        None,
+        validation_alias=AliasChoices("LLM_API_KEY", "llm_api_key"),
+        description="secret; never logged",
     )
     llm_model: str = Field(
-        "gpt-4o-mini", validation_alias=AliasChoices("LLM_MODEL", "llm_model")
+        "gpt-4o-mini",
+        validation_alias=AliasChoices("LLM_MODEL", "llm_model"),
+        description="default model for every LLM task",
     )
     model: str | None = Field(None, description="this service's model; defaults to LLM_MODEL")
     llm_timeout_s: float = Field(
-        60.0, validation_alias=AliasChoices("LLM_TIMEOUT_S", "llm_timeout_s")
+        60.0,
+        validation_alias=AliasChoices("LLM_TIMEOUT_S", "llm_timeout_s"),
+        description="per-call timeout",
     )
     llm_max_retries: int = Field(
-        3, validation_alias=AliasChoices("LLM_MAX_RETRIES", "llm_max_retries")
+        3,
+        validation_alias=AliasChoices("LLM_MAX_RETRIES", "llm_max_retries"),
+        description="retries on 429/5xx/timeouts (exponential back-off, honours Retry-After)",
     )
     llm_price_input_per_mtok: float = Field(
-        0.15, validation_alias=AliasChoices("LLM_PRICE_INPUT_PER_MTOK", "llm_price_input_per_mtok")
+        0.15,
+        validation_alias=AliasChoices("LLM_PRICE_INPUT_PER_MTOK", "llm_price_input_per_mtok"),
+        description="USD per million prompt tokens (cost reporting)",
     )
     llm_price_output_per_mtok: float = Field(
         0.60,
         validation_alias=AliasChoices("LLM_PRICE_OUTPUT_PER_MTOK", "llm_price_output_per_mtok"),
+        description="USD per million completion tokens",
     )
+
+    @field_validator("llm_base_url", "llm_api_key", "model", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("llm_model", mode="before")
+    @classmethod
+    def _blank_model_is_default(cls, value: object) -> object:
+        return "gpt-4o-mini" if value in ("", None) else value
 
     @property
     def llm_configured(self) -> bool:
@@ -89,8 +111,11 @@ class Llm:
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         s = self.settings
         return round(
-            (prompt_tokens * s.llm_price_input_per_mtok
-             + completion_tokens * s.llm_price_output_per_mtok) / 1_000_000,
+            (
+                prompt_tokens * s.llm_price_input_per_mtok
+                + completion_tokens * s.llm_price_output_per_mtok
+            )
+            / 1_000_000,
             8,
         )
 
@@ -114,8 +139,11 @@ class Llm:
             }
         with self.tracer.start_as_current_span(
             f"llm {purpose}",
-            attributes={"gen_ai.system": "openai", "gen_ai.request.model": model,
-                        "seoblog.llm.purpose": purpose},
+            attributes={
+                "gen_ai.system": "openai",
+                "gen_ai.request.model": model,
+                "seoblog.llm.purpose": purpose,
+            },
         ) as span:
             try:
                 if on_progress is None:
@@ -124,8 +152,11 @@ class Llm:
                     text, prompt_tokens, completion_tokens = await self._streamed(
                         kwargs, on_progress, expected_tokens
                     )
-            except (openai.APIConnectionError, openai.RateLimitError,
-                    openai.InternalServerError) as exc:
+            except (
+                openai.APIConnectionError,
+                openai.RateLimitError,
+                openai.InternalServerError,
+            ) as exc:
                 raise JobError(
                     "llm_unavailable",
                     f"The language model did not answer after retries: {type(exc).__name__}",
@@ -151,7 +182,11 @@ class Llm:
         response = await self.client.chat.completions.create(**kwargs)
         text = response.choices[0].message.content or ""
         usage = response.usage
-        return text, (usage.prompt_tokens if usage else 0), (usage.completion_tokens if usage else 0)
+        return (
+            text,
+            (usage.prompt_tokens if usage else 0),
+            (usage.completion_tokens if usage else 0),
+        )
 
     async def _streamed(
         self,

@@ -53,5 +53,3 @@ def ops_app(
 def serve(app: FastAPI, host: str, port: int) -> None:
     """Run the service until SIGINT/SIGTERM; uvicorn runs the lifespan (broker, store, cache)."""
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
-
-

@@ -18,9 +18,15 @@ class ServiceSettings(BaseSettings):
 
     service: str = "service"
 
-    nats_url: str = Field("nats://127.0.0.1:4222", validation_alias=_shared("NATS_URL"))
+    nats_url: str = Field(
+        "nats://127.0.0.1:4222",
+        validation_alias=_shared("NATS_URL"),
+        description="NATS server with JetStream",
+    )
     database_url: str = Field(
-        "postgresql://postgres@127.0.0.1:5432/postgres", validation_alias=_shared("DATABASE_URL")
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        validation_alias=_shared("DATABASE_URL"),
+        description="PostgreSQL; each service keeps its tables in its own schema",
     )
     redis_url: str | None = Field(
         None, validation_alias=_shared("REDIS_URL"), description="empty: in-process cache only"
@@ -31,25 +37,34 @@ class ServiceSettings(BaseSettings):
         pattern=r"^[a-z0-9_]{0,32}$",
         description="prefixes subjects, streams, schemas and cache keys (tests, tenants)",
     )
-    log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
+    log_level: str = Field(
+        "INFO", validation_alias=_shared("LOG_LEVEL"), description="DEBUG, INFO, WARNING, ERROR"
+    )
 
-    host: str = "0.0.0.0"  # noqa: S104 - services listen on every interface inside their pod
-    port: int = 8000
+    host: str = Field("0.0.0.0", description="interface the HTTP server binds")  # noqa: S104
+    port: int = Field(8000, description="HTTP port: API or health/metrics")
     db_schema: str | None = Field(None, description="defaults to the service name")
-    db_pool_max: int = 10
+    db_pool_max: int = Field(10, description="largest PostgreSQL pool")
 
     # Consumer behaviour (ARCHITECTURE.md, Events): bounded, retried with backoff, then DLQ.
-    max_ack_pending: int = 64
-    max_deliver: int = 5
-    ack_wait_s: float = 30.0
-    retry_backoff_s: list[float] = Field(default_factory=lambda: [1.0, 5.0, 15.0, 30.0])
+    max_ack_pending: int = Field(64, description="unacked messages per consumer (back-pressure)")
+    max_deliver: int = Field(
+        5, description="deliveries before a message is failed and dead-lettered"
+    )
+    ack_wait_s: float = Field(
+        30.0, description="redelivery after this long without an ack or heartbeat"
+    )
+    retry_backoff_s: list[float] = Field(
+        default_factory=lambda: [1.0, 5.0, 15.0, 30.0],
+        description="delay before each redelivery after a failure (JSON list, jittered)",
+    )
     concurrency: int = Field(8, ge=1, le=256, description="messages handled at once")
-    stream_max_age_s: float = 7 * 24 * 3600
-    dlq_max_age_s: float = 30 * 24 * 3600
+    stream_max_age_s: float = Field(7 * 24 * 3600, description="age limit of the SEO stream")
+    dlq_max_age_s: float = Field(30 * 24 * 3600, description="age limit of the SEO_DLQ stream")
 
-    cache_ttl_s: float = 24 * 3600
-    cache_local_items: int = 1024
-    cache_local_ttl_s: float = 300
+    cache_ttl_s: float = Field(24 * 3600, description="default Redis entry lifetime")
+    cache_local_items: int = Field(1024, description="in-process LRU size")
+    cache_local_ttl_s: float = Field(300, description="in-process entry lifetime")
 
     @field_validator("redis_url", mode="before")
     @classmethod

@@ -81,7 +81,9 @@ class Store:
                     " version integer PRIMARY KEY, name text NOT NULL,"
                     " applied_at timestamptz NOT NULL DEFAULT now())"
                 )
-                done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                done = {
+                    r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")
+                }
                 for version, name, sql in list_migrations(self.migrations):
                     if version in done:
                         continue

@@ -1,4 +1,5 @@
-"""Tracing, metrics and JSON logs for every seoblog service, configured from the standard OTEL_* variables."""
+"""Tracing, metrics and JSON logs for every seoblog service, configured from the standard
+OTEL_* variables."""
 
 from .logs import bind_job, configure_logging, job_id_var
 from .tracing import Telemetry, current_trace_id, instrument_libraries, setup_tracing

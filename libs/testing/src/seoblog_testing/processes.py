@@ -10,9 +10,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from collections.abc import Iterator
 
 import httpx
 
@@ -39,9 +39,15 @@ class ServiceProcess:
 
     def start(self) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log")  # noqa: SIM115
-        env = os.environ | self.env | {f"{self.name.upper()}_PORT": str(self.port),
-                                       f"{self.name.upper()}_HOST": "127.0.0.1",
-                                       "OTEL_SERVICE_NAME": self.name}
+        env = (
+            os.environ
+            | self.env
+            | {
+                f"{self.name.upper()}_PORT": str(self.port),
+                f"{self.name.upper()}_HOST": "127.0.0.1",
+                "OTEL_SERVICE_NAME": self.name,
+            }
+        )
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", self.name], env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -73,7 +79,9 @@ class Stack:
         return self.services["gateway"].url
 
     def logs(self) -> str:
-        return "\n".join(f"===== {s.name} =====\n{s.output()[-6000:]}" for s in self.services.values())
+        return "\n".join(
+            f"===== {s.name} =====\n{s.output()[-6000:]}" for s in self.services.values()
+        )
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s

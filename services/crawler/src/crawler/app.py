@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 from seoblog_contracts import Stage
 from seoblog_runtime import build_parts
 
-from .fetch import FetchLimits, Fetcher
+from .fetch import Fetcher, FetchLimits
 from .handlers import CrawlPage, register
 from .settings import Settings
 from .store import PgPageStore
@@ -28,7 +29,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     )
     # Extraction is CPU-bound: a process pool keeps it off the event loop.
-    executor = ProcessPoolExecutor(max_workers=settings.extract_workers or os.cpu_count() or 1)
+    # forkserver: forking a process that already runs threads (uvicorn, OTel) is unsafe.
+    executor = ProcessPoolExecutor(
+        max_workers=settings.extract_workers or os.cpu_count() or 1,
+        mp_context=multiprocessing.get_context("forkserver"),
+    )
     handler = CrawlPage(parts, settings, fetcher, executor)
     register(parts, handler)
 

@@ -11,11 +11,18 @@ from typing import Any
 
 from courlan import normalize_url
 
-from seoblog_contracts import JobProgress, JobSubmitted, PageCrawled, Priority, Stage, stage_event_id
+from seoblog_contracts import (
+    JobProgress,
+    JobSubmitted,
+    PageCrawled,
+    Priority,
+    Stage,
+    stage_event_id,
+)
 from seoblog_runtime import JobError, Parts
 
 from .extract import ExtractionError, extract_article
-from .fetch import FetchError, Fetcher
+from .fetch import Fetcher, FetchError
 from .settings import Settings
 from .store import PgPageStore
 
@@ -58,9 +65,11 @@ class CrawlPage:
             page = await self._fetch_and_extract(url)
             return json.dumps(page).encode()
 
-        page = json.loads(await self.parts.cache.get_or_compute(
-            page_key(url), fetch_and_extract, ttl_s=self.settings.page_ttl_s
-        ))
+        page = json.loads(
+            await self.parts.cache.get_or_compute(
+                page_key(url), fetch_and_extract, ttl_s=self.settings.page_ttl_s
+            )
+        )
         crawled = PageCrawled(
             event_id=stage_event_id(event.job_id, "page.crawled"),
             job_id=event.job_id,

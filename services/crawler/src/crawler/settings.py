@@ -1,5 +1,6 @@
 """Crawler settings: CRAWLER_* plus the shared infrastructure URLs."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from seoblog_runtime import ServiceSettings
@@ -11,10 +12,12 @@ class Settings(ServiceSettings):
     )
 
     service: str = "crawler"
-    port: int = 8001
-    user_agent: str = "seoblog-crawler/0.1 (+https://github.com/seoblog)"
-    fetch_timeout_s: float = 15.0
-    max_redirects: int = 5
-    max_bytes: int = 5_000_000
-    page_ttl_s: float = 6 * 3600
-    extract_workers: int = 0  # 0: one process per core
+    port: int = Field(8001, description="HTTP port (API, or health and metrics)")
+    user_agent: str = Field(
+        "seoblog-crawler/0.1 (+https://github.com/seoblog)", description="User-Agent sent"
+    )
+    fetch_timeout_s: float = Field(15.0, description="whole fetch, redirects included")
+    max_redirects: int = Field(5, description="redirect hops followed")
+    max_bytes: int = Field(5_000_000, description="largest page body")
+    page_ttl_s: float = Field(6 * 3600, description="a page fetched within this is reused")
+    extract_workers: int = Field(0, description="extraction processes; 0: one per core")

@@ -42,12 +42,23 @@ class BodyLimit:
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
-            {"error": {"code": "body_too_large",
-                       "message": f"Request bodies are limited to {self.max_bytes} bytes."}}
+            {
+                "error": {
+                    "code": "body_too_large",
+                    "message": f"Request bodies are limited to {self.max_bytes} bytes.",
+                }
+            }
         ).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

@@ -6,14 +6,14 @@ import json
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from seoblog_contracts import JobSpec, JobState, PostGenerated, SeoReport, Usage
 
 
 class JobRequest(JobSpec):
-    model_config = {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "examples": [
                 {
                     "url": "https://example.com/blog/some-article",
@@ -24,7 +24,7 @@ class JobRequest(JobSpec):
                 }
             ]
         }
-    }
+    )
 
 
 class Progress(BaseModel):
@@ -83,9 +83,16 @@ class Job(BaseModel):
             error=json.loads(row["error"]) if row["error"] else None,
             trace_id=row["trace_id"],
             post_id=row["post_id"],
-            post=None if post is None else PostSummary(
-                id=post.post_id, title=post.title, slug=post.slug, language=post.language,
-                writer=post.writer, seo=post.seo, usage=post.usage,
+            post=None
+            if post is None
+            else PostSummary(
+                id=post.post_id,
+                title=post.title,
+                slug=post.slug,
+                language=post.language,
+                writer=post.writer,
+                seo=post.seo,
+                usage=post.usage,
             ),
             links={
                 "self": f"/v1/jobs/{job_id}",
@@ -113,11 +120,20 @@ class Post(BaseModel):
     @classmethod
     def from_event(cls, event: PostGenerated) -> Post:
         return cls(
-            id=event.post_id, job_id=event.job_id, source_url=event.source_url,
-            language=event.language, title=event.title, slug=event.slug,
-            meta_description=event.meta_description, keywords=event.keywords,
-            markdown=event.markdown, html=event.html, seo=event.seo, writer=event.writer,
-            usage=event.usage, created_at=event.occurred_at,
+            id=event.post_id,
+            job_id=event.job_id,
+            source_url=event.source_url,
+            language=event.language,
+            title=event.title,
+            slug=event.slug,
+            meta_description=event.meta_description,
+            keywords=event.keywords,
+            markdown=event.markdown,
+            html=event.html,
+            seo=event.seo,
+            writer=event.writer,
+            usage=event.usage,
+            created_at=event.occurred_at,
         )
 
 

@@ -12,6 +12,6 @@ class Settings(ServiceSettings):
     )
 
     service: str = "gateway"
-    port: int = 8000
+    port: int = Field(8000, description="HTTP port (API, or health and metrics)")
     public_url: str | None = Field(None, description="base URL for absolute links, if proxied")
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = Field(64 * 1024, description="largest request body accepted")

@@ -68,21 +68,26 @@ class PgJobStore(Store):
                     "UPDATE jobs SET progress = $2, updated_at = now() WHERE job_id = $1",
                     event.job_id,
                     json.dumps(
-                        {"stage": event.stage.value, "percent": event.percent,
-                         "message": event.message}
+                        {
+                            "stage": event.stage.value,
+                            "percent": event.percent,
+                            "message": event.message,
+                        }
                     ),
                 )
                 changed = True
             return changed
 
-    async def _set_state(
-        self, conn: asyncpg.Connection, event: Event, state: JobState
-    ) -> None:
+    async def _set_state(self, conn: asyncpg.Connection, event: Event, state: JobState) -> None:
         error = None
         if isinstance(event, JobFailed):
             error = json.dumps(
-                {"code": event.code, "message": event.message, "stage": str(event.stage),
-                 "retryable": event.retryable}
+                {
+                    "code": event.code,
+                    "message": event.message,
+                    "stage": str(event.stage),
+                    "retryable": event.retryable,
+                }
             )
         post_id = event.post_id if isinstance(event, PostGenerated) else None
         await conn.execute(

@@ -1,5 +1,6 @@
 """Generator settings: GENERATOR_*, the shared LLM_* settings and infrastructure URLs."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from seoblog_runtime.llm import LlmServiceSettings
@@ -11,6 +12,6 @@ class Settings(LlmServiceSettings):
     )
 
     service: str = "generator"
-    port: int = 8003
-    prompt_version: str = "post_v1"
-    max_source_chars: int = 24_000
+    port: int = Field(8003, description="HTTP port (API, or health and metrics)")
+    prompt_version: str = Field("post_v1", description="prompt template file in prompts/")
+    max_source_chars: int = Field(24_000, description="source text given to the LLM")

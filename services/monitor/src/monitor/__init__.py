@@ -1,0 +1,1 @@
+"""seoblog monitor: pipeline figures, consumer lag and alerts from the events on NATS."""

@@ -1,5 +1,6 @@
 """Translator settings: TRANSLATOR_*, the shared LLM_* settings and infrastructure URLs."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from seoblog_runtime.llm import LlmServiceSettings
@@ -11,7 +12,7 @@ class Settings(LlmServiceSettings):
     )
 
     service: str = "translator"
-    port: int = 8002
-    segment_tokens: int = 800
-    segment_concurrency: int = 4
-    prompt_version: str = "translate-v1"
+    port: int = Field(8002, description="HTTP port (API, or health and metrics)")
+    segment_tokens: int = Field(800, description="token budget of one translated segment")
+    segment_concurrency: int = Field(4, description="segments translated at once per job")
+    prompt_version: str = Field("translate-v1", description="part of the cache key")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 
@@ -40,16 +40,17 @@ def negotiate(fmt: Format | None, accept: str | None) -> Format:
 async def get_post(
     post_id: str,
     parts: PartsDep,
-    format: Format | None = Query(None),  # noqa: A002 - the public parameter name
-    accept: str | None = Header(None),
+    format: Annotated[Format | None, Query()] = None,
+    accept: Annotated[str | None, Header()] = None,
 ) -> Response | Post:
     event = await parts.store.post(post_id)
     if event is None:
         raise ApiError(404, "post_not_found", f"No post with id {post_id!r}.")
     match negotiate(format, accept):
         case "markdown":
-            return Response(f"# {event.title}\n\n{event.markdown}\n",
-                            media_type="text/markdown; charset=utf-8")
+            return Response(
+                f"# {event.title}\n\n{event.markdown}\n", media_type="text/markdown; charset=utf-8"
+            )
         case "html":
             return Response(event.html, media_type="text/html; charset=utf-8")
     return Post.from_event(event)
