@@ -43,3 +43,8 @@ k8s-check: uv ## render and validate the kustomize overlays and compose.yaml
 .PHONY: clean
 clean: ## remove local state (embedded databases, caches)
 	rm -rf .seoblog .pytest_cache .ruff_cache .mypy_cache
+
+.PHONY: settings-doc
+settings-doc: install ## regenerate the README settings tables and .env.example from the code
+	$(UV) run --frozen python scripts/settings_doc.py --readme
+	$(UV) run --frozen python scripts/settings_doc.py --env-file

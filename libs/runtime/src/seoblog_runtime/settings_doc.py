@@ -54,3 +54,29 @@ def all_settings() -> list[SettingDoc]:
         for doc in describe(settings_class(service)):
             seen.setdefault(doc.env, doc)
     return list(seen.values())
+
+
+def readme_sections() -> tuple[list[SettingDoc], list[SettingDoc], dict[str, list[SettingDoc]]]:
+    """(shared settings, knobs every service has as <SERVICE>_X, each service's own)."""
+    from .settings import ServiceSettings
+
+    common_names = set(ServiceSettings.model_fields)
+    shared: dict[str, SettingDoc] = {}
+    common: dict[str, SettingDoc] = {}
+    own: dict[str, list[SettingDoc]] = {}
+    for service in SERVICES:
+        cls = settings_class(service)
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for (name, _), doc in zip(
+            ((n, f) for n, f in cls.model_fields.items() if n != "service"),
+            describe(cls),
+            strict=True,
+        ):
+            if doc.shared:
+                shared.setdefault(doc.env, doc)
+            elif name in common_names and name != "port":
+                generic = doc.env.replace(prefix, "<SERVICE>_", 1)
+                common.setdefault(generic, SettingDoc(generic, doc.default, doc.description, False))
+            else:
+                own.setdefault(service, []).append(doc)
+    return list(shared.values()), list(common.values()), own
