@@ -4,6 +4,7 @@ back as a stored post, with its state history and one trace across the four serv
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -13,12 +14,35 @@ import pytest
 
 from seoblog_contracts import Subjects, TextTranslated, new_event_id
 from seoblog_testing import drop_namespace, env_for, unique_name, wait_until
+from seoblog_testing.fake_llm import default_responder
 from seoblog_testing.processes import Stack, running_stack
 
 pytestmark = pytest.mark.slow
 
 ARTICLE = "14cc2a0ca59c62a8c9f205a171e9ccf4ef4cf69b0c642f51c8c65c051b39024f"  # NASA, Europa
 PIPELINE = ["queued", "crawling", "translating", "generating", "completed"]
+
+
+def post_writer(request: dict) -> str:
+    """A plausible LLM answer: the post JSON for the generator, the default otherwise."""
+    fmt = request.get("response_format") or {}
+    if fmt.get("type") != "json_schema":
+        return default_responder(request)
+    return json.dumps(
+        {
+            "title": "Water plumes on Europa: what NASA found and why it matters",
+            "slug": "water-plumes-europa-nasa",
+            "meta_description": "Water plumes on Europa were confirmed by NASA: how the "
+            "vapour was detected, what it says about the ocean below the ice, and what comes "
+            "next for Europa Clipper.",
+            "outline": ["What NASA saw", "Why it matters"],
+            "markdown": "Water plumes rise above Europa, NASA reports.\n\n## What NASA saw\n\n"
+            "Telescopes measured vapour.\n\n## Why it matters\n\nAn ocean may lie below."
+            "\n\n<script>alert(1)</script>",
+            "faq": [{"question": "Is there water on Europa?", "answer": "Yes, as vapour."}],
+            "key_takeaways": ["Plumes were detected", "An ocean may exist"],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +95,7 @@ async def test_job_through_llm_path_ends_with_a_stored_translated_post_in_one_tr
     llm_stack, api, fixture_site, fake_llm, otlp_collector
 ):
     stack, _ = llm_stack
+    fake_llm.responder = post_writer
     job = await run_job(
         api,
         stack,
@@ -90,9 +115,10 @@ async def test_job_through_llm_path_ends_with_a_stored_translated_post_in_one_tr
 
     post = (await api.get(f"{stack.gateway}{job['links']['post']}")).json()
     assert post["language"] == "ko"
-    assert post["markdown"]
-    assert "<script>" not in post["markdown"]
-    assert "<h2" in post["html"]
+    assert post["markdown"].startswith("Water plumes rise above Europa")
+    assert "<h2>What NASA saw</h2>" in post["html"]
+    assert "<script>alert" not in post["html"]  # the LLM's markdown is sanitised
+    assert post["title"].startswith("Water plumes on Europa")
     assert 0 <= post["seo"]["score"] <= 100
     markdown = await api.get(f"{stack.gateway}{job['links']['post']}?format=markdown")
     assert markdown.headers["content-type"].startswith("text/markdown")
