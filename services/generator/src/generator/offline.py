@@ -1,0 +1,759 @@
+"""The offline extractive writer: a labelled SEO draft built only from the source's own sentences.
+
+Used when no LLM is configured. Pure and deterministic: the same input always gives the same draft.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .seo import (
+    META_MAX_CHARS,
+    META_MIN_CHARS,
+    TITLE_MAX_CHARS,
+    TITLE_MIN_CHARS,
+    ascii_slug,
+    contains_keyword,
+    count_keyword,
+    count_words,
+    slugify,
+    split_sentences,
+    words,
+)
+
+OFFLINE_LABEL = (
+    "> Written offline by seoblog's extractive writer (no LLM was configured);"
+    " sentences are taken from the source article."
+)
+MIN_SECTIONS, MAX_SECTIONS = 3, 6
+WORDS_PER_SECTION = 250
+
+_FRAMING: dict[str, tuple[str, str, str]] = {
+    # language: (takeaways heading, FAQ heading, question about a term)
+    "en": ("Key takeaways", "Frequently asked questions", "What should you know about {}?"),
+    "de": ("Das Wichtigste in Kürze", "Häufige Fragen", "Was sollte man über {} wissen?"),
+    "fr": ("À retenir", "Questions fréquentes", "Que faut-il savoir sur {} ?"),
+    "es": ("Puntos clave", "Preguntas frecuentes", "¿Qué hay que saber sobre {}?"),
+    "it": ("Punti chiave", "Domande frequenti", "Cosa sapere su {}?"),
+    "pt": ("Pontos-chave", "Perguntas frequentes", "O que é preciso saber sobre {}?"),
+    "nl": ("Belangrijkste punten", "Veelgestelde vragen", "Wat moet je weten over {}?"),
+    "pl": ("Najważniejsze wnioski", "Często zadawane pytania", "Co warto wiedzieć o: {}?"),
+    "ru": ("Главное", "Часто задаваемые вопросы", "Что нужно знать о «{}»?"),
+    "uk": ("Головне", "Поширені запитання", "Що варто знати про «{}»?"),
+    "ja": ("要点", "よくある質問", "「{}」について知っておくべきことは？"),
+    "zh": ("要点", "常见问题", "关于“{}”需要了解什么？"),
+}
+
+_STOPWORDS = frozenset(
+    " ".join(
+        (
+            "a about above after again against all also although am among an and another any are",
+            "around as at be because been before being below between both but by can could did do",
+            "does doing done down during each either even ever every few for from further had has",
+            "have having he her here hers herself him himself his how however i if in into is it",
+            "its itself just least less like made make many may me might more most much must my",
+            "myself near neither never new no nor not now of off often on once one only or other",
+            "others our ours ourselves out over own per perhaps quite rather really said same say",
+            "says she should since so some still such than that the their theirs them themselves",
+            "then there these they this those though through thus to too under until up upon us",
+            "very was we well were what when where whether which while who whom whose why will",
+            "with within without would yet you your yours yourself yourselves first last get got",
+            "going told year years time times way ways people thing things lot lots back right",
+            "found show showed shown appear appeared discover discovered known become became begin",
+            "began called seen see help helps use used using according including several seem",
+            "seems seemed take took taken came come went want wanted",
+            "it's i'm i've i'd i'll you've you're you'll we're we've they're they've he's she's",
+            "that's there's what's let's don't doesn't didn't isn't aren't wasn't weren't can't",
+            "won't wouldn't couldn't shouldn't haven't hasn't",
+            "aber alle als also am an auch auf aus bei bin bis da damit dann das dass dem den der",
+            "des die doch dort durch ein eine einem einen einer eines er es für hat hatte ich ihr",
+            "im in ist ja kann mit nach nicht noch nur oder schon sich sie sind so über um und",
+            "uns von vor war wie wir wird wurde zu zum zur au aux avec ce ces cette dans de des",
+            "du elle en est et il ils je la le les leur lui mais me même nous on ou par pas plus",
+            "pour qu que qui sa se ses son sont sur ta te tu un une vous été al como con del el",
+            "ella en es esta este están hay la las lo los más muy para pero por que se sin sobre",
+            "su sus una uno unos y ya che chi della delle dei gli il nel nella non per più sono",
+            "una uno ao aos com da das do dos em essa esse isso mais mas na nas no nos não os",
+            "pela pelo seu sua um uma als bij dan dat de den der die een en het hij in is met",
+            "naar niet of om ook op te van voor was wat worden zijn а без бы был была были было в",
+            "вам вас во вот все всё вы где да для до его ее её если есть ещё же за и из или им их",
+            "к как ко когда который кто ли мы на над не нет но о об он она они оно от по при с со",
+            "zwischen werden worden können könnte sollen soll sollte müssen muss haben habe",
+            "hatten sein seine seiner seinem seinen ihre ihren ihrem ihrer dieser diese dieses",
+            "diesem diesen jeder jede jedes wenn weil sowie bereits sowohl etwa bzw sehr mehr",
+            "viele vielen keine kein man wer hier dabei dazu darauf daher ohne gegen unter seit",
+            "während allem allen aller anderen andere immer nun jetzt beim vom ins ans selbst",
+            "wurden gibt geht",
+            "еще ещё очень тоже можно нужно может можете мне меня себя свой свои своих сам сама",
+            "самый самых этого этой этом эти всего всех тем том чем там тут потом затем после",
+            "через будет быть вас нам нас них него нее ней ему ей",
+            "так также те то только у уже что чтобы это эта этот я",
+        )
+    ).split()
+)
+
+_TERMINAL_RE = re.compile(r"[.!?…。！？।؟][\"'”’»)\]」』）]*$")
+_NO_SPACE_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f"
+_NO_SPACE_RE = re.compile(f"[{_NO_SPACE_CHARS}]")
+_NO_SPACE_RUN_RE = re.compile(f"[{_NO_SPACE_CHARS}]+")
+_KANA_RE = re.compile("[\u3040-\u30ff]")
+_THAI_RE = re.compile("[\u0e00-\u0e7f]")
+_JAPANESE_TERM_RE = re.compile("[\u30a0-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
+_CHINESE_FUNCTION_CHARS = frozenset(
+    "的了是在和有这那我你他她它们也就不都而及与或个之对为以于被把从到中上下会能要说将等但并很一"
+)
+_FENCE_RE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
+_SKIP_LINE_RE = re.compile(
+    r"^\s{0,3}(#{1,6}(\s|$)|\||<|!\[|([-*_]\s*){3,}$|\[[^\]]*\]:\s)"  # headings, tables, html…
+)
+_LIST_PREFIX_RE = re.compile(r"^\s*(>\s*)*([-*+]|\d{1,3}[.)])?\s+")
+_LINK_RE = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_EMPHASIS_RE = re.compile(r"(\*\*|__|\*|`)")
+_BLOCK_START_RE = re.compile(r"^(#|>|[-+*]\s|\d+[.)]\s|=+\s*$|-+\s*$|\||<)")
+_TRAILING_RE = re.compile(r"[\s,;:–—\-|/&]+$")
+
+
+@dataclass(frozen=True)
+class Draft:
+    title: str
+    slug: str
+    meta_description: str
+    markdown: str
+    outline: list[str]
+    faq: list[tuple[str, str]]
+    takeaways: list[str]
+
+
+@dataclass(frozen=True)
+class _Sentence:
+    index: int
+    paragraph: int
+    text: str  # verbatim markdown from the source
+    plain: str  # the same without inline markdown
+    words: int
+    terms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Term:
+    key: str  # case-folded
+    display: str  # most natural surface form in the text
+
+
+def write_offline(
+    *, title: str, text: str, keywords: list[str], language: str, length: int
+) -> Draft:
+    """Build a draft of about `length` words from the article's key sentences; never invents."""
+    title = _plain(unicodedata.normalize("NFC", title)).strip()
+    sentences = _sentences(unicodedata.normalize("NFC", text))
+    keywords = [k.strip() for k in keywords if k.strip()]
+    frequencies = Counter(term for s in sentences for term in s.terms)
+    terms = _ranked_terms(sentences, title)
+    keyword = keywords[0] if keywords else _salient(sentences, terms, title)
+    scores = _scores(sentences, frequencies, keyword, keywords[1:])
+    takeaways_heading, faq_heading, question = _FRAMING.get(
+        language.lower().split("-")[0], _FRAMING["en"]
+    )
+
+    intro = _intro(sentences, scores, keyword)
+    rest = [s for s in sentences if s not in intro]
+    phrases_first = sorted(terms[:10], key=lambda t: " " not in t.key)
+    subjects = [keyword, *keywords, *(t.display for t in phrases_first)]
+    faq = _faq(rest, scores, subjects, question, 2 if length < 700 else 3)
+    n_takeaways = min(5, max(3, round(length / 300)))
+    sections = _sections(rest, scores, keyword, length, intro, faq, n_takeaways)
+    joiner = "、" if language.lower().startswith(("ja", "zh")) else ", "
+    headings = _headings(sections, keyword, keywords[1:], joiner, language)
+    takeaways = _takeaways(sections, scores, n_takeaways, {a.index for _, a in faq})
+
+    parts = [OFFLINE_LABEL]
+    if intro:
+        opening = " ".join(s.text for s in intro)
+        if keyword and not contains_keyword(opening, keyword):
+            opening = f"**{_capitalise(keyword)}:** {opening}"
+        parts.append(_escape_block_start(opening))
+    for heading, chosen in zip(headings, sections, strict=True):
+        parts += [f"## {heading}", *_paragraphs(chosen)]
+    outline = list(headings)
+    if takeaways:
+        parts += [f"## {takeaways_heading}", "\n".join(f"- {s.text}" for s in takeaways)]
+        outline.append(takeaways_heading)
+    if faq:
+        parts.append(f"## {faq_heading}")
+        for q, a in faq:
+            parts += [f"### {q}", _escape_block_start(a.text)]
+        outline.append(faq_heading)
+
+    final_title = _title(title or (sentences[0].plain if sentences else ""), keyword, terms)
+    slug = slugify(final_title)
+    keyword_slug = ascii_slug(keyword)
+    if keyword_slug and f"-{keyword_slug}-" not in f"-{slug}-":
+        slug = slugify(f"{keyword} {final_title}")
+    return Draft(
+        title=final_title,
+        slug=slug,
+        meta_description=_meta(sentences, keyword),
+        markdown="\n\n".join(parts) + "\n",
+        outline=outline,
+        faq=[(q, a.plain) for q, a in faq],
+        takeaways=[s.plain for s in takeaways],
+    )
+
+
+def _sections(
+    rest: list[_Sentence],
+    scores: dict[int, float],
+    keyword: str,
+    length: int,
+    intro: list[_Sentence],
+    faq: list[tuple[str, _Sentence]],
+    n_takeaways: int,
+) -> list[list[_Sentence]]:
+    """3-6 sections of the remaining sentences sharing what the word budget leaves."""
+    wanted = max(MIN_SECTIONS, round(length / WORDS_PER_SECTION))
+    # A short source gets fewer, fuller sections: about three sentences each, at least three.
+    n = min(MAX_SECTIONS, wanted, max(MIN_SECTIONS, len(rest) // 3), len(rest))
+    if n == 0:
+        return []
+    average = sum(s.words for s in rest) / len(rest)
+    fixed = (
+        sum(s.words for s in intro)
+        + sum(count_words(q) + a.words for q, a in faq)
+        + n_takeaways * average
+        + 5 * (n + 2)  # headings
+    )
+    budget = max(length - fixed, 0.0) / n
+    # Keyword allowance: about 2% of the words, well inside the 0.5-2.5% density window.
+    planned = min(length, sum(s.words for s in [*intro, *rest]))
+    framing = [s.plain for s in intro] + [f"{q} {a.plain}" for q, a in faq] + [keyword]
+    allowance = int(0.02 * planned) - sum(count_keyword(t, keyword) for t in framing)
+    sections: list[list[_Sentence]] = []
+    for number, region in enumerate(_regions(rest, n)):
+        share = max(0, allowance) // (n - number)
+        sections.append(_select(region, scores, budget, keyword, share))
+        allowance -= sum(count_keyword(s.plain, keyword) for s in sections[-1])
+    return sections
+
+
+def _plain(markdown: str) -> str:
+    return _EMPHASIS_RE.sub("", _LINK_RE.sub(r"\1", markdown))
+
+
+def _capitalise(text: str) -> str:
+    """Upper-case the first letter unless the first word is already styled ("iPhone", "ePA")."""
+    first = text.split(" ", 1)[0]
+    return text if first != first.lower() else text[:1].upper() + text[1:]
+
+
+def _escape_block_start(text: str) -> str:
+    """Keep a source sentence a paragraph even when it starts like markdown block syntax."""
+    return "\\" + text if _BLOCK_START_RE.match(text) else text
+
+
+def _term_pairs(text: str) -> list[tuple[str, str]]:
+    """Content terms of a text as (case-folded key, surface form), in order."""
+    pairs: list[tuple[str, str]] = []
+    position = 0
+    for run in _NO_SPACE_RUN_RE.finditer(text):
+        pairs += _word_pairs(text[position : run.start()])
+        pairs += [(term, term) for term in _no_space_terms(run.group())]
+        position = run.end()
+    return pairs + _word_pairs(text[position:])
+
+
+def _word_pairs(text: str) -> list[tuple[str, str]]:
+    return [(w.casefold(), w) for w in words(text) if _is_content(w.casefold())]
+
+
+def _no_space_terms(run: str) -> list[str]:
+    """Japanese: kanji and katakana stretches (kana inflections dropped); Chinese: bigrams
+    without function characters; Thai cannot be segmented without a dictionary."""
+    if _KANA_RE.search(run):
+        return _JAPANESE_TERM_RE.findall(run)
+    if _THAI_RE.search(run):
+        return []
+    bigrams = (run[i : i + 2] for i in range(len(run) - 1))
+    return [b for b in bigrams if not any(ch in _CHINESE_FUNCTION_CHARS for ch in b)]
+
+
+def _tokens(text: str) -> list[str]:
+    return [key for key, _ in _term_pairs(text)]
+
+
+def _sentences(text: str) -> list[_Sentence]:
+    """Usable sentences of a markdown article, skipping code, tables, headings and fragments."""
+    paragraphs: list[list[str]] = [[]]
+    in_fence = ""
+    for line in text.splitlines():
+        fence = _FENCE_RE.match(line)
+        if in_fence:
+            if fence and fence.group(1)[0] == in_fence[0] and len(fence.group(1)) >= len(in_fence):
+                in_fence = ""
+            continue
+        if fence:
+            in_fence = fence.group(1)
+            paragraphs.append([])
+            continue
+        if not line.strip() or _SKIP_LINE_RE.match(line):
+            paragraphs.append([])
+            continue
+        paragraphs[-1].append(_LIST_PREFIX_RE.sub("", line, count=1).strip())
+
+    raw: list[tuple[int, str]] = []
+    for number, lines in enumerate(p for p in paragraphs if p):
+        raw.extend((number, s) for line in lines for s in split_sentences(line))
+    seen: set[str] = set()
+    candidates: list[tuple[int, str]] = []
+    for p, s in raw:  # a sentence repeated in the source (a recurring interview question) once
+        key = " ".join(s.split()).casefold()
+        if _usable(s) and key not in seen:
+            seen.add(key)
+            candidates.append((p, s))
+    keys = [" ".join(s.split()).casefold() for _, s in candidates]
+    candidates = [  # a short line that repeats part of a longer sentence adds nothing
+        pair
+        for pair, key in zip(candidates, keys, strict=True)
+        if len(key) > 120 or not any(key in other and key != other for other in keys)
+    ]
+    prose = [(p, s) for p, s in candidates if _TERMINAL_RE.search(s)]
+    chosen = prose if len(prose) >= 6 else candidates
+    return [
+        _Sentence(i, p, s, _plain(s), count_words(_plain(s)), tuple(_tokens(_plain(s))))
+        for i, (p, s) in enumerate(chosen)
+    ]
+
+
+def _usable(sentence: str) -> bool:
+    plain = _plain(sentence)
+    n = count_words(plain)
+    minimum = 10 if _NO_SPACE_RE.search(plain) else 5
+    return minimum <= n <= 70 and any(ch.isalpha() for ch in plain)
+
+
+def _term_counts(texts: Iterable[str]) -> tuple[Counter[str], dict[str, Counter[str]]]:
+    """Counts of content words and of two-word phrases (case-folded), with their surface forms."""
+    counts: Counter[str] = Counter()
+    surfaces: dict[str, Counter[str]] = {}
+
+    def add(key: str, surface: str) -> None:
+        counts[key] += 1
+        surfaces.setdefault(key, Counter())[surface] += 1
+
+    for text in texts:
+        previous: str | None = None
+        for token in text.split():
+            found = words(token)
+            if any(_NO_SPACE_RE.search(w) for w in found):
+                for key, surface in _term_pairs(token):
+                    add(key, surface)
+                previous = None
+                continue
+            word = found[0] if len(found) == 1 else ""
+            if not _is_content(word.casefold()):
+                previous = None
+                continue
+            add(word.casefold(), word)
+            if previous is not None and token.startswith(word):
+                add(f"{previous} {word}".casefold(), f"{previous} {word}")
+            previous = word if token.endswith(word) else None
+    return counts, surfaces
+
+
+def _ranked_terms(sentences: list[_Sentence], title: str) -> list[_Term]:
+    """Salient words and phrases, most frequent first; a phrase replaces its word when common."""
+    counts, surfaces = _term_counts([title, title, *(s.plain for s in sentences)])
+    best_pair: dict[str, tuple[int, str]] = {}
+    for key, count in counts.items():
+        if " " in key and count >= 3:
+            for part in key.split():
+                if count > best_pair.get(part, (0, ""))[0]:
+                    best_pair[part] = (count, key)
+    ranked: list[_Term] = []
+    seen: set[str] = set()
+    unigrams = [(k, c) for k, c in counts.items() if " " not in k]
+    for key, count in sorted(unigrams, key=lambda kc: -kc[1]):
+        pair_count, pair = best_pair.get(key, (0, ""))
+        chosen = pair if pair_count >= 0.4 * count else key
+        if chosen not in seen:
+            seen.add(chosen)
+            ranked.append(_Term(chosen, _display(surfaces[chosen])))
+    return ranked
+
+
+def _salient(sentences: list[_Sentence], terms: list[_Term], title: str) -> str:
+    """The main keyword when none is given: the title's most used term (phrases count double)."""
+    counts, surfaces = _term_counts(s.plain for s in sentences)
+    title_terms, _ = _term_counts([title])
+    order = list(title_terms)
+
+    def weight(key: str) -> tuple[int, float, int]:
+        # Ties go to the capitalised form: German nouns, English proper names.
+        forms = surfaces[key]
+        capitalised = sum(n for form, n in forms.items() if form[:1].isupper()) / forms.total()
+        return (counts[key] * (2 if " " in key else 1), capitalised, -order.index(key))
+
+    candidates = [k for k in order if counts[k] >= 2]
+    if candidates:
+        return _display(surfaces[max(candidates, key=weight)])
+    return terms[0].display if terms else ""
+
+
+def _is_content(folded: str) -> bool:
+    if len(folded) < 3 or folded.isdigit():
+        return False
+    return folded.replace("’", "'") not in _STOPWORDS
+
+
+def _display(forms: Counter[str]) -> str:
+    lower = [f for f in forms if f == f.lower()]
+    return lower[0] if lower else forms.most_common(1)[0][0]
+
+
+def _balanced(text: str) -> bool:
+    """False for quotation fragments, which read badly out of context."""
+    return (
+        text.count("“") == text.count("”")
+        and text.count("«") == text.count("»")
+        and text.count('"') % 2 == 0
+    )
+
+
+def _is_question(s: _Sentence) -> bool:
+    return s.plain.rstrip("\"'”’»)").endswith(("?", "？", "؟"))
+
+
+def _scores(
+    sentences: list[_Sentence], frequencies: Counter[str], keyword: str, others: list[str]
+) -> dict[int, float]:
+    """Frequency score of each sentence, raised by keywords and the lead, lowered by length."""
+    top = max(frequencies.values(), default=1)
+    scores: dict[int, float] = {}
+    for s in sentences:
+        unique = sorted(set(s.terms))
+        score = sum(frequencies[t] for t in unique) / top / math.sqrt(len(unique)) if unique else 0
+        if keyword and contains_keyword(s.plain, keyword):
+            score += 0.5
+        score += 0.3 * sum(contains_keyword(s.plain, k) for k in others)
+        score += 0.3 * (1 - s.index / len(sentences))
+        if s.words < 8:
+            score *= 0.6
+        elif s.words > 25:
+            score *= 25 / s.words
+        if not _balanced(s.text):
+            score *= 0.5
+        scores[s.index] = score
+    return scores
+
+
+def _best(sentences: Iterable[_Sentence], scores: dict[int, float]) -> list[_Sentence]:
+    return sorted(sentences, key=lambda s: (-scores[s.index], s.index))
+
+
+def _intro(sentences: list[_Sentence], scores: dict[int, float], keyword: str) -> list[_Sentence]:
+    """The article's first keyword sentence when it comes early, else its best one."""
+    if not sentences:
+        return []
+    with_keyword = [
+        s for s in sentences if keyword and contains_keyword(s.plain, keyword) and _balanced(s.text)
+    ]
+    early = [s for s in with_keyword if s.index <= 0.3 * len(sentences) and not _is_question(s)]
+    if early:
+        return early[:1]
+    if with_keyword:
+        return _best(with_keyword, scores)[:1]
+    lead = sentences[:2]
+    return lead if sum(s.words for s in lead) <= 60 else lead[:1]
+
+
+def _faq(
+    sentences: list[_Sentence],
+    scores: dict[int, float],
+    subjects: list[str],
+    question: str,
+    wanted: int,
+) -> list[tuple[str, _Sentence]]:
+    """Questions the article asks and answers in the same paragraph, then ones about key terms."""
+    faq: list[tuple[str, _Sentence]] = []
+    used: set[int] = set()
+    for s, following in itertools.pairwise(sentences):
+        if len(faq) == wanted:
+            return faq
+        answered = following.paragraph == s.paragraph and not _is_question(following)
+        if _is_question(s) and answered and s.words >= 6 and _balanced(s.text + following.text):
+            faq.append((s.plain, following))
+            used.update((s.index, following.index))
+    asked: list[str] = []
+    for subject in subjects:
+        if len(faq) == wanted:
+            break
+        if not subject or any(_overlaps(a, subject) for a in asked):
+            continue
+        answers = [
+            s
+            for s in sentences
+            if s.index not in used
+            and contains_keyword(s.plain, subject)
+            and not _is_question(s)
+            and _balanced(s.text)
+        ]
+        if answers:
+            answer = min(answers, key=lambda s: _answer_rank(s, subject, scores))
+            faq.append((question.format(subject), answer))
+            used.add(answer.index)
+            asked.append(subject)
+    return faq
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """True for "tuft cell" and "tuft cells": one contains the other, ignoring case."""
+    a, b = a.casefold(), b.casefold()
+    return a in b or b in a
+
+
+def _answer_rank(
+    s: _Sentence, subject: str, scores: dict[int, float]
+) -> tuple[bool, bool, float, int]:
+    """Prefer answers that open on their subject and do not lean on the sentence before."""
+    opening = " ".join(words(s.plain)[:6])
+    early = contains_keyword(opening, subject)
+    return (not early, not _self_contained(s), -scores[s.index], s.index)
+
+
+def _self_contained(s: _Sentence) -> bool:
+    """False when the sentence opens with a function word ("But", "He"): it needs context."""
+    first = words(s.plain)[:1]
+    return bool(first) and first[0].casefold() not in _STOPWORDS
+
+
+def _regions(sentences: list[_Sentence], n: int) -> list[list[_Sentence]]:
+    """Cut into n consecutive regions of similar length, at paragraph starts where possible."""
+    if n <= 0:
+        return []
+    total = sum(s.words for s in sentences)
+    cumulative = [0]
+    for s in sentences:
+        cumulative.append(cumulative[-1] + s.words)
+    cuts: list[int] = []
+    for k in range(1, n):
+        target = k * total / n
+
+        def cost(i: int, target: float = target) -> tuple[float, int]:
+            starts_paragraph = sentences[i].paragraph != sentences[i - 1].paragraph
+            return (abs(cumulative[i] - target) * (1 if starts_paragraph else 1.5), i)
+
+        low = (cuts[-1] if cuts else 0) + 1
+        cuts.append(min(range(low, len(sentences) - (n - k) + 1), key=cost))
+    bounds = [0, *cuts, len(sentences)]
+    return [sentences[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def _select(
+    region: list[_Sentence],
+    scores: dict[int, float],
+    budget: float,
+    keyword: str,
+    allowance: int,
+) -> list[_Sentence]:
+    """The region's best sentences up to its word budget, in source order.
+
+    Keyword sentences beyond the allowance wait for a second pass, taken only when the region
+    would otherwise fall well short of its budget: length matters more than density."""
+    chosen: list[_Sentence] = []
+    waiting: list[_Sentence] = []
+    total = used = 0
+    for s in _best(region, scores):
+        if chosen and total >= 0.9 * budget:
+            break
+        uses = count_keyword(s.plain, keyword) if keyword else 0
+        if uses and used + uses > allowance:
+            waiting.append(s)
+        elif not chosen or total + s.words <= 1.1 * budget:
+            chosen.append(s)
+            total += s.words
+            used += uses
+    for s in waiting:
+        if chosen and total >= 0.75 * budget:
+            break
+        if not chosen or total + s.words <= 1.1 * budget:
+            chosen.append(s)
+            total += s.words
+    return sorted(chosen, key=lambda s: s.index)
+
+
+def _paragraphs(chosen: list[_Sentence]) -> list[str]:
+    """Up to three neighbouring sentences per paragraph; a jump in the source starts a new one."""
+    groups: list[list[_Sentence]] = []
+    for s in chosen:
+        group = groups[-1] if groups else []
+        fits = len(group) < 3 and sum(g.words for g in group) + s.words <= 80
+        # Fragments without a full stop, or a next one starting in lower case, would read as
+        # one run-on sentence: they get a paragraph of their own.
+        whole = (
+            bool(group) and bool(_TERMINAL_RE.search(group[-1].text)) and not s.text[0].islower()
+        )
+        if group and fits and whole and s.paragraph - group[-1].paragraph <= 1:
+            group.append(s)
+        else:
+            groups.append([s])
+    return [_escape_block_start(" ".join(s.text for s in group)) for group in groups]
+
+
+def _headings(
+    sections: list[list[_Sentence]], keyword: str, others: list[str], joiner: str, language: str
+) -> list[str]:
+    """Each heading names its section's most distinctive terms; the keyword leads one of them."""
+    stats = [_term_counts(s.plain for s in chosen) for chosen in sections]
+    spread = Counter(key for counts, _ in stats for key in counts)
+    texts = [" ".join(s.plain for s in chosen) for chosen in sections]
+    home = 0
+    if keyword and texts:
+        uses = [count_keyword(t, keyword) for t in texts]
+        home = uses.index(max(uses))
+    used: list[str] = [keyword] if keyword else []
+    english = language.lower().startswith("en")
+    headings: list[str] = []
+    for number, ((counts, surfaces), text) in enumerate(zip(stats, texts, strict=True)):
+        picked = [keyword] if keyword and number == home else []
+        picked += [k for k in others if k not in used and contains_keyword(text, k)][:1]
+        order = {key: i for i, key in enumerate(counts)}
+        repeated = any(c >= 2 for c in counts.values())
+
+        def weight(
+            key: str, counts: Counter[str] = counts, order: dict[str, int] = order
+        ) -> tuple[float, int]:
+            rarity = 1 + math.log(len(sections) / spread[key])
+            return (-counts[key] * rarity * (1.5 if " " in key else 1), order[key])
+
+        for key in sorted(counts, key=weight):
+            if len(picked) >= 3:
+                break
+            term = _display(surfaces[key])
+            if repeated and counts[key] < 2:
+                continue
+            if english and " " not in key and key.endswith(("ed", "ly")):
+                continue  # participles and adverbs make poor headings
+            if any(_overlaps(p, term) for p in [*picked, *used]):
+                continue
+            picked.append(term)
+        if not picked:
+            first = sections[number][0].plain.rstrip(".!?。！？") if sections[number] else "…"
+            picked = [_cut(first, 40, "")]
+        used.extend(picked)
+        head, last = picked[:-1], picked[-1]
+        headings.append(_capitalise(f"{joiner.join(head)} & {last}" if head else last))
+    return headings
+
+
+def _takeaways(
+    sections: list[list[_Sentence]], scores: dict[int, float], n: int, taken: set[int]
+) -> list[_Sentence]:
+    """The best short statement of each section, then the next best, in source order."""
+    fit = [
+        [
+            s
+            for s in chosen
+            if s.words <= 35 and not _is_question(s) and _balanced(s.text) and s.index not in taken
+        ]
+        for chosen in sections
+    ]
+
+    def rank(s: _Sentence) -> tuple[bool, float, int]:
+        return (not _self_contained(s), -scores[s.index], s.index)
+
+    picks = [min(candidates, key=rank) for candidates in fit if candidates][:n]
+    rest = sorted((s for candidates in fit for s in candidates if s not in picks), key=rank)
+    picks += rest[: max(0, n - len(picks))]
+    return sorted(picks, key=lambda s: s.index)
+
+
+def _title(base: str, keyword: str, terms: list[_Term]) -> str:
+    """The source title carrying the keyword, cut or padded towards 50-60 characters."""
+    base = " ".join(base.split())
+    if not keyword or contains_keyword(base, keyword):
+        title = base
+    else:
+        title = f"{_capitalise(keyword)}: {base}" if base else _capitalise(keyword)
+    if len(title) > TITLE_MAX_CHARS:
+        title = _cut(title, TITLE_MAX_CHARS, keyword)
+        if keyword and len(title) > TITLE_MAX_CHARS:  # the keyword sits too far in: lead with it
+            title = _cut(f"{_capitalise(keyword)}: {base}", TITLE_MAX_CHARS, keyword)
+    separator = " – " if ":" in title else ": "
+    for term in sorted(terms[:20], key=lambda t: " " not in t.key):  # phrases first
+        if len(title) >= TITLE_MIN_CHARS:
+            break
+        if contains_keyword(title, term.display) or _NO_SPACE_RE.search(term.display):
+            continue
+        longer = f"{title}{separator}{_capitalise(term.display)}"
+        if len(longer) <= TITLE_MAX_CHARS:
+            title = longer
+            separator = ", "
+    return title
+
+
+def _cut(text: str, limit: int, keyword: str) -> str:
+    """Cut on a word boundary at or below limit, never inside the keyword."""
+    if len(text) <= limit:
+        return text
+    match = re.search(re.escape(keyword), text, flags=re.IGNORECASE) if keyword else None
+    keep = match.end() if match else 0
+    if keep > limit:
+        return text[:keep]
+    cut = text.rfind(" ", keep, limit + 1)
+    if cut < 0:
+        return text[:keep] if keep else text[:limit]
+    head = _TRAILING_RE.sub("", text[:cut])
+    while " " in head:  # no dangling "of", "and" or "the" at the end
+        rest, last = head.rsplit(" ", 1)
+        if last.casefold() not in _STOPWORDS or len(_TRAILING_RE.sub("", rest)) < keep:
+            break
+        head = _TRAILING_RE.sub("", rest)
+    return head
+
+
+def _meta(sentences: list[_Sentence], keyword: str) -> str:
+    """Sentences from a keyword sentence on, cut to 150-160 characters; keyword guaranteed.
+
+    Tries the keyword sentences in order; prefers a clean sentence end inside the window,
+    then a cut that leaves no short dangling fragment."""
+    starts = [i for i, s in enumerate(sentences) if keyword and contains_keyword(s.plain, keyword)]
+    candidates = [_meta_from(sentences, start, keyword) for start in [*starts[:10], 0]]
+
+    def rank(pair: tuple[int, str]) -> tuple[bool, bool, int]:
+        number, text = pair
+        fits = META_MIN_CHARS <= len(text) <= META_MAX_CHARS
+        fragment = split_sentences(text)[-1] if text else ""
+        dangling = text.endswith("…") and count_words(fragment) < 4
+        return (not fits, dangling, number)
+
+    return min(enumerate(candidates), key=rank)[1]
+
+
+def _meta_from(sentences: list[_Sentence], start: int, keyword: str) -> str:
+    text = ""
+    for s in sentences[start:]:
+        text = f"{text} {s.plain}".strip()
+        if len(text) >= META_MAX_CHARS:
+            break
+    for s in reversed(sentences[:start]):  # a keyword sentence near the end: add what precedes
+        if len(text) >= META_MIN_CHARS:
+            break
+        text = f"{s.plain} {text}".strip()
+    text = _fit_meta(text)
+    if keyword and not contains_keyword(text, keyword):
+        text = _fit_meta(f"{_capitalise(keyword)}: {text}")
+    return text
+
+
+def _fit_meta(text: str) -> str:
+    if len(text) <= META_MAX_CHARS:
+        return text
+    cut = text.rfind(" ", 0, META_MAX_CHARS)
+    if cut < META_MIN_CHARS - 20:
+        cut = META_MAX_CHARS - 1
+    return _TRAILING_RE.sub("", text[:cut]).rstrip(".,;:") + "…"
