@@ -56,6 +56,7 @@ _SENTENCE_END_RE = re.compile(
     r"|[।॥؟۔]+"  # Devanagari danda, Arabic and Urdu stops
     r"|\n"
 )
+_NEXT_CHARACTER_RE = re.compile(r"[ \t]*(\S)")
 _ABBREVIATIONS = frozenset(
     " ".join(
         (
@@ -122,8 +123,8 @@ def _is_false_stop(text: str, start: int, dot: int, end: int) -> bool:
     token = before[-1].lstrip("(\"'“‘«[").casefold() if before else ""
     if token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
         return True
-    following = text[end:].lstrip(" \t")
-    return bool(following) and following[0].islower()
+    following = _NEXT_CHARACTER_RE.match(text, end)
+    return following is not None and following.group(1).islower()
 
 
 def slugify(text: str, max_chars: int = SLUG_MAX_CHARS) -> str:

@@ -1,0 +1,290 @@
+import json
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+from generator.offline import MAX_SECTIONS, MIN_SECTIONS, OFFLINE_LABEL, Draft, write_offline
+from generator.seo import count_words, seo_report, split_sentences
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared"
+TUFT_CELLS = "bdb56ac83513635db1d8b9eb46b2da4c0de8da2f1f28f5bf5163df3eb3d3ec06"  # Quanta Magazine
+E_HEALTH_RECORD = "57b4dafd18cfd0531b69f81e87158648227c673ef159f8d8c87d34e34bdb21f2"  # German
+JAILBREAK = "85439e26c41c75901820d01a13e8cea7836abb58635ea3986f71a163ab0311d3"  # Japanese
+TITLE = "Tuft Cells That Taste Danger Set Off Immune Responses"
+LABEL = (
+    "> Written offline by seoblog's extractive writer (no LLM was configured);"
+    " sentences are taken from the source article."
+)
+
+
+@cache
+def ground_truth() -> dict[str, str]:
+    data = json.loads((SHARED / "fixtures/extraction/ground-truth.json").read_text())
+    return {page_id: page["articleBody"] for page_id, page in data.items()}
+
+
+def article(page_id: str) -> str:
+    return ground_truth()[page_id]
+
+
+def tuft_cells_draft(**overrides: object) -> Draft:
+    arguments: dict[str, object] = {
+        "title": TITLE,
+        "text": article(TUFT_CELLS),
+        "keywords": ["tuft cells", "taste receptors"],
+        "language": "en",
+        "length": 1000,
+    }
+    arguments.update(overrides)
+    return write_offline(**arguments)  # type: ignore[arg-type]
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def content_lines(markdown: str) -> list[str]:
+    """Body text without the label, headings and list markers: what must come from the source."""
+    lines = []
+    for line in markdown.splitlines():
+        if not line.strip() or line.startswith(("#", ">")):
+            continue
+        lines.append(line.removeprefix("- "))
+    return lines
+
+
+def test_the_label_is_the_first_line_of_every_offline_post() -> None:
+    assert OFFLINE_LABEL == LABEL
+    for draft in [
+        tuft_cells_draft(),
+        tuft_cells_draft(keywords=[], length=300),
+        write_offline(title="", text="", keywords=[], language="de", length=500),
+    ]:
+        assert draft.markdown.splitlines()[0] == LABEL
+
+
+def test_write_offline_puts_the_main_keyword_in_title_slug_meta_intro_and_a_heading() -> None:
+    draft = tuft_cells_draft()
+    intro = draft.markdown.split("\n\n")[1]
+    headings = [line for line in draft.markdown.splitlines() if line.startswith("## ")]
+    assert "tuft cells" in draft.title.lower()
+    assert "tuft-cells" in draft.slug
+    assert "tuft cells" in draft.meta_description.lower()
+    assert "tuft cells" in intro.lower()
+    assert any("tuft cells" in h.lower() for h in headings)
+
+
+def test_write_offline_keeps_title_and_meta_description_inside_seo_lengths() -> None:
+    draft = tuft_cells_draft()
+    assert 50 <= len(draft.title) <= 60
+    assert 150 <= len(draft.meta_description) <= 160
+
+
+def test_write_offline_leads_with_the_keyword_when_the_title_lacks_it() -> None:
+    draft = tuft_cells_draft(keywords=["taste receptors"])
+    assert draft.title.lower().startswith("taste receptors")
+    assert len(draft.title) <= 60
+    assert "taste receptors" in draft.meta_description.lower()
+
+
+def test_write_offline_trims_a_long_title_on_a_word_boundary_without_cutting_the_keyword() -> None:
+    long_title = "How tuft cells, the sentinels of the gut, taste danger and wake the immune system"
+    draft = tuft_cells_draft(title=long_title)
+    assert len(draft.title) <= 60
+    assert long_title.startswith(draft.title)
+    assert long_title[len(draft.title)] in " ,"
+    assert "tuft cells" in draft.title
+
+
+def test_write_offline_builds_three_to_six_sections_and_the_outline_lists_every_h2() -> None:
+    draft = tuft_cells_draft()
+    h2 = [line[3:] for line in draft.markdown.splitlines() if line.startswith("## ")]
+    assert h2 == draft.outline
+    sections = h2[:-2]  # the last two are the takeaways and the FAQ
+    assert MIN_SECTIONS <= len(sections) <= MAX_SECTIONS
+    assert len(set(sections)) == len(sections)
+    assert not any(line.startswith("# ") for line in draft.markdown.splitlines())
+
+
+def test_write_offline_headings_are_made_of_words_from_their_section() -> None:
+    draft = tuft_cells_draft()
+    chunks = draft.markdown.split("\n## ")[1:-2]
+    for chunk in chunks:
+        heading, body = chunk.split("\n", 1)
+        for term in heading.replace(" & ", ", ").split(", "):
+            assert term.lower() in body.lower()
+
+
+def test_write_offline_never_writes_a_sentence_that_is_not_in_the_source() -> None:
+    source = squash(article(TUFT_CELLS))
+    draft = tuft_cells_draft()
+    for line in content_lines(draft.markdown):
+        for sentence in split_sentences(line):
+            assert squash(sentence) in source, sentence
+    for answer in [a for _, a in draft.faq] + draft.takeaways:
+        assert squash(answer) in source
+
+
+def test_write_offline_sentences_come_from_the_source_in_other_languages_too() -> None:
+    for page, language in [(E_HEALTH_RECORD, "de"), (JAILBREAK, "ja")]:
+        source = squash(article(page))
+        draft = write_offline(
+            title="Titel", text=article(page), keywords=[], language=language, length=600
+        )
+        for line in content_lines(draft.markdown):
+            for sentence in split_sentences(line):
+                assert squash(sentence) in source, sentence
+
+
+def test_write_offline_frames_takeaways_and_faq_in_the_target_language() -> None:
+    german = write_offline(
+        title="Die elektronische Patientenakte",
+        text=article(E_HEALTH_RECORD),
+        keywords=["Patientenakte"],
+        language="de",
+        length=800,
+    )
+    assert "Das Wichtigste in Kürze" in german.outline
+    assert "Häufige Fragen" in german.outline
+    assert "## Key takeaways" not in german.markdown
+
+
+def test_write_offline_writes_takeaways_and_a_short_faq() -> None:
+    draft = tuft_cells_draft()
+    assert 3 <= len(draft.takeaways) <= 5
+    assert 2 <= len(draft.faq) <= 3
+    for question, answer in draft.faq:
+        assert question.endswith("?")
+        assert f"### {question}" in draft.markdown
+        assert answer
+    for takeaway in draft.takeaways:
+        assert not takeaway.endswith("?")
+
+
+def test_write_offline_body_is_near_the_requested_length() -> None:
+    for length in (600, 1000, 1500):
+        draft = tuft_cells_draft(length=length)
+        words = count_words(draft.markdown.split("\n\n", 1)[1])
+        assert 0.75 * length <= words <= 1.25 * length, (length, words)
+
+
+def test_write_offline_is_shorter_than_asked_when_the_source_is_short() -> None:
+    text = (
+        "Solar panels turn sunlight into electricity for homes. "
+        "Solar panels work best on roofs that face the sun. "
+        "Most solar panels last for about twenty five years.\n\n"
+        "Installers check the roof before fitting solar panels. "
+        "Batteries can store the power that solar panels make during the day."
+    )
+    draft = write_offline(
+        title="Solar panels", text=text, keywords=["solar panels"], language="en", length=1500
+    )
+    assert count_words(draft.markdown) < 300
+    source = squash(text)
+    for line in content_lines(draft.markdown):
+        for sentence in split_sentences(line):
+            assert squash(sentence) in source
+
+
+def test_write_offline_chooses_a_salient_keyword_from_the_title_when_none_is_given() -> None:
+    draft = tuft_cells_draft(keywords=[])
+    assert "tuft cells" in draft.title.lower()
+    assert "tuft cells" in draft.meta_description.lower()
+
+
+def test_write_offline_labels_the_intro_with_a_keyword_missing_from_the_source() -> None:
+    draft = tuft_cells_draft(keywords=["gut sentinels"])
+    intro = draft.markdown.split("\n\n")[1]
+    assert intro.startswith("**Gut sentinels:** ")
+    assert "gut sentinels" in draft.title.lower()
+    assert "gut sentinels" in draft.meta_description.lower()
+
+
+def test_write_offline_skips_code_tables_headings_and_repeated_sentences() -> None:
+    prose = " ".join(f"Sentence number {n} explains caching in plain words." for n in range(12))
+    text = "\n\n".join(
+        [
+            "# Caching explained",
+            prose,
+            "```python\nprint('This code line must never appear in the post.')\n```",
+            "| Column one is here. | Column two. |\n|---|---|\n| A cell sentence here. | x |",
+            prose,
+        ]
+    )
+    draft = write_offline(
+        title="Caching", text=text, keywords=["caching"], language="en", length=2000
+    )
+    assert "print(" not in draft.markdown
+    assert "Column one" not in draft.markdown
+    assert "# Caching explained" not in draft.markdown
+    sections = draft.markdown.split("## Key takeaways")[0]
+    paragraphs = "\n".join(line for line in sections.splitlines() if not line.startswith("#"))
+    for n in range(12):
+        assert paragraphs.count(f"Sentence number {n} explains") == 1
+
+
+def test_write_offline_makes_an_ascii_slug_and_a_hash_for_non_latin_titles() -> None:
+    japanese = write_offline(
+        title="脱獄したiPhoneの販売は商標権侵害",
+        text=article(JAILBREAK),
+        keywords=[],
+        language="ja",
+        length=600,
+    )
+    assert japanese.slug.isascii()
+    assert japanese.slug.startswith("iphone-")
+    assert len(japanese.slug.rsplit("-", 1)[1]) == 8
+    french = tuft_cells_draft(title="Les cellules à houppe goûtent le danger", keywords=["danger"])
+    assert french.slug.startswith("les-cellules-a-houppe-goutent-le-danger")
+
+
+def test_write_offline_handles_an_empty_article() -> None:
+    draft = write_offline(title="", text="", keywords=["seo"], language="en", length=800)
+    assert draft.markdown == LABEL + "\n"
+    assert draft.outline == []
+    assert draft.faq == []
+    assert draft.title == "Seo"
+
+
+def test_write_offline_is_deterministic_even_across_hash_seeds() -> None:
+    assert tuft_cells_draft() == tuft_cells_draft()
+    script = (
+        "import sys; sys.path[:0] = " + repr(sys.path) + "\n"
+        "from test_offline import tuft_cells_draft\n"
+        "print(repr(tuft_cells_draft()))\n"
+    )
+    outputs = set()
+    for seed in ("1", "2"):
+        environment = {**os.environ, "PYTHONHASHSEED": seed}
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=environment,
+            cwd=Path(__file__).parent,
+        )
+        outputs.add(result.stdout)
+    assert outputs == {repr(tuft_cells_draft()) + "\n"}
+
+
+def test_seo_report_scores_the_offline_draft_and_reports_copied_text_honestly() -> None:
+    draft = tuft_cells_draft()
+    report = seo_report(
+        title=draft.title,
+        slug=draft.slug,
+        meta_description=draft.meta_description,
+        markdown=draft.markdown,
+        keywords=["tuft cells", "taste receptors"],
+        target_words=1000,
+        source_text=article(TUFT_CELLS),
+    )
+    assert report.checks["originality"] is False
+    assert any(r.startswith("originality: ") and "verbatim" in r for r in report.reasons)
+    passed_except_originality = {
+        name: ok for name, ok in report.checks.items() if name != "originality"
+    }
+    assert all(passed_except_originality.values()), report.reasons
+    assert 80 <= report.score < 100
