@@ -1,8 +1,8 @@
 """Regenerate the README's settings tables and .env.example from the Settings classes.
 
-    python scripts/settings_doc.py            print the Markdown tables
-    python scripts/settings_doc.py --readme   rewrite the block in README.md
-    python scripts/settings_doc.py --env-file rewrite the settings lines of .env.example
+python scripts/settings_doc.py            print the Markdown tables
+python scripts/settings_doc.py --readme   rewrite the block in README.md
+python scripts/settings_doc.py --env-file rewrite the settings lines of .env.example
 """
 
 import sys
@@ -16,8 +16,7 @@ FIRST_SETTING = "# NATS_URL="
 
 def table(docs: list[SettingDoc]) -> str:
     rows = [
-        f"| `{d.env}` | {f'`{d.default}`' if d.default else '—'} | {d.description} |"
-        for d in docs
+        f"| `{d.env}` | {f'`{d.default}`' if d.default else '—'} | {d.description} |" for d in docs
     ]
     return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows]) + "\n"
 

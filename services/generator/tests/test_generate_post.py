@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,8 @@ async def bus(service_env) -> AsyncIterator[Bus]:
     await probe.stop()
 
 
-async def run(settings: Settings) -> AsyncIterator[None]:
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[None]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         yield
@@ -37,7 +39,7 @@ async def run(settings: Settings) -> AsyncIterator[None]:
 
 @pytest.fixture
 async def offline_generator(service_env) -> AsyncIterator[None]:
-    async for _ in run(settings_for(Settings, service_env)):
+    async with running(settings_for(Settings, service_env)):
         yield
 
 
@@ -45,21 +47,32 @@ async def offline_generator(service_env) -> AsyncIterator[None]:
 async def llm_generator(service_env, fake_llm) -> AsyncIterator[None]:
     fake_llm.reset()
     settings = settings_for(
-        Settings, service_env, llm_base_url=fake_llm.base_url, llm_api_key=fake_llm.api_key,
+        Settings,
+        service_env,
+        llm_base_url=fake_llm.base_url,
+        llm_api_key=fake_llm.api_key,
         llm_model="fake-llm",
     )
-    async for _ in run(settings):
+    async with running(settings):
         yield
 
 
 def text_translated(keywords: list[str] | None = None, text: str | None = None):
     return TextTranslated(
         job_id=new_event_id(),
-        spec=JobSpec(url="https://example.com/a", keywords=keywords or ["water plumes"],
-                     target_language="en", length=400),
-        source_url="https://example.com/a", title="NASA finds water plumes above Europa",
-        text=text or article_text(), source_language="en", target_language="en",
-        translated=False, content_hash=new_event_id(),
+        spec=JobSpec(
+            url="https://example.com/a",
+            keywords=keywords or ["water plumes"],
+            target_language="en",
+            length=400,
+        ),
+        source_url="https://example.com/a",
+        title="NASA finds water plumes above Europa",
+        text=text or article_text(),
+        source_language="en",
+        target_language="en",
+        translated=False,
+        content_hash=new_event_id(),
         usage=Usage(prompt_tokens=10, completion_tokens=5, calls=1, cost_usd=0.001),
     )
 
@@ -69,9 +82,7 @@ async def generated(events, job_id: str) -> PostGenerated:
     return PostGenerated.model_validate(events.of("post.generated", job_id)[0].data)
 
 
-async def test_offline_writer_post_is_labelled_scored_and_rendered(
-    offline_generator, bus, events
-):
+async def test_offline_writer_post_is_labelled_scored_and_rendered(offline_generator, bus, events):
     event = text_translated()
     await bus.publish(event)
     post = await generated(events, event.job_id)
@@ -133,10 +144,13 @@ async def test_post_that_does_not_match_the_schema_fails_with_llm_bad_output(
     fake_llm.reset()
     fake_llm.responder = lambda request: '{"title": "too little"}'
     settings = settings_for(
-        Settings, service_env, llm_base_url=fake_llm.base_url, llm_api_key=fake_llm.api_key,
+        Settings,
+        service_env,
+        llm_base_url=fake_llm.base_url,
+        llm_api_key=fake_llm.api_key,
         max_deliver=2,
     )
-    async for _ in run(settings):
+    async with running(settings):
         event = text_translated()
         await bus.publish(event)
         await wait_until(lambda: events.of("job.failed", event.job_id), timeout_s=20)

@@ -1,6 +1,7 @@
 """The translator in-process with its real lifespan (NATS, PostgreSQL, Redis) and the fake LLM."""
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -26,7 +27,8 @@ async def bus(service_env) -> AsyncIterator[Bus]:
     await probe.stop()
 
 
-async def run(settings: Settings) -> AsyncIterator[None]:
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[None]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         yield
@@ -34,7 +36,7 @@ async def run(settings: Settings) -> AsyncIterator[None]:
 
 @pytest.fixture
 async def offline_translator(service_env) -> AsyncIterator[None]:
-    async for _ in run(settings_for(Settings, service_env)):
+    async with running(settings_for(Settings, service_env)):
         yield
 
 
@@ -42,20 +44,29 @@ async def offline_translator(service_env) -> AsyncIterator[None]:
 async def llm_translator(service_env, fake_llm) -> AsyncIterator[None]:
     fake_llm.reset()
     settings = settings_for(
-        Settings, service_env, llm_base_url=fake_llm.base_url, llm_api_key=fake_llm.api_key,
-        llm_model="fake-llm", segment_tokens=40,
+        Settings,
+        service_env,
+        llm_base_url=fake_llm.base_url,
+        llm_api_key=fake_llm.api_key,
+        llm_model="fake-llm",
+        segment_tokens=40,
     )
-    async for _ in run(settings):
+    async with running(settings):
         yield
 
 
 def crawled(text: str = ENGLISH, target: str = "ko", keywords: list[str] | None = None):
     return PageCrawled(
         job_id=new_event_id(),
-        spec=JobSpec(url="https://example.com/a", keywords=keywords or ["Europa"],
-                     target_language=target),
-        url="https://example.com/a", final_url="https://example.com/a",
-        title="Water on Europa", text=text, language="en", content_hash=new_event_id(),
+        spec=JobSpec(
+            url="https://example.com/a", keywords=keywords or ["Europa"], target_language=target
+        ),
+        url="https://example.com/a",
+        final_url="https://example.com/a",
+        title="Water on Europa",
+        text=text,
+        language="en",
+        content_hash=new_event_id(),
     )
 
 
@@ -130,10 +141,14 @@ async def test_llm_down_past_retries_fails_the_job_with_llm_unavailable(
     fake_llm.reset()
     fake_llm.fail_next(500, times=100)
     settings = settings_for(
-        Settings, service_env, llm_base_url=fake_llm.base_url, llm_api_key=fake_llm.api_key,
-        llm_max_retries=0, max_deliver=2,
+        Settings,
+        service_env,
+        llm_base_url=fake_llm.base_url,
+        llm_api_key=fake_llm.api_key,
+        llm_max_retries=0,
+        max_deliver=2,
     )
-    async for _ in run(settings):
+    async with running(settings):
         page = crawled(target="fr")
         await bus.publish(page)
         await wait_until(lambda: events.of("job.failed", page.job_id), timeout_s=20)

@@ -74,7 +74,8 @@ class Bus:
         self.broker = NatsBroker(
             settings.nats_url,
             middlewares=middlewares,
-            logger=logging.getLogger(f"seoblog.{settings.service}.faststream"),
+            # FastStream logs every message and task restart at INFO; ours say what matters.
+            logger=_quiet_logger(f"seoblog.{settings.service}.faststream"),
             log_level=logging.DEBUG,
             graceful_timeout=10,
             max_reconnect_attempts=-1,
@@ -315,6 +316,12 @@ class Bus:
             self.stats[durable].dead_lettered += 1
             await self.dead_letter(msg, durable=durable, reason=f"{code}: {message}")
         log.warning("job failed", extra={"consumer": durable, "code": code, "error": message})
+
+
+def _quiet_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.WARNING)
+    return logger
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

@@ -78,9 +78,10 @@ class Cache:
                 log.warning("redis get failed; using the in-process cache only", exc_info=True)
                 remote = None
             if remote is not None:
+                found = remote.encode() if isinstance(remote, str) else bytes(remote)
                 self.stats["remote_hits"] += 1
-                self._local[full] = remote
-                return bytes(remote)
+                self._local[full] = found
+                return found
         self.stats["misses"] += 1
         return None
 
@@ -152,20 +153,20 @@ class Cache:
             self.stats["coalesced"] += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
-            if (value := await self.get(key)) is not None:
-                return value
+            if (ready := await self.get(key)) is not None:
+                return ready
             if time.monotonic() > deadline:
                 break
         try:
-            if (value := await self.get(key)) is not None:  # finished while we took the lock
-                return value
+            if (ready := await self.get(key)) is not None:  # finished while we took the lock
+                return ready
             value = await compute()
             await self.set(key, value, ttl_s)
             return value
         finally:
             if token:
                 try:
-                    await self.redis.eval(_RELEASE, 1, lock_key, token)  # type: ignore[misc]
+                    await self.redis.eval(_RELEASE, 1, lock_key, token)
                 except Exception:
                     log.warning("redis unlock failed", exc_info=True)
 

@@ -27,7 +27,12 @@ def redact(text: str) -> str:
     return _BEARER.sub(r"\1***", text)
 
 
-_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",  # uvicorn's coloured duplicate
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -64,8 +64,9 @@ def instrument_libraries(telemetry: Telemetry) -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    if not AsyncPGInstrumentor().is_instrumented_by_opentelemetry:
-        AsyncPGInstrumentor().instrument(tracer_provider=telemetry.provider)
+    asyncpg_instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
+    if not asyncpg_instrumentor.is_instrumented_by_opentelemetry:
+        asyncpg_instrumentor.instrument(tracer_provider=telemetry.provider)
     if not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
         HTTPXClientInstrumentor().instrument(tracer_provider=telemetry.provider)
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
@@ -27,7 +27,7 @@ class EventRecorder:
     seen: list[Recorded] = field(default_factory=list)
     _subs: list[Subscription] = field(default_factory=list)
 
-    async def start(self, nc: nats.NATS) -> None:
+    async def start(self, nc: NatsClient) -> None:
         async def on_msg(msg: Msg) -> None:
             try:
                 data = json.loads(msg.data)

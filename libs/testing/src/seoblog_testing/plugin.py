@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import nats
 import pytest
+from nats.aio.client import Client as NatsClient
 
 if TYPE_CHECKING:
     from seoblog_devstack.infra import Infra
@@ -105,7 +106,7 @@ def settings_for(cls: type[Any], env: dict[str, str], **overrides: Any) -> Any:
 
 
 @pytest.fixture
-async def nats_client(infra: Infra) -> AsyncIterator[nats.NATS]:
+async def nats_client(infra: Infra) -> AsyncIterator[NatsClient]:
     nc = await nats.connect(infra.nats_url)
     yield nc
     await nc.close()
@@ -158,7 +159,7 @@ async def wait_until(predicate: Any, timeout_s: float = 10.0, interval_s: float 
 
 
 @pytest.fixture
-async def events(namespace: str, nats_client: nats.NATS) -> AsyncIterator[Any]:
+async def events(namespace: str, nats_client: NatsClient) -> AsyncIterator[Any]:
     """Every message published in the test's namespace, including dead letters."""
     from seoblog_contracts import Subjects
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Response, status
 
@@ -16,7 +17,10 @@ from ..schemas import ErrorResponse, Job, JobRequest
 log = logging.getLogger("gateway.jobs")
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-_ERRORS = {422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse},
+    503: {"model": ErrorResponse},
+}
 
 
 @router.post(
