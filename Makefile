@@ -48,3 +48,7 @@ clean: ## remove local state (embedded databases, caches)
 settings-doc: install ## regenerate the README settings tables and .env.example from the code
 	$(UV) run --frozen python scripts/settings_doc.py --readme
 	$(UV) run --frozen python scripts/settings_doc.py --env-file
+
+.PHONY: bench
+bench: install ## run the benchmarks (bench/<area>/run.py) and print their tables; not part of the tests
+	@set -e; for b in bench/*/run.py; do [ -f "$$b" ] || continue; echo "== $$b"; $(UV) run --frozen python "$$b"; done

@@ -74,6 +74,8 @@ def env_for(infra: Infra, ns: str) -> dict[str, str]:
         "SEOBLOG_NAMESPACE": ns,
         "LOG_LEVEL": "INFO",
         "OTEL_TRACES_EXPORTER": "none",
+        # Test web sites and fake LLMs listen on loopback, which a crawler refuses by default.
+        "CRAWLER_ALLOWED_NETWORKS": '["127.0.0.0/8", "::1/128"]',
     }
 
 
