@@ -74,3 +74,46 @@ async def test_failed_computation_is_not_cached_and_reaches_every_waiter():
     )
     assert all(isinstance(r, RuntimeError) for r in results)
     assert await cache.get("k") is None
+
+
+async def test_lock_is_renewed_so_long_work_is_not_repeated_by_another_replica(redis_url):
+    prefix = unique_name()
+    a = Cache(prefix, redis_url, lock_ttl_s=0.3)
+    b = Cache(prefix, redis_url, lock_ttl_s=0.3)
+    await a.open()
+    await b.open()
+    calls = 0
+
+    async def slow() -> bytes:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(1.0)  # more than three lock lifetimes
+        return b"done"
+
+    try:
+        first = asyncio.create_task(a.get_or_compute("long", slow))
+        await asyncio.sleep(0.05)
+        second = await b.get_or_compute("long", slow)
+        assert await first == second == b"done"
+        assert calls == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_lock_of_a_crashed_replica_lapses_and_another_takes_over(redis_url):
+    prefix = unique_name()
+    cache = Cache(prefix, redis_url, lock_ttl_s=0.3)
+    await cache.open()
+    try:
+        assert cache.redis is not None
+        # What a replica that died mid-computation leaves behind: its lock, no value.
+        await cache.redis.set(f"{prefix}:lock:k", "dead-replica", px=300)
+
+        async def compute() -> bytes:
+            return b"fresh"
+
+        assert await cache.get_or_compute("k", compute) == b"fresh"
+        assert cache.stats["coalesced"] >= 1
+    finally:
+        await cache.close()

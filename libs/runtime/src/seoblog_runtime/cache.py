@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +18,11 @@ log = logging.getLogger("seoblog.cache")
 # Deletes the lock only if we still hold it, so a slow holder never frees someone else's lock.
 _RELEASE = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+
+_RENEW = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 )
 
 
@@ -136,7 +140,6 @@ class Cache:
             return value
         lock_key = self._key(f"lock:{key}")
         token = secrets.token_hex(8)
-        deadline = time.monotonic() + self.lock_ttl_s
         delay = 0.02
         while True:
             try:
@@ -149,14 +152,14 @@ class Cache:
                 token = ""
             if acquired:
                 break
-            # Another replica is computing: wait for its value, or for its lock to lapse.
+            # Another replica is computing and renewing its lock: wait for its value. If it
+            # dies, its lock lapses within lock_ttl_s and the next SET NX above takes over.
             self.stats["coalesced"] += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
             if (ready := await self.get(key)) is not None:
                 return ready
-            if time.monotonic() > deadline:
-                break
+        renew = asyncio.create_task(self._hold(lock_key, token)) if token else None
         try:
             if (ready := await self.get(key)) is not None:  # finished while we took the lock
                 return ready
@@ -164,11 +167,24 @@ class Cache:
             await self.set(key, value, ttl_s)
             return value
         finally:
+            if renew is not None:
+                renew.cancel()
             if token:
                 try:
                     await self.redis.eval(_RELEASE, 1, lock_key, token)
                 except Exception:
                     log.warning("redis unlock failed", exc_info=True)
+
+    async def _hold(self, lock_key: str, token: str) -> None:
+        """Keep our lock alive while the computation runs (a Batch API wait can take hours),
+        so other replicas keep waiting instead of repeating the work."""
+        assert self.redis is not None
+        while True:
+            await asyncio.sleep(self.lock_ttl_s / 3)
+            try:
+                await self.redis.eval(_RENEW, 1, lock_key, token, int(self.lock_ttl_s * 1000))
+            except Exception:
+                log.warning("redis lock renewal failed", exc_info=True)
 
     async def get_json(self, key: str) -> Any:
         raw = await self.get(key)
