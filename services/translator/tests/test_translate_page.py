@@ -5,9 +5,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from seoblog_contracts import JobSpec, PageCrawled, TextTranslated, new_event_id
+from seoblog_contracts import JobSpec, PageCrawled, Priority, TextTranslated, new_event_id
 from seoblog_runtime import Bus, ServiceSettings
 from seoblog_testing import settings_for, wait_until
+from seoblog_testing.fake_llm import default_responder
 from translator.app import create_app
 from translator.settings import Settings
 
@@ -156,4 +157,96 @@ async def test_llm_down_past_retries_fails_the_job_with_llm_unavailable(
         assert failed["code"] == "llm_unavailable"
         assert failed["stage"] == "translate"
         assert failed["retryable"] is True
+    fake_llm.reset()
+
+
+async def test_a_hundred_identical_jobs_on_two_replicas_make_one_set_of_segment_calls(
+    service_env, fake_llm, bus, events
+):
+    fake_llm.reset()
+    fake_llm.latency_s = 0.2
+    settings = settings_for(
+        Settings,
+        service_env,
+        llm_base_url=fake_llm.base_url,
+        llm_api_key=fake_llm.api_key,
+        llm_model="fake-llm",
+        segment_tokens=40,
+        concurrency=64,
+    )
+    assert settings.redis_url, "coalescing across replicas goes through Redis"
+    pages = [crawled(target="ja") for _ in range(100)]
+    async with running(settings), running(settings):
+        for page in pages:
+            await bus.publish(page)
+        await wait_until(lambda: len(events.of("text.translated")) >= 100, timeout_s=60)
+    outs = [TextTranslated.model_validate(e.data) for e in events.of("text.translated")]
+    segments = max(o.usage.calls for o in outs)
+    assert segments >= 2
+    assert len(fake_llm.requests) == segments  # each segment translated once, for all jobs
+    assert sum(o.usage.calls for o in outs) == segments  # and billed once
+    assert len({o.text for o in outs}) == 1
+    fake_llm.reset()
+
+
+async def test_a_redelivered_job_reuses_the_segments_it_paid_for_even_without_redis(
+    service_env, fake_llm, bus, events
+):
+    fake_llm.reset()
+    failed_once: list[bool] = []
+
+    def fail_last_segment_once(request: dict) -> str:
+        text = request["messages"][-1]["content"]
+        if "Read more" in text and not failed_once:
+            failed_once.append(True)
+            raise RuntimeError("the provider fell over")  # answered as a 500
+        return default_responder(request)
+
+    fake_llm.responder = fail_last_segment_once
+    settings = settings_for(
+        Settings,
+        service_env,
+        llm_base_url=fake_llm.base_url,
+        llm_api_key=fake_llm.api_key,
+        llm_model="fake-llm",
+        llm_max_retries=0,
+        segment_tokens=40,
+        segment_concurrency=1,
+        redis_url=None,
+        retry_backoff_s=[0.5],
+    )
+    page = crawled(target="it")
+    async with running(settings):  # the first replica pays for all but the last segment
+        await bus.publish(page)
+        await wait_until(lambda: failed_once, timeout_s=20)
+    async with running(settings):  # a fresh one, with an empty cache, gets the redelivery
+        out = await translated(events, page.job_id)
+    segments = out.usage.calls
+    assert segments >= 3
+    assert len(fake_llm.requests) == segments + 1  # only the failed segment was asked twice
+    assert out.translated is True
+    assert "[it] Read more" in out.text
+    fake_llm.reset()
+
+
+async def test_a_low_priority_jobs_segments_go_out_in_one_batch(service_env, fake_llm, bus, events):
+    fake_llm.reset()
+    settings = settings_for(
+        Settings,
+        service_env,
+        llm_base_url=fake_llm.base_url,
+        llm_api_key=fake_llm.api_key,
+        llm_model="fake-llm",
+        segment_tokens=40,
+        llm_batch_max_age_s=0.2,
+        llm_batch_poll_s=0.05,
+    )
+    page = crawled(target="es")
+    page = page.model_copy(update={"spec": page.spec.model_copy(update={"priority": Priority.LOW})})
+    async with running(settings):
+        await bus.publish(page)
+        out = await translated(events, page.job_id)
+    assert out.translated is True
+    assert len(fake_llm.batches) == 1
+    assert fake_llm.batches[0]["request_counts"]["completed"] == out.usage.calls >= 2
     fake_llm.reset()

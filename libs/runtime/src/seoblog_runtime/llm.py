@@ -1,24 +1,50 @@
-"""The OpenAI-compatible LLM client both LLM-spending services use: settings, one call with
-usage and cost, streaming progress, and failures mapped to job error codes."""
+"""The OpenAI-compatible LLM client both LLM-spending services use: settings, a per-model price
+table, token-bucket limits on requests and tokens per minute (shared through Redis), retries
+with back-off honouring Retry-After, a circuit breaker, per-call timeouts, streaming progress,
+the Batch API for low-priority work, and failures mapped to job error codes."""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, TypeVar
 
 import openai
+import redis.asyncio as aioredis
 from opentelemetry.trace import Tracer
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from pydantic import AliasChoices, Field, SecretStr, field_validator
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from seoblog_contracts import Usage
 
 from .bus import JobError
+from .ratelimit import TokenBucket
+from .resilience import BreakerState, CircuitBreaker, CircuitOpenError, wait_retry_after
 from .settings import ServiceSettings
 
 log = logging.getLogger("seoblog.llm")
+
+# Requests may burst one second's worth above the steady rate (providers enforce RPM over
+# sub-minute windows); tokens may burst a whole minute's worth (TPM is a per-minute budget).
+REQUEST_BURST_S = 1.0
+TOKEN_BURST_S = 60.0
+
+DEFAULT_PRICES = (
+    '{"gpt-4o-mini": [0.15, 0.6], "gpt-4o": [2.5, 10.0], "gpt-4.1-mini": [0.4, 1.6], '
+    '"gpt-4.1-nano": [0.1, 0.4], "gpt-4.1": [2.0, 8.0]}'
+)
+
+
+def _shared(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
 
 
 class LlmServiceSettings(ServiceSettings):
@@ -26,39 +52,112 @@ class LlmServiceSettings(ServiceSettings):
 
     llm_base_url: str | None = Field(
         None,
-        validation_alias=AliasChoices("LLM_BASE_URL", "llm_base_url"),
+        validation_alias=_shared("LLM_BASE_URL"),
         description="OpenAI-compatible base URL, e.g. https://api.openai.com/v1",
     )
     llm_api_key: SecretStr | None = Field(
-        None,
-        validation_alias=AliasChoices("LLM_API_KEY", "llm_api_key"),
-        description="secret; never logged",
+        None, validation_alias=_shared("LLM_API_KEY"), description="secret; never logged"
     )
     llm_model: str = Field(
         "gpt-4o-mini",
-        validation_alias=AliasChoices("LLM_MODEL", "llm_model"),
+        validation_alias=_shared("LLM_MODEL"),
         description="default model for every LLM task",
     )
     model: str | None = Field(None, description="this service's model; defaults to LLM_MODEL")
     llm_timeout_s: float = Field(
         60.0,
-        validation_alias=AliasChoices("LLM_TIMEOUT_S", "llm_timeout_s"),
-        description="per-call timeout",
+        validation_alias=_shared("LLM_TIMEOUT_S"),
+        description="per-call timeout (connect, and each read of a streamed answer)",
     )
     llm_max_retries: int = Field(
         3,
-        validation_alias=AliasChoices("LLM_MAX_RETRIES", "llm_max_retries"),
+        ge=0,
+        validation_alias=_shared("LLM_MAX_RETRIES"),
         description="retries on 429/5xx/timeouts (exponential back-off, honours Retry-After)",
+    )
+    llm_retry_initial_s: float = Field(
+        0.5,
+        validation_alias=_shared("LLM_RETRY_INITIAL_S"),
+        description="first retry back-off; doubles per retry, plus up to as much jitter",
+    )
+    llm_retry_max_s: float = Field(
+        30.0,
+        validation_alias=_shared("LLM_RETRY_MAX_S"),
+        description="longest wait between retries, Retry-After included",
+    )
+    llm_rpm: int = Field(
+        0,
+        ge=0,
+        validation_alias=_shared("LLM_RPM"),
+        description="requests per minute per model, shared by all replicas via Redis; 0: no limit",
+    )
+    llm_tpm: int = Field(
+        0,
+        ge=0,
+        validation_alias=_shared("LLM_TPM"),
+        description="tokens per minute per model (prompt + expected completion); 0: no limit",
+    )
+    llm_rate_wait_s: float = Field(
+        300.0,
+        validation_alias=_shared("LLM_RATE_WAIT_S"),
+        description="longest wait for the rate limiter before the job is retried later",
+    )
+    llm_breaker_failures: int = Field(
+        5,
+        ge=1,
+        validation_alias=_shared("LLM_BREAKER_FAILURES"),
+        description="consecutive failed attempts that open the circuit breaker",
+    )
+    llm_breaker_reset_s: float = Field(
+        30.0,
+        validation_alias=_shared("LLM_BREAKER_RESET_S"),
+        description="how long an open breaker fails fast before letting a probe through",
     )
     llm_price_input_per_mtok: float = Field(
         0.15,
-        validation_alias=AliasChoices("LLM_PRICE_INPUT_PER_MTOK", "llm_price_input_per_mtok"),
-        description="USD per million prompt tokens (cost reporting)",
+        validation_alias=_shared("LLM_PRICE_INPUT_PER_MTOK"),
+        description="USD per million prompt tokens, for models not in LLM_PRICES",
     )
     llm_price_output_per_mtok: float = Field(
         0.60,
-        validation_alias=AliasChoices("LLM_PRICE_OUTPUT_PER_MTOK", "llm_price_output_per_mtok"),
-        description="USD per million completion tokens",
+        validation_alias=_shared("LLM_PRICE_OUTPUT_PER_MTOK"),
+        description="USD per million completion tokens, for models not in LLM_PRICES",
+    )
+    llm_prices: str = Field(
+        DEFAULT_PRICES,
+        validation_alias=_shared("LLM_PRICES"),
+        description="price table: JSON {model: [USD per M prompt, per M completion tokens]}",
+    )
+    llm_batch_discount: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        validation_alias=_shared("LLM_BATCH_DISCOUNT"),
+        description="share of the price charged for Batch API calls",
+    )
+    llm_batch: bool = Field(
+        True,
+        validation_alias=_shared("LLM_BATCH"),
+        description="send low-priority jobs' calls through the Batch API",
+    )
+    llm_batch_max_items: int = Field(
+        50,
+        ge=1,
+        validation_alias=_shared("LLM_BATCH_MAX_ITEMS"),
+        description="a batch is sent when it holds this many requests...",
+    )
+    llm_batch_max_age_s: float = Field(
+        10.0,
+        validation_alias=_shared("LLM_BATCH_MAX_AGE_S"),
+        description="...or when its oldest request has waited this long",
+    )
+    llm_batch_poll_s: float = Field(
+        5.0, validation_alias=_shared("LLM_BATCH_POLL_S"), description="batch status poll period"
+    )
+    llm_batch_wait_s: float = Field(
+        3600.0,
+        validation_alias=_shared("LLM_BATCH_WAIT_S"),
+        description="a batch not done by then is cancelled and its requests made synchronously",
     )
 
     @field_validator("llm_base_url", "llm_api_key", "model", mode="before")
@@ -71,6 +170,17 @@ class LlmServiceSettings(ServiceSettings):
     def _blank_model_is_default(cls, value: object) -> object:
         return "gpt-4o-mini" if value in ("", None) else value
 
+    @field_validator("llm_prices")
+    @classmethod
+    def _prices_are_a_table(cls, value: str) -> str:
+        table = json.loads(value or "{}")
+        if not isinstance(table, dict) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, int | float) for x in p)
+            for p in table.values()
+        ):
+            raise ValueError('LLM_PRICES must be JSON like {"model": [input, output]}')
+        return value or "{}"
+
     @property
     def llm_configured(self) -> bool:
         return bool(self.llm_base_url or self.llm_api_key)
@@ -79,20 +189,98 @@ class LlmServiceSettings(ServiceSettings):
     def task_model(self) -> str:
         return self.model or self.llm_model
 
+    def price_of(self, model: str) -> tuple[float, float]:
+        """(USD per million prompt tokens, per million completion tokens) of a model."""
+        table: dict[str, list[float]] = json.loads(self.llm_prices)
+        found = table.get(model)
+        if found is None:  # dated snapshots ("gpt-4o-mini-2024-07-18") price as their family
+            family = max((m for m in table if model.startswith(f"{m}-")), key=len, default=None)
+            found = table[family] if family else None
+        if found is None:
+            return self.llm_price_input_per_mtok, self.llm_price_output_per_mtok
+        return float(found[0]), float(found[1])
+
 
 @dataclass(frozen=True)
 class LlmResult:
     text: str
     usage: Usage
     model: str
+    batched: bool = False
 
     def json(self) -> Any:
         return json.loads(self.text)
 
 
+@dataclass
+class LlmStats:
+    """What the client did, for metrics and the bench."""
+
+    calls: int = 0
+    attempts: int = 0
+    retries: int = 0
+    failed: int = 0
+    rejected_open: int = 0
+    rate_waited_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    batched: int = 0
+    batch_fallbacks: int = 0
+    by_outcome: dict[str, int] = field(default_factory=dict)
+
+
+Completion = tuple[str, int, int]  # text, prompt tokens, completion tokens
+T = TypeVar("T")
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """Seconds a provider asked us to wait (Retry-After-Ms / Retry-After), if it said."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(header)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            parsed = email.utils.parsedate_tz(value)
+            if parsed is None:
+                continue
+            seconds = email.utils.mktime_tz(parsed) - time.time()
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """429, 408, 409, 5xx, timeouts and lost connections: worth another attempt."""
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return False
+
+
+def _provider_failure(exc: BaseException) -> bool:
+    """Counts against the breaker: the provider is down or failing, not merely throttling us."""
+    return is_transient(exc) and not (
+        isinstance(exc, openai.APIStatusError) and exc.status_code == 429
+    )
+
+
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
+    return sum(math.ceil(len(str(m.get("content", ""))) / 4) + 4 for m in messages)
+
+
 class Llm:
-    """One OpenAI-compatible endpoint. The openai client retries 429/5xx/timeouts with
-    exponential back-off and honours Retry-After; what still fails becomes a JobError."""
+    """One OpenAI-compatible endpoint with the resilience and cost rules of ARCHITECTURE.md.
+
+    The openai client's own retries are off (max_retries=0) so that every attempt passes the
+    rate limiter and the breaker and is counted here."""
 
     def __init__(self, settings: LlmServiceSettings, tracer: Tracer) -> None:
         self.settings = settings
@@ -102,22 +290,86 @@ class Llm:
             base_url=settings.llm_base_url,
             api_key=key,
             timeout=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
+            max_retries=0,
         )
+        self.breaker = CircuitBreaker(
+            "llm",
+            failure_threshold=settings.llm_breaker_failures,
+            reset_s=settings.llm_breaker_reset_s,
+        )
+        # Shared by every service and replica that calls the same provider in this namespace.
+        prefix = f"{settings.namespace}:llm" if settings.namespace else "llm"
+        self.requests_bucket = (
+            TokenBucket(
+                f"{prefix}:rpm",
+                rate_per_s=settings.llm_rpm / 60,
+                capacity=max(1.0, settings.llm_rpm / 60 * REQUEST_BURST_S),
+            )
+            if settings.llm_rpm
+            else None
+        )
+        self.tokens_bucket = (
+            TokenBucket(
+                f"{prefix}:tpm",
+                rate_per_s=settings.llm_tpm / 60,
+                capacity=settings.llm_tpm / 60 * TOKEN_BURST_S,
+            )
+            if settings.llm_tpm
+            else None
+        )
+        self.stats = LlmStats()
+
+    @cached_property
+    def batcher(self) -> Any:
+        from .batch import BatchQueue  # only services with low-priority work need it
+
+        return BatchQueue(self)
+
+    def use_redis(self, redis: aioredis.Redis | None) -> None:
+        """Share the rate limits across replicas (call once the cache has connected)."""
+        for bucket in (self.requests_bucket, self.tokens_bucket):
+            if bucket is not None:
+                bucket.redis = redis
 
     async def close(self) -> None:
+        if "batcher" in self.__dict__:
+            await self.batcher.close()
         await self.client.close()
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        s = self.settings
-        return round(
-            (
-                prompt_tokens * s.llm_price_input_per_mtok
-                + completion_tokens * s.llm_price_output_per_mtok
-            )
-            / 1_000_000,
-            8,
+    def cost(
+        self, prompt_tokens: int, completion_tokens: int, *, model: str | None = None
+    ) -> float:
+        price_in, price_out = self.settings.price_of(model or self.settings.task_model)
+        return round((prompt_tokens * price_in + completion_tokens * price_out) / 1_000_000, 8)
+
+    def usage(
+        self, prompt_tokens: int, completion_tokens: int, *, model: str, batched: bool = False
+    ) -> Usage:
+        cost = self.cost(prompt_tokens, completion_tokens, model=model)
+        if batched:
+            cost = round(cost * self.settings.llm_batch_discount, 8)
+        return Usage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            calls=1,
+            cost_usd=cost,
         )
+
+    def request(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        purpose: str,
+        json_schema: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The chat-completions request body for these messages."""
+        body: dict[str, Any] = {"model": self.settings.task_model, "messages": messages}
+        if json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": purpose, "schema": json_schema, "strict": False},
+            }
+        return body
 
     async def complete(
         self,
@@ -127,16 +379,13 @@ class Llm:
         json_schema: dict[str, Any] | None = None,
         on_progress: Callable[[int], Awaitable[None]] | None = None,
         expected_tokens: int = 1000,
+        low_priority: bool = False,
     ) -> LlmResult:
         """One chat completion. With `on_progress`, tokens stream and it is called with the
-        percent written (estimated against `expected_tokens`)."""
-        model = self.settings.task_model
-        kwargs: dict[str, Any] = {"model": model, "messages": messages}
-        if json_schema is not None:
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": purpose, "schema": json_schema, "strict": False},
-            }
+        percent written (estimated against `expected_tokens`). `low_priority` work goes
+        through the Batch API when that is enabled (cheaper, slower, no streaming)."""
+        body = self.request(messages, purpose=purpose, json_schema=json_schema)
+        model = str(body["model"])
         with self.tracer.start_as_current_span(
             f"llm {purpose}",
             attributes={
@@ -145,57 +394,151 @@ class Llm:
                 "seoblog.llm.purpose": purpose,
             },
         ) as span:
-            try:
+            batched = False
+            if low_priority and self.settings.llm_batch:
+                done = await self.batcher.submit(body)
+                if done is not None:
+                    text, prompt_tokens, completion_tokens = done
+                    batched = True
+            if not batched:
+                expected = estimate_tokens(messages) + expected_tokens
                 if on_progress is None:
-                    text, prompt_tokens, completion_tokens = await self._once(kwargs)
-                else:
-                    text, prompt_tokens, completion_tokens = await self._streamed(
-                        kwargs, on_progress, expected_tokens
+                    text, prompt_tokens, completion_tokens = await self.call(
+                        lambda: self._once(body), expected
                     )
-            except (
-                openai.APIConnectionError,
-                openai.RateLimitError,
-                openai.InternalServerError,
-            ) as exc:
-                raise JobError(
-                    "llm_unavailable",
-                    f"The language model did not answer after retries: {type(exc).__name__}",
-                    retryable=True,
-                ) from exc
-            except openai.APIStatusError as exc:
-                raise JobError(
-                    "llm_rejected",
-                    f"The language model refused the request (HTTP {exc.status_code}).",
-                    retryable=False,
-                ) from exc
-            usage = Usage(
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                calls=1,
-                cost_usd=self.cost(prompt_tokens, completion_tokens),
-            )
+                else:
+                    text, prompt_tokens, completion_tokens = await self.call(
+                        lambda: self._streamed(body, on_progress, expected_tokens), expected
+                    )
+            usage = self.usage(prompt_tokens, completion_tokens, model=model, batched=batched)
+            self._count(usage, batched)
             span.set_attribute("gen_ai.usage.input_tokens", prompt_tokens)
             span.set_attribute("gen_ai.usage.output_tokens", completion_tokens)
-            return LlmResult(text=text, usage=usage, model=model)
+            span.set_attribute("seoblog.llm.batched", batched)
+            return LlmResult(text=text, usage=usage, model=model, batched=batched)
 
-    async def _once(self, kwargs: dict[str, Any]) -> tuple[str, int, int]:
-        response = await self.client.chat.completions.create(**kwargs)
+    def _count(self, usage: Usage, batched: bool) -> None:
+        s = self.stats
+        s.calls += 1
+        s.batched += int(batched)
+        s.prompt_tokens += usage.prompt_tokens
+        s.completion_tokens += usage.completion_tokens
+        s.cost_usd = round(s.cost_usd + usage.cost_usd, 8)
+
+    async def call(self, attempt: Callable[[], Awaitable[T]], tokens: int | None) -> T:
+        """Run `attempt` under the breaker, retries and (unless `tokens` is None, as for
+        Batch API housekeeping) the rate limits; failures become JobErrors."""
+        s = self.settings
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(s.llm_max_retries + 1),
+            wait=wait_retry_after(
+                retry_after_of,
+                initial_s=s.llm_retry_initial_s,
+                max_s=s.llm_retry_max_s,
+                jitter_s=s.llm_retry_initial_s,
+            ),
+            retry=retry_if_exception(is_transient),
+            reraise=True,
+        )
+        try:
+            async for tried in retrying:
+                with tried:
+                    if tried.retry_state.attempt_number > 1:
+                        self.stats.retries += 1
+                    result = await self._attempt(attempt, tokens)
+            return result
+        except CircuitOpenError as exc:
+            self.stats.rejected_open += 1
+            raise JobError(
+                "circuit_open",
+                f"The language model is failing; calls are paused ({exc}).",
+                retryable=True,
+            ) from exc
+        except TimeoutError as exc:
+            raise JobError(
+                "llm_rate_limited",
+                f"The LLM rate limit (LLM_RPM/LLM_TPM) left no room in time: {exc}",
+                retryable=True,
+            ) from exc
+        except openai.APIStatusError as exc:
+            if is_transient(exc):
+                raise JobError(
+                    "llm_unavailable",
+                    f"The language model did not answer after {s.llm_max_retries + 1} "
+                    f"attempts (HTTP {exc.status_code}).",
+                    retryable=True,
+                ) from exc
+            raise JobError(
+                "llm_rejected",
+                f"The language model refused the request (HTTP {exc.status_code}).",
+                retryable=False,
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise JobError(
+                "llm_unavailable",
+                f"The language model did not answer after {s.llm_max_retries + 1} "
+                f"attempts: {type(exc).__name__}",
+                retryable=True,
+            ) from exc
+
+    async def _attempt(self, attempt: Callable[[], Awaitable[T]], tokens: int | None) -> T:
+        self.breaker.before_call()  # raises CircuitOpenError, which is not retried
+        if tokens is not None:
+            await self._take_budget(tokens)
+        self.stats.attempts += 1
+        try:
+            result = await attempt()
+        except Exception as exc:
+            outcome = type(exc).__name__
+            self.stats.by_outcome[outcome] = self.stats.by_outcome.get(outcome, 0) + 1
+            self.stats.failed += 1
+            if _provider_failure(exc):
+                self.breaker.on_failure()
+            elif isinstance(exc, openai.APIError):
+                self.breaker.on_success()  # it answered: a 4xx is our problem, not an outage
+            log.warning(
+                "llm attempt failed",
+                extra={"error": f"{outcome}: {exc}"[:300], "breaker": self.breaker.state.value},
+            )
+            raise
+        self.stats.by_outcome["ok"] = self.stats.by_outcome.get("ok", 0) + 1
+        self.breaker.on_success()
+        return result
+
+    async def _take_budget(self, tokens: int) -> None:
+        wait = self.settings.llm_rate_wait_s
+        if self.requests_bucket is not None:
+            self.stats.rate_waited_s += await self.requests_bucket.acquire(
+                self.settings.task_model, 1, timeout_s=wait
+            )
+        if self.tokens_bucket is not None:
+            wanted = min(float(tokens), self.tokens_bucket.capacity)
+            self.stats.rate_waited_s += await self.tokens_bucket.acquire(
+                self.settings.task_model, wanted, timeout_s=wait
+            )
+
+    async def _once(self, body: dict[str, Any]) -> Completion:
+        response = await self.client.chat.completions.create(
+            **body, timeout=self.settings.llm_timeout_s
+        )
         text = response.choices[0].message.content or ""
         usage = response.usage
-        return (
-            text,
-            (usage.prompt_tokens if usage else 0),
-            (usage.completion_tokens if usage else 0),
-        )
+        if usage is None:
+            log.warning("answer carried no usage; estimated the tokens")
+            return text, estimate_tokens(body["messages"]), max(1, len(text) // 4)
+        return text, usage.prompt_tokens, usage.completion_tokens
 
     async def _streamed(
         self,
-        kwargs: dict[str, Any],
+        body: dict[str, Any],
         on_progress: Callable[[int], Awaitable[None]],
         expected_tokens: int,
-    ) -> tuple[str, int, int]:
+    ) -> Completion:
         stream = await self.client.chat.completions.create(
-            **kwargs, stream=True, stream_options={"include_usage": True}
+            **body,
+            stream=True,
+            stream_options={"include_usage": True},
+            timeout=self.settings.llm_timeout_s,
         )
         parts: list[str] = []
         chunks = 0
@@ -215,6 +558,45 @@ class Llm:
                 await on_progress(percent)
         text = "".join(parts)
         if not completion_tokens:  # provider sent no usage: estimate, and say so in the log
+            prompt_tokens = prompt_tokens or estimate_tokens(body["messages"])
             completion_tokens = max(1, len(text) // 4)
-            log.warning("stream carried no usage; estimated completion tokens")
+            log.warning("stream carried no usage; estimated the tokens")
         return text, prompt_tokens, completion_tokens
+
+
+class LlmCollector(Collector):
+    """The client's figures for Prometheus: calls, attempts by outcome, tokens, cost, breaker."""
+
+    def __init__(self, service: str, llm: Llm) -> None:
+        self.service, self.llm = service, llm
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        s = self.llm.stats
+        attempts = CounterMetricFamily(
+            "seoblog_llm_attempts", "LLM attempts by outcome", labels=["service", "outcome"]
+        )
+        for outcome, value in s.by_outcome.items():
+            attempts.add_metric([self.service, outcome], value)
+        yield attempts
+        calls = CounterMetricFamily(
+            "seoblog_llm_calls", "LLM calls that produced an answer", labels=["service", "path"]
+        )
+        calls.add_metric([self.service, "sync"], s.calls - s.batched)
+        calls.add_metric([self.service, "batch"], s.batched)
+        yield calls
+        tokens = CounterMetricFamily(
+            "seoblog_llm_tokens", "LLM tokens used", labels=["service", "kind"]
+        )
+        tokens.add_metric([self.service, "prompt"], s.prompt_tokens)
+        tokens.add_metric([self.service, "completion"], s.completion_tokens)
+        yield tokens
+        cost = CounterMetricFamily("seoblog_llm_cost_usd", "LLM cost in USD", labels=["service"])
+        cost.add_metric([self.service], s.cost_usd)
+        yield cost
+        state = GaugeMetricFamily(
+            "seoblog_llm_breaker_open",
+            "1 while the LLM circuit breaker is open",
+            labels=["service"],
+        )
+        state.add_metric([self.service], float(self.llm.breaker.state is BreakerState.OPEN))
+        yield state

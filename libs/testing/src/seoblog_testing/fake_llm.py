@@ -206,6 +206,7 @@ def fill_schema(schema: dict[str, Any], words: Sequence[str] = ()) -> Any:
 
 
 _TARGET_PATTERNS = (
+    re.compile(r"ISO(?:[ _-]?639-1)?\s+code\s+[\"'`]([A-Za-z][\w-]*)[\"'`]", re.IGNORECASE),
     re.compile(r"target[ _-]?language\s*(?:is|[:=])\s*[\"'`]?([A-Za-z][\w-]*)", re.IGNORECASE),
     re.compile(r"\binto\s+(?!the\b|a\b|an\b)([A-Za-z][\w-]*)", re.IGNORECASE),
     re.compile(r"\bto\s+([A-Z][\w-]*|[a-z]{2}(?:[-_][A-Za-z]{2})?)\b"),
@@ -363,9 +364,10 @@ class FakeLLM:
 
     `with FakeLLM() as llm:` then `AsyncOpenAI(base_url=llm.base_url, api_key=llm.api_key)`.
     Knobs (plain attributes, settable while running): `latency_s`, `responder`,
-    `batch_delay_s`, `fail_batches`, `expire_batches`; queued faults via `fail_next` and
-    `hang_next` (they apply to POST /v1/chat/completions). `reset()` restores a clean state,
-    so one server can serve a whole session.
+    `batch_delay_s`, `fail_batches`, `expire_batches`, `rpm_limit` (a provider limit enforced
+    per second, answered with 429 and Retry-After; `rate_limited` counts those); queued faults
+    via `fail_next` and `hang_next` (they apply to POST /v1/chat/completions). `reset()`
+    restores a clean state, so one server can serve a whole session.
     """
 
     def __init__(
@@ -389,6 +391,9 @@ class FakeLLM:
         self.batch_delay_s = batch_delay_s
         self.fail_batches = False
         self.expire_batches = False
+        self.rpm_limit: int | None = None
+        self.rate_limited = 0
+        self._allowance = (0.0, 0.0)  # tokens left and when, for rpm_limit
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._faults: deque[_Fault] = deque()
@@ -459,6 +464,15 @@ class FakeLLM:
         with self._lock:
             return self._tokens
 
+    @property
+    def batches(self) -> list[dict[str, Any]]:
+        """The batches created, as the API shows them (status, request counts...)."""
+        with self._lock:
+            batches = list(self._batches.values())
+        for batch in batches:
+            self._advance(batch)
+        return [batch.as_json() for batch in batches]
+
     def fail_next(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
         """Answer the next `times` chat completions with an error `status` (429, 500, 503...)."""
         if not 400 <= status < 600:
@@ -483,8 +497,28 @@ class FakeLLM:
         self.responder, self.latency_s, self.batch_delay_s = self._defaults
         self.fail_batches = False
         self.expire_batches = False
+        self.rpm_limit = None
+        self.rate_limited = 0
+        self._allowance = (0.0, 0.0)
 
     # -- helpers
+
+    def _over_limit(self) -> float | None:
+        """Seconds to wait when rpm_limit is exceeded (a one-second bucket), else None."""
+        if not self.rpm_limit:
+            return None
+        rate = self.rpm_limit / 60
+        capacity = max(1.0, rate)
+        with self._lock:
+            now = time.monotonic()
+            level, at = self._allowance if self._allowance[1] else (capacity, now)
+            level = min(capacity, level + (now - at) * rate)
+            if level >= 1:
+                self._allowance = (level - 1, now)
+                return None
+            self._allowance = (level, now)
+            self.rate_limited += 1
+            return (1 - level) / rate
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}-{next(self._ids)}{uuid.uuid4().hex[:12]}"
@@ -545,6 +579,9 @@ class FakeLLM:
             return _error(400, "request body is not JSON")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error(400, "'messages' is required")
+        wait = self._over_limit()
+        if wait is not None:
+            return _error(429, "rate limit reached", {"retry-after": f"{wait:.3f}"})
         with self._lock:
             self._requests.append(body)
             fault = self._faults.popleft() if self._faults else None

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from seoblog_contracts import Stage
 from seoblog_runtime import build_parts
-from seoblog_runtime.llm import Llm
+from seoblog_runtime.llm import Llm, LlmCollector
 
 from .handlers import GeneratePost, register
 from .settings import Settings
@@ -19,5 +19,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     llm = Llm(settings, parts.telemetry.tracer) if settings.llm_configured else None
     register(parts, GeneratePost(parts, settings, llm))
     if llm is not None:
+        client = llm
+
+        async def share_limits() -> None:
+            client.use_redis(parts.cache.redis)  # rate limits shared by every replica
+
+        parts.on_start.append(share_limits)
         parts.on_stop.append(llm.close)
+        parts.registry.register(LlmCollector(settings.service, llm))
     return parts.ops_app("seoblog generator")

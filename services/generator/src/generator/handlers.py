@@ -1,15 +1,18 @@
-"""Subscriber: write the post for a translated text, score it, store it, announce it."""
+"""Subscriber: write the post for a translated text, score it, revise it once when it scores
+below the threshold, store it, announce it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
-from typing import Any
+import uuid
+from collections.abc import Awaitable, Callable
 
 from seoblog_contracts import (
     JobProgress,
     PostGenerated,
+    Priority,
+    SeoReport,
     Stage,
     TextTranslated,
     Usage,
@@ -18,7 +21,16 @@ from seoblog_contracts import (
 from seoblog_runtime import Parts
 from seoblog_runtime.llm import Llm
 
-from .llm_writer import build_prompt, write_with_llm
+from .llm_writer import (
+    BadOutput,
+    build_prompt,
+    build_revision,
+    draft_from,
+    draft_json,
+    post_problems,
+    revision_messages,
+    write_with_llm,
+)
 from .offline import Draft, write_offline
 from .render import render_page
 from .seo import seo_report
@@ -26,13 +38,10 @@ from .settings import Settings
 from .store import PgPostStore
 
 PURPOSE = "generate_post"
+REVISE = "revise_post"
 
 
-def draft_from(data: dict[str, Any]) -> Draft:
-    return Draft(**(data | {"faq": [tuple(qa) for qa in data["faq"]]}))
-
-
-def generation_key(event: TextTranslated, model: str, prompt_version: str) -> str:
+def generation_key(event: TextTranslated, settings: Settings, model: str) -> str:
     """Everything that changes the output, so identical work is shared and nothing else."""
     spec = event.spec
     material = json.dumps(
@@ -43,11 +52,25 @@ def generation_key(event: TextTranslated, model: str, prompt_version: str) -> st
             event.target_language,
             spec.length,
             model,
-            prompt_version,
+            settings.prompt_version,
+            settings.revise_prompt_version,
+            settings.revise_below,
         ],
         ensure_ascii=False,
     )
     return f"post:{hashlib.sha256(material.encode()).hexdigest()}"
+
+
+def score(draft: Draft, event: TextTranslated) -> SeoReport:
+    return seo_report(
+        title=draft.title,
+        slug=draft.slug,
+        meta_description=draft.meta_description,
+        markdown=draft.markdown,
+        keywords=event.spec.keywords,
+        target_words=event.spec.length,
+        source_text=event.text,
+    )
 
 
 class GeneratePost:
@@ -73,17 +96,9 @@ class GeneratePost:
             )
             writer, usage = "offline", Usage()
         else:
-            draft, usage = await self._write_with_llm(event, self.llm)
+            draft = await self._write_with_llm(event, self.llm)
             writer = f"llm:{self.llm.settings.task_model}"
-        seo = seo_report(
-            title=draft.title,
-            slug=draft.slug,
-            meta_description=draft.meta_description,
-            markdown=draft.markdown,
-            keywords=spec.keywords,
-            target_words=spec.length,
-            source_text=event.text,
-        )
+            usage = await store.job_usage(event.job_id)  # what this job paid, now or before
         html = render_page(
             draft.markdown,
             title=draft.title,
@@ -104,21 +119,31 @@ class GeneratePost:
             markdown=draft.markdown,
             html=html,
             keywords=spec.keywords,
-            seo=seo,
+            seo=score(draft, event),
             writer=writer,
             usage=event.usage + usage,
         )
         await bus.publish(await store.record_post(post))
 
-    async def _write_with_llm(self, event: TextTranslated, llm: Llm) -> tuple[Draft, Usage]:
-        """Reuse a call this job already paid for; else share identical work through the cache."""
-        store = self.parts.store
-        if (previous := await store.llm_call(event.job_id, PURPOSE)) is not None:
-            return draft_from(previous["draft"]), Usage(**previous["usage"])
-        model = llm.settings.task_model
-        key = generation_key(event, model, self.settings.prompt_version)
-        spec = event.spec
-        made_call = False
+    async def _write_with_llm(self, event: TextTranslated, llm: Llm) -> Draft:
+        """Share identical work through the cache (one call across replicas); inside, reuse
+        any call this job already paid for."""
+        key = generation_key(event, self.settings, llm.settings.task_model)
+        value = await self.parts.cache.get_or_compute(key, lambda: self._compose(event, llm, key))
+        return draft_from(json.loads(value)["draft"])
+
+    async def _compose(self, event: TextTranslated, llm: Llm, key: str) -> bytes:
+        spec, s = event.spec, self.settings
+        low = spec.priority == Priority.LOW
+        keywords, language, length = spec.keywords, event.target_language, spec.length
+        prompt = build_prompt(
+            s.prompt_version,
+            title=event.title,
+            text=event.text[: s.max_source_chars],
+            keywords=keywords,
+            language=language,
+            length=length,
+        )
 
         async def progress(percent: int) -> None:
             await self.parts.bus.publish(
@@ -127,27 +152,89 @@ class GeneratePost:
                 )
             )
 
-        async def generate() -> bytes:
-            nonlocal made_call
-            made_call = True
-            prompt = build_prompt(
-                self.settings.prompt_version,
-                title=event.title,
-                text=event.text[: self.settings.max_source_chars],
-                keywords=spec.keywords,
-                language=event.target_language,
-                length=spec.length,
+        draft = await self._paid(
+            event,
+            PURPOSE,
+            key,
+            lambda: write_with_llm(
+                llm,
+                messages=[{"role": "user", "content": prompt}],
+                on_progress=progress,
+                low_priority=low,
+                keywords=keywords,
+                language=language,
+                length=length,
+            ),
+        )
+        report = score(draft, event)
+        first_score, revised = report.score, False
+        if report.score < s.revise_below:
+            await self.parts.bus.publish(
+                JobProgress(
+                    job_id=event.job_id,
+                    stage=Stage.GENERATE,
+                    percent=96,
+                    message=f"revising (SEO score {report.score} < {s.revise_below})",
+                )
             )
-            draft, usage = await write_with_llm(
-                llm, prompt=prompt, length=spec.length, on_progress=progress
+            feedback = build_revision(
+                s.revise_prompt_version,
+                report=report,
+                problems=post_problems(draft, keywords=keywords, length=length),
+                keywords=keywords,
+                language=language,
+                length=length,
             )
-            return json.dumps({"draft": asdict(draft), "usage": usage.model_dump()}).encode()
+            better = await self._paid(
+                event,
+                REVISE,
+                key,
+                lambda: write_with_llm(
+                    llm,
+                    messages=revision_messages(prompt, draft, feedback),
+                    on_progress=None,
+                    low_priority=low,
+                    purpose=REVISE,
+                    keywords=keywords,
+                    language=language,
+                    length=length,
+                ),
+            )
+            better_report = score(better, event)
+            if better_report.score >= report.score:  # never trade a post for a worse one
+                draft, report, revised = better, better_report, True
+        return json.dumps(
+            {"draft": draft_json(draft), "first_score": first_score, "revised": revised}
+        ).encode()
 
-        data = json.loads(await self.parts.cache.get_or_compute(key, generate))
-        usage = Usage(**data["usage"]) if made_call else Usage()  # a cache hit costs nothing
-        if made_call:
-            await store.record_llm_call(event.job_id, PURPOSE, key, model, usage, data)
-        return draft_from(data["draft"]), usage
+    async def _paid(
+        self,
+        event: TextTranslated,
+        purpose: str,
+        key: str,
+        call: Callable[[], Awaitable[tuple[Draft, Usage]]],
+    ) -> Draft:
+        """The draft of a call this job already paid for, or make the call and record it."""
+        store = self.parts.store
+        if (previous := await store.llm_call(event.job_id, purpose)) is not None:
+            return draft_from(previous["draft"])
+        model = self.llm.settings.task_model if self.llm else ""
+        try:
+            draft, usage = await call()
+        except BadOutput as exc:  # paid for all the same: it counts in the job's usage
+            await store.record_llm_call(
+                event.job_id,
+                f"{purpose}:bad:{uuid.uuid4().hex[:12]}",
+                key,
+                model,
+                exc.usage,
+                {"error": exc.message},
+            )
+            raise
+        await store.record_llm_call(
+            event.job_id, purpose, key, model, usage, {"draft": draft_json(draft)}
+        )
+        return draft
 
 
 def register(parts: Parts[PgPostStore], handler: GeneratePost) -> None:

@@ -15,3 +15,9 @@ class Settings(LlmServiceSettings):
     port: int = Field(8003, description="HTTP port (API, or health and metrics)")
     prompt_version: str = Field("post_v1", description="prompt template file in prompts/")
     max_source_chars: int = Field(24_000, description="source text given to the LLM")
+    revise_prompt_version: str = Field(
+        "revise_v1", description="revision prompt template file in prompts/"
+    )
+    revise_below: int = Field(
+        70, ge=0, le=101, description="SEO score under which one revision pass runs; 0: never"
+    )

@@ -65,3 +65,21 @@ class PgPostStore(Store):
             usage.cost_usd,
             json.dumps(response),
         )
+
+    async def job_usage(self, job_id: str) -> Usage:
+        """What this job's LLM calls cost, summed."""
+        row = await self.pool.fetchrow(
+            """
+            SELECT count(*) AS calls, coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+                   coalesce(sum(completion_tokens), 0) AS completion_tokens,
+                   coalesce(sum(cost_usd), 0) AS cost_usd
+            FROM llm_calls WHERE job_id = $1
+            """,
+            job_id,
+        )
+        return Usage(
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            calls=row["calls"],
+            cost_usd=round(float(row["cost_usd"]), 8),
+        )

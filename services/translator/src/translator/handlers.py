@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from seoblog_contracts import JobProgress, PageCrawled, Stage, TextTranslated, Usage, stage_event_id
+from seoblog_contracts import (
+    JobProgress,
+    PageCrawled,
+    Priority,
+    Stage,
+    TextTranslated,
+    Usage,
+    stage_event_id,
+)
 from seoblog_runtime import Parts
 from seoblog_runtime.llm import Llm
 
@@ -50,8 +58,14 @@ class TranslatePage:
                     )
                 )
 
+            job_id = event.job_id
+            model = self.llm.settings.task_model
+
+            async def record(key: str, text: str, usage: Usage, batched: bool) -> None:
+                await store.record_segment(job_id, key, model, usage, text, batched=batched)
+
             document = f"# {event.title}\n\n{event.text}"
-            result, usage, intact = await translate_document(
+            result = await translate_document(
                 document,
                 target=target,
                 glossary=event.spec.keywords,
@@ -61,11 +75,14 @@ class TranslatePage:
                 max_tokens=self.settings.segment_tokens,
                 concurrency=self.settings.segment_concurrency,
                 on_segment=progress,
+                paid=await store.paid_segments(job_id),
+                record=record,
+                low_priority=event.spec.priority == Priority.LOW,
             )
-            first, _, rest = result.partition("\n\n")
-            title, text = first.removeprefix("# ").strip() or event.title, rest
+            first, _, rest = result.text.partition("\n\n")
+            title, text, usage = first.removeprefix("# ").strip() or event.title, rest, result.usage
             translated = True
-            note = "" if intact else "translation changed the markdown structure"
+            note = "; ".join(result.problems)
         out = TextTranslated(
             event_id=stage_event_id(event.job_id, "text.translated"),
             job_id=event.job_id,

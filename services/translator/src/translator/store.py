@@ -1,9 +1,18 @@
-"""All SQL of the translator: the translation result of each job."""
+"""All SQL of the translator: the translation result of each job, and the segments each job
+paid the LLM for."""
 
 from __future__ import annotations
 
-from seoblog_contracts import TextTranslated
+from dataclasses import dataclass
+
+from seoblog_contracts import TextTranslated, Usage
 from seoblog_runtime import Store, migrations_of
+
+
+@dataclass(frozen=True)
+class PaidSegment:
+    translation: str
+    usage: Usage
 
 
 class PgTranslationStore(Store):
@@ -34,3 +43,44 @@ class PgTranslationStore(Store):
                 "SELECT event FROM translations WHERE job_id = $1", event.job_id
             )
         return TextTranslated.model_validate_json(row)
+
+    async def paid_segments(self, job_id: str) -> dict[str, PaidSegment]:
+        """Segments this job already paid for, by segment key."""
+        rows = await self.pool.fetch(
+            """
+            SELECT segment_key, translation, prompt_tokens, completion_tokens, cost_usd
+            FROM segment_calls WHERE job_id = $1
+            """,
+            job_id,
+        )
+        return {
+            row["segment_key"]: PaidSegment(
+                row["translation"],
+                Usage(
+                    prompt_tokens=row["prompt_tokens"],
+                    completion_tokens=row["completion_tokens"],
+                    calls=1,
+                    cost_usd=float(row["cost_usd"]),
+                ),
+            )
+            for row in rows
+        }
+
+    async def record_segment(
+        self, job_id: str, key: str, model: str, usage: Usage, translation: str, *, batched: bool
+    ) -> None:
+        await self.pool.execute(
+            """
+            INSERT INTO segment_calls (job_id, segment_key, model, prompt_tokens,
+                                       completion_tokens, cost_usd, batched, translation)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING
+            """,
+            job_id,
+            key,
+            model,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cost_usd,
+            batched,
+            translation,
+        )

@@ -1,5 +1,6 @@
 """Translation of one document through the LLM: segments translated concurrently, each cached
-by its hash, target language, model and prompt version; markdown structure checked after."""
+by its hash, target language, model and prompt version; a job reuses the segments it already
+paid for; glossary terms, links and the markdown structure are checked after."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from seoblog_contracts import Usage
 from seoblog_runtime import Cache
 from seoblog_runtime.llm import Llm
 
 from .segment import join_segments, protect, restore, split_segments, structure_signature
+from .store import PaidSegment
 
 log = logging.getLogger("translator.translate")
 
@@ -24,10 +27,39 @@ SYSTEM_PROMPT = (
     "unchanged. Reply with the translation only."
 )
 
+RecordSegment = Callable[[str, str, Usage, bool], Awaitable[None]]
+
 
 def segment_key(segment: str, target: str, model: str, prompt_version: str) -> str:
     digest = hashlib.sha256(segment.encode()).hexdigest()
     return f"segment:{prompt_version}:{model}:{target}:{digest}"
+
+
+@dataclass
+class Translation:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    segments: int = 0
+    calls_made: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def check_translation(source: str, result: str, glossary: list[str]) -> list[str]:
+    """What the translation broke: the markdown structure, or protected terms that vanished."""
+    problems: list[str] = []
+    before, after = structure_signature(source), structure_signature(result)
+    if before != after:
+        names = ("headings", "list items", "links", "code fences", "table rows")
+        changed = [f"{n} {a}->{b}" for n, a, b in zip(names, before, after, strict=True) if a != b]
+        problems.append("markdown structure changed: " + ", ".join(changed))
+    lost = [t for t in glossary if t.strip() and t in source and t not in result]
+    if lost:
+        problems.append("glossary terms lost: " + ", ".join(lost))
+    return problems
 
 
 async def translate_document(
@@ -41,39 +73,56 @@ async def translate_document(
     max_tokens: int,
     concurrency: int,
     on_segment: Callable[[int, int], Awaitable[None]],
-) -> tuple[str, Usage, bool]:
-    """(translation, usage of the calls made, whether the structure survived)."""
+    paid: dict[str, PaidSegment] | None = None,
+    record: RecordSegment | None = None,
+    low_priority: bool = False,
+) -> Translation:
+    """Translate `text`; usage counts the segments this job paid for (now or before)."""
     segments = split_segments(text, max_tokens=max_tokens)
-    usage = Usage()
+    paid = paid or {}
+    out = Translation(text="", segments=len(segments))
     done = 0
     gate = asyncio.Semaphore(concurrency)
+    model = llm.settings.task_model
+    system = SYSTEM_PROMPT.format(target=target)
 
     async def one(segment: str) -> str:
-        nonlocal usage, done
+        nonlocal done
         protected, mapping = protect(segment, glossary)
+        key = segment_key(protected, target, model, prompt_version)
 
         async def call() -> bytes:
-            nonlocal usage
             result = await llm.complete(
-                [
-                    {"role": "system", "content": SYSTEM_PROMPT.format(target=target)},
-                    {"role": "user", "content": protected},
-                ],
+                [{"role": "system", "content": system}, {"role": "user", "content": protected}],
                 purpose="translate",
+                expected_tokens=len(protected) // 3 + 16,
+                low_priority=low_priority,
             )
-            usage = usage + result.usage
+            if record is not None:
+                await record(key, result.text, result.usage, result.batched)
+            out.usage = out.usage + result.usage
+            out.calls_made += 1
             return json.dumps({"text": result.text}).encode()
 
-        async with gate:
-            key = segment_key(protected, target, llm.settings.task_model, prompt_version)
-            translated = json.loads(await cache.get_or_compute(key, call))["text"]
+        if (before := paid.get(key)) is not None:  # this job paid for it on an earlier delivery
+            out.usage = out.usage + before.usage
+            translated = before.translation
+        else:
+            async with gate:
+                translated = json.loads(await cache.get_or_compute(key, call))["text"]
         done += 1
         await on_segment(done, len(segments))
         return restore(translated, mapping)
 
-    translated = await asyncio.gather(*(one(s) for s in segments))
-    result = join_segments(list(translated))
-    intact = structure_signature(result) == structure_signature(text)
-    if not intact:
-        log.warning("translation changed the markdown structure")
-    return result, usage, intact
+    tasks = [asyncio.ensure_future(one(s)) for s in segments]
+    try:
+        pieces = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:  # one segment failed the job: stop paying for the others
+            task.cancel()
+        raise
+    out.text = join_segments(list(pieces))
+    out.problems = check_translation(text, out.text, glossary)
+    if out.problems:
+        log.warning("translation check failed", extra={"problems": out.problems})
+    return out
