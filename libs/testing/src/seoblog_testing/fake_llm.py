@@ -18,15 +18,14 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from seoblog_testing.servers import BackgroundServer
+from seoblog_testing.servers import BackgroundServer, Served
 
 Responder = Callable[[dict[str, Any]], str]
 
@@ -359,7 +358,7 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | No
     return fields
 
 
-class FakeLLM:
+class FakeLLM(Served):
     """A fake OpenAI-compatible server on a real socket, with run-time knobs.
 
     `with FakeLLM() as llm:` then `AsyncOpenAI(base_url=llm.base_url, api_key=llm.api_key)`.
@@ -418,28 +417,6 @@ class FakeLLM:
         self.server = BackgroundServer(self.app, name="fake-llm")
 
     # -- lifecycle and inspection
-
-    def start(self) -> Self:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     @property
     def base_url(self) -> str:

@@ -10,8 +10,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -24,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seoblog_testing.servers import BackgroundServer
+from seoblog_testing.servers import BackgroundServer, Served
 
 Span = dict[str, Any]
 SpanPredicate = Callable[[list[Span]], bool]
@@ -81,7 +80,7 @@ def _trace_hex(trace_id: str | int) -> str:
     return format(trace_id, "032x") if isinstance(trace_id, int) else trace_id.lower()
 
 
-class OtlpCollector:
+class OtlpCollector(Served):
     """Receives OTLP/HTTP traces on a real socket and keeps the spans.
 
     Point an exporter at `endpoint` (OTEL_EXPORTER_OTLP_ENDPOINT) or at
@@ -102,24 +101,6 @@ class OtlpCollector:
         self.server = BackgroundServer(self.app, name="otlp-collector")
 
     # -- lifecycle
-
-    def start(self) -> Self:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def endpoint(self) -> str:
