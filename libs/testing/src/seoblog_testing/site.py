@@ -10,7 +10,7 @@ import json
 import os
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -73,8 +73,9 @@ class FixtureSite:
     """A web server for crawler tests, on a real socket.
 
     Serves `/article/<id>` (the extraction fixtures, decompressed, as UTF-8 HTML),
-    `/robots.txt` (allow all unless overridden) and whatever `route()` and
-    `redirect_chain()` register; crafted routes take precedence. Unknown paths are 404.
+    `/robots.txt` (allow all unless overridden) and whatever `route()`, `route_sequence()`,
+    `route_handler()` and `redirect_chain()` register; crafted routes take precedence.
+    Unknown paths are 404.
     `with FixtureSite() as site:` starts it; `reset()` clears routes and the hit log.
     """
 
@@ -82,6 +83,8 @@ class FixtureSite:
         self.shared_dir = Path(shared) if shared is not None else shared_dir()
         self._lock = threading.Lock()
         self._routes: dict[str, _Crafted] = {}
+        self._sequences: dict[str, list[_Crafted]] = {}
+        self._handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {}
         self._hits: Counter[str] = Counter()
         self._log: list[_Hit] = []
         self.app = Starlette(
@@ -181,6 +184,25 @@ class FixtureSite:
         with self._lock:
             self._routes[path] = crafted
 
+    def route_sequence(self, path: str, responses: Sequence[Mapping[str, Any]]) -> None:
+        """Answer successive requests to `path` with successive responses (each given as
+        `route()`'s keyword arguments); the last one repeats. For retries: 503, 503, 200."""
+        if not responses:
+            raise ValueError("a sequence needs at least one response")
+        crafted = []
+        for spec in responses:
+            self.route(path, **spec)
+            with self._lock:
+                crafted.append(self._routes.pop(path))
+        with self._lock:
+            self._sequences[path] = crafted
+
+    def route_handler(self, path: str, handler: Callable[[Request], Awaitable[Response]]) -> None:
+        """Answer `path` with an async function of the request (conditional GETs, counting
+        concurrent requests, ...). Runs on the site's own event loop."""
+        with self._lock:
+            self._handlers[path] = handler
+
     def redirect_chain(self, path: str, hops: int, final: str, status: int = 302) -> list[str]:
         """Make `path` redirect `hops` times, the last hop to `final` (a path or a URL).
 
@@ -213,6 +235,8 @@ class FixtureSite:
         """Forget crafted routes and the request log."""
         with self._lock:
             self._routes.clear()
+            self._sequences.clear()
+            self._handlers.clear()
             self._hits.clear()
             self._log.clear()
 
@@ -226,6 +250,12 @@ class FixtureSite:
             self._log.append(_Hit(request.method, path, query, dict(request.headers)))
             crafted = self._routes.get(f"{path}?{query}") if query else None
             crafted = crafted or self._routes.get(path)
+            handler = self._handlers.get(path)
+            sequence = self._sequences.get(path)
+            if crafted is None and sequence:
+                crafted = sequence.pop(0) if len(sequence) > 1 else sequence[0]
+        if handler is not None:
+            return await handler(request)
         if crafted is not None:
             return await self._crafted(request, crafted)
         if path == "/robots.txt":

@@ -1,4 +1,6 @@
-"""HTTP adapter: fetch one web page within limits (time, redirects, size, content type).
+"""HTTP adapter: fetch one web page safely (SSRF guard on every connection), politely
+(robots.txt, host rate and concurrency, Retry-After) and within limits (time, redirects,
+size on the wire and decoded, content type), retrying transient failures with back-off.
 
 Every failure becomes a FetchError with a stable code and a message a user can read.
 """
@@ -7,20 +9,44 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
+import email.utils
 import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from .addresses import AddressPolicy
+from .errors import FetchError
+from .metrics import CrawlerMetrics
+from .politeness import ROBOTS_MISSING, ROBOTS_OK, ROBOTS_UNREACHABLE, Politeness
+from .transport import AddressGuard, BlockedAddress, Resolver, guarded_client, system_resolver
+
+__all__ = ["DEFAULT_LIMITS", "FetchError", "FetchLimits", "FetchedPage", "Fetcher", "Validators"]
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
+# Only encodings we can inflate with a bound on the output (gzip bombs).
+_ACCEPT_ENCODING = "gzip, deflate"
+# RFC 9309 asks crawlers to parse at least the first 500 KiB of a robots.txt.
+_ROBOTS_MAX_BYTES = 500 * 1024
+_RETRIED_CODES = frozenset({"http_5xx", "timeout", "connect_failed", "rate_limited"})
 # The HTML spec looks for <meta charset> in the first 1024 bytes; a little slack costs nothing.
 _PRESCAN_BYTES = 2048
 _META_CHARSET_RE = re.compile(rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
@@ -35,14 +61,31 @@ _WINDOWS_1252_CODECS = frozenset({"iso8859-1", "ascii"})
 
 @dataclass(frozen=True)
 class FetchLimits:
-    timeout_s: float = 15.0
+    timeout_s: float = 15.0  # one attempt: every redirect hop and the whole body
     max_redirects: int = 5
-    max_bytes: int = 5_000_000
+    max_bytes: int = 5_000_000  # as sent (compressed)
+    max_decoded_bytes: int = 20_000_000  # after Content-Encoding is undone
     allowed_content_types: tuple[str, ...] = ("text/html", "application/xhtml+xml")
     user_agent: str = "seoblog-crawler/0.1 (+https://github.com/seoblog)"
+    attempts: int = 3  # tries of one fetch for timeouts, connection errors, 5xx and 429
+    backoff_s: float = 0.5  # exponential back-off with full jitter, from this
+    backoff_max_s: float = 8.0
+    max_retry_after_s: float = 30.0  # a longer Retry-After is left to the bus's redelivery
 
 
 DEFAULT_LIMITS = FetchLimits()
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What a stored copy of the page was served with, for a conditional GET."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        found = {"if-none-match": self.etag, "if-modified-since": self.last_modified}
+        return {k: v for k, v in found.items() if v}
 
 
 @dataclass(frozen=True)
@@ -54,50 +97,35 @@ class FetchedPage:
     html: str
     headers: dict[str, str]
     elapsed_ms: float
-
-
-class FetchError(Exception):
-    """A page could not be fetched. `code` is stable; `message` is for people.
-
-    Codes: not_found, http_4xx, http_5xx, bad_response, dns_failure, connect_failed,
-    timeout, not_html, too_large, too_many_redirects, bad_url.
-    """
-
-    def __init__(
-        self, code: str, message: str, *, retryable: bool = False, status: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_fetch_error, (self.code, self.message, self.retryable, self.status))
-
-    def __repr__(self) -> str:
-        return f"FetchError(code={self.code!r}, message={self.message!r}, status={self.status!r})"
-
-
-def _rebuild_fetch_error(
-    code: str, message: str, retryable: bool, status: int | None
-) -> FetchError:
-    return FetchError(code, message, retryable=retryable, status=status)
+    not_modified: bool = False  # 304: the caller's stored copy is still current
+    wire_bytes: int = 0
+    attempts: int = 1
 
 
 class Fetcher:
-    """Fetches pages with redirects followed by hand, so every hop passes our own checks.
-
-    A client passed in stays the caller's to close; one made here is closed by `aclose`.
-    """
+    """Fetches pages with redirects followed by hand, so every hop passes robots.txt and the
+    host's pace, while the transport checks every address it connects to."""
 
     def __init__(
-        self, client: httpx.AsyncClient | None = None, limits: FetchLimits = DEFAULT_LIMITS
+        self,
+        limits: FetchLimits = DEFAULT_LIMITS,
+        *,
+        policy: AddressPolicy | None = None,
+        resolver: Resolver = system_resolver,
+        politeness: Politeness | None = None,
+        metrics: CrawlerMetrics | None = None,
+        per_host_connections: int = 8,
     ) -> None:
         self._limits = limits
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient()
-        self._headers = {"user-agent": limits.user_agent, "accept": _ACCEPT}
+        self._politeness = politeness
+        self._metrics = metrics or (politeness.metrics if politeness else CrawlerMetrics())
+        guard = AddressGuard(policy or AddressPolicy(), resolver)
+        self._client = guarded_client(guard, per_origin_connections=per_host_connections)
+        self._headers = {
+            "user-agent": limits.user_agent,
+            "accept": _ACCEPT,
+            "accept-encoding": _ACCEPT_ENCODING,
+        }
 
     async def __aenter__(self) -> Self:
         return self
@@ -111,65 +139,147 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        await self._client.aclose()
 
-    async def fetch(self, url: str) -> FetchedPage:
-        """GET `url` and return its HTML, or raise FetchError."""
+    async def fetch(self, url: str, validators: Validators | None = None) -> FetchedPage:
+        """GET `url` and return its HTML (or, with `validators`, possibly a 304), or raise
+        FetchError. Transient failures are retried here with back-off and jitter."""
         started = time.perf_counter()
-        # One deadline for all hops and the whole body: httpx's own timeouts are per
-        # operation, so a server dripping bytes could otherwise hold us forever.
-        try:
-            async with asyncio.timeout(self._limits.timeout_s):
-                return await self._follow(url, started)
-        except TimeoutError:
-            raise _timeout_error(url, self._limits) from None
+        limits = self._limits
+        backoff = wait_random_exponential(multiplier=limits.backoff_s, max=limits.backoff_max_s)
 
-    async def _follow(self, url: str, started: float) -> FetchedPage:
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, FetchError) and exc.retry_after_s is not None:
+                return exc.retry_after_s
+            return float(backoff(state))
+
+        def should_retry(exc: BaseException) -> bool:
+            return (
+                isinstance(exc, FetchError)
+                and exc.code in _RETRIED_CODES
+                and (exc.retry_after_s or 0) <= limits.max_retry_after_s
+            )
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, FetchError):
+                self._metrics.retries.labels(exc.code).inc()
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(max(limits.attempts, 1)),
+            wait=wait,
+            retry=retry_if_exception(should_retry),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                page = await self._follow(url, validators, started)
+                return _with_attempts(page, attempt.retry_state.attempt_number)
+        raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover
+
+    async def _follow(self, url: str, validators: Validators | None, started: float) -> FetchedPage:
         target = _web_url(url, url)
+        # One budget for all hops and the whole body: httpx's own timeouts are per operation,
+        # so a server dripping bytes could otherwise hold us forever. Waiting for a host's
+        # turn (politeness) is not network time and does not count.
+        budget = self._limits.timeout_s
+        headers = self._headers | (validators.headers() if validators else {})
         for _ in range(self._limits.max_redirects + 1):
-            try:
-                async with self._client.stream(
-                    "GET",
-                    target,
-                    headers=self._headers,
-                    follow_redirects=False,
-                    timeout=self._limits.timeout_s,
-                ) as response:
-                    location = response.headers.get("location")
-                    if response.status_code in _REDIRECT_STATUSES and location:
-                        target = _web_url(str(response.url.join(location)), url, redirected=True)
-                        continue
-                    return await self._read_page(url, response, started)
-            except httpx.HTTPError as exc:
-                raise _transport_error(exc, url, target, self._limits) from exc
+            async with self._turn(target):
+                hop_started = time.monotonic()
+                try:
+                    async with asyncio.timeout(budget):
+                        outcome = await self._hop(url, target, headers, started)
+                except TimeoutError:
+                    raise _timeout_error(url, self._limits) from None
+                budget -= time.monotonic() - hop_started
+            if isinstance(outcome, FetchedPage):
+                return outcome
+            target = outcome
         raise FetchError(
             "too_many_redirects",
             f"Gave up after {self._limits.max_redirects} redirects fetching {url}",
         )
 
-    async def _read_page(self, url: str, response: httpx.Response, started: float) -> FetchedPage:
+    @contextlib.asynccontextmanager
+    async def _turn(self, target: str) -> AsyncIterator[None]:
+        if self._politeness is None:
+            yield
+            return
+        crawl_delay = await self._politeness.check_robots(target, self._robots_txt)
+        async with self._politeness.turn(target, crawl_delay):
+            yield
+
+    async def _hop(
+        self, url: str, target: str, headers: dict[str, str], started: float
+    ) -> FetchedPage | str:
+        """One request: the page, or the next URL to go to."""
+        try:
+            async with self._client.stream(
+                "GET", target, headers=headers, follow_redirects=False
+            ) as response:
+                self._metrics.pages_fetched.labels(f"{response.status_code // 100}xx").inc()
+                location = response.headers.get("location")
+                if response.status_code in _REDIRECT_STATUSES and location:
+                    return _web_url(str(response.url.join(location)), url, redirected=True)
+                conditional = "if-none-match" in headers or "if-modified-since" in headers
+                return await self._read_page(url, response, started, conditional=conditional)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, url, target, self._limits) from exc
+
+    async def _read_page(
+        self, url: str, response: httpx.Response, started: float, *, conditional: bool = False
+    ) -> FetchedPage:
         status = response.status_code
-        _check_status(status, response.reason_phrase)
+        if status == 304 and conditional:
+            return FetchedPage(
+                url=url,
+                final_url=str(response.url),
+                status=status,
+                content_type="",
+                html="",
+                headers=dict(response.headers.items()),
+                elapsed_ms=(time.perf_counter() - started) * 1000,
+                not_modified=True,
+            )
+        retry_after = _retry_after_s(response.headers.get("retry-after"))
+        if retry_after is not None and status in (429, 503) and self._politeness is not None:
+            await self._politeness.hold(str(response.url), retry_after)
+        _check_status(status, response.reason_phrase, retry_after)
         media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type and media_type not in self._limits.allowed_content_types:
             raise FetchError("not_html", f"The page is {media_type}, not HTML", status=status)
+        limits = self._limits
         too_large = FetchError(
             "too_large",
-            f"The page is larger than the {_human_size(self._limits.max_bytes)} limit",
+            f"The page is larger than the {_human_size(limits.max_bytes)} limit",
             status=status,
         )
         declared_length = response.headers.get("content-length", "")
-        if declared_length.isdigit() and int(declared_length) > self._limits.max_bytes:
+        if declared_length.isdigit() and int(declared_length) > limits.max_bytes:
             raise too_large
+        inflater = _Inflater(response.headers.get("content-encoding", ""), limits.max_decoded_bytes)
         chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self._limits.max_bytes:
-                raise too_large
-            chunks.append(chunk)
+        wire = 0
+        try:
+            async for raw in response.aiter_raw():
+                wire += len(raw)
+                if wire > limits.max_bytes:
+                    raise too_large
+                chunks.append(inflater.feed(raw))
+            chunks.append(inflater.flush())
+        except _Overflow:
+            raise FetchError(
+                "too_large",
+                "The page decompresses to more than the "
+                f"{_human_size(limits.max_decoded_bytes)} limit",
+                status=status,
+            ) from None
         body = b"".join(chunks)
+        self._metrics.bytes_fetched.labels("wire").inc(wire)
+        self._metrics.bytes_fetched.labels("decoded").inc(len(body))
         if not media_type:
             if not _looks_like_html(body):
                 raise FetchError(
@@ -186,7 +296,104 @@ class Fetcher:
             html=_decode(body, response.charset_encoding),
             headers=dict(response.headers.items()),
             elapsed_ms=(time.perf_counter() - started) * 1000,
+            wire_bytes=wire,
         )
+
+    async def _robots_txt(self, origin: str) -> tuple[str, str]:
+        """Fetch origin/robots.txt: (outcome, text) as RFC 9309 reads the answer."""
+        url = f"{origin}/robots.txt"
+        headers = self._headers | {"accept": "text/plain,*/*;q=0.5"}
+        try:
+            async with asyncio.timeout(self._limits.timeout_s):
+                async with self._client.stream(
+                    "GET", url, headers=headers, follow_redirects=True
+                ) as response:
+                    status = response.status_code
+                    if 200 <= status < 300:
+                        return ROBOTS_OK, await _read_robots(response)
+                    if 400 <= status < 500 and status != 429:
+                        return ROBOTS_MISSING, ""
+                    return ROBOTS_UNREACHABLE, ""
+        except TimeoutError:
+            return ROBOTS_UNREACHABLE, ""
+        except httpx.TooManyRedirects:
+            return ROBOTS_MISSING, ""  # RFC 9309 2.3.1.2: may be treated as unavailable (4xx)
+        except httpx.HTTPError as exc:
+            error = _transport_error(exc, url, url, self._limits)
+            if error.code in ("blocked_address", "dns_failure", "bad_url"):
+                raise error from exc  # the page itself cannot be had either: say why
+            return ROBOTS_UNREACHABLE, ""
+
+
+class _Overflow(Exception):
+    pass
+
+
+class _Inflater:
+    """Undo Content-Encoding with a bound on the output, so a small gzip bomb cannot grow into
+    gigabytes in memory: each call inflates at most what the limit still allows."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        name = encoding.strip().lower()
+        self.limit = limit
+        self.size = 0
+        self._raw_deflate_tried = False
+        if name in ("", "identity"):
+            self._z: zlib._Decompress | None = None
+        elif name in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif name == "deflate":
+            self._z = zlib.decompressobj()
+        else:
+            raise FetchError("bad_response", f"The page was sent with unsupported {name} encoding")
+        self._deflate = name == "deflate"
+
+    def feed(self, data: bytes) -> bytes:
+        if self._z is None:
+            return self._count(data)
+        out = bytearray()
+        try:
+            while data:
+                out += self._z.decompress(data, self.limit - self.size - len(out) + 1)
+                if self.size + len(out) > self.limit:
+                    raise _Overflow
+                data = self._z.unconsumed_tail
+        except zlib.error:
+            if self._deflate and not self._raw_deflate_tried and self.size == 0 and not out:
+                # Some servers send raw deflate without the zlib header (as httpx allows).
+                self._raw_deflate_tried = True
+                self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self.feed(data)
+            raise FetchError("bad_response", "The page's compressed body is corrupt") from None
+        return self._count(bytes(out))
+
+    def flush(self) -> bytes:
+        return self._count(self._z.flush()) if self._z is not None else b""
+
+    def _count(self, data: bytes) -> bytes:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise _Overflow
+        return data
+
+
+async def _read_robots(response: httpx.Response) -> str:
+    """The first 500 KiB of a robots.txt (the rest is ignored, as RFC 9309 allows)."""
+    inflater = _Inflater(response.headers.get("content-encoding", ""), _ROBOTS_MAX_BYTES)
+    chunks: list[bytes] = []
+    try:
+        async for raw in response.aiter_raw():
+            chunks.append(inflater.feed(raw))
+    except (_Overflow, FetchError):
+        pass
+    body = b"".join(chunks)[:_ROBOTS_MAX_BYTES]
+    return body.decode("utf-8", errors="replace")
+
+
+def _with_attempts(page: FetchedPage, attempts: int) -> FetchedPage:
+    if attempts == 1:
+        return page
+    return FetchedPage(**{**vars(page), "attempts": attempts})
 
 
 def _web_url(candidate: str, requested: str, *, redirected: bool = False) -> str:
@@ -205,7 +412,23 @@ def _web_url(candidate: str, requested: str, *, redirected: bool = False) -> str
     return str(parsed)
 
 
-def _check_status(status: int, reason: str) -> None:
+def _retry_after_s(value: str | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _check_status(status: int, reason: str, retry_after: float | None = None) -> None:
     if 200 <= status < 300:
         return
     try:
@@ -213,12 +436,20 @@ def _check_status(status: int, reason: str) -> None:
     except ValueError:
         phrase = reason
     message = f"The page returned HTTP {status} {phrase}".rstrip()
+    if retry_after is not None:
+        message += f" (retry after {retry_after:.0f} s)"
     if status in (404, 410):
         raise FetchError("not_found", message, status=status)
+    if status == 429:
+        raise FetchError(
+            "rate_limited", message, retryable=True, status=status, retry_after_s=retry_after
+        )
     if 400 <= status < 500:
         raise FetchError("http_4xx", message, status=status)
     if 500 <= status < 600:
-        raise FetchError("http_5xx", message, retryable=True, status=status)
+        raise FetchError(
+            "http_5xx", message, retryable=True, status=status, retry_after_s=retry_after
+        )
     raise FetchError("bad_response", message, status=status)
 
 
@@ -226,6 +457,12 @@ def _transport_error(
     exc: httpx.HTTPError, url: str, target: str, limits: FetchLimits
 ) -> FetchError:
     host = httpx.URL(target).host
+    blocked = next((c for c in _causes(exc) if isinstance(c, BlockedAddress)), None)
+    if blocked is not None:
+        return FetchError(
+            "blocked_address",
+            f"Refused to fetch {target}: {blocked} (only public internet addresses are crawled)",
+        )
     if isinstance(exc, httpx.TimeoutException):
         return _timeout_error(url, limits)
     if isinstance(exc, httpx.ConnectError):

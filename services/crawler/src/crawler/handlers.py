@@ -1,9 +1,9 @@
-"""Subscriber: crawl the page of a submitted job (one durable consumer per priority)."""
+"""Subscriber: crawl the page of a submitted job (one durable consumer per priority, all
+through the same priority slots)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from concurrent.futures import Executor
 from dataclasses import asdict
@@ -21,8 +21,12 @@ from seoblog_contracts import (
 )
 from seoblog_runtime import JobError, Parts
 
-from .extract import ExtractionError, extract_article
-from .fetch import Fetcher, FetchError
+from .analysis import analyse_page
+from .expiring import fresh_json
+from .extract import ExtractionError
+from .fetch import Fetcher, FetchError, Validators
+from .metrics import CrawlerMetrics
+from .priority import PrioritySlots
 from .settings import Settings
 from .store import PgPageStore
 
@@ -30,11 +34,12 @@ log = logging.getLogger("crawler.handlers")
 
 
 def page_key(url: str) -> str:
-    return f"page:v1:{url}"
+    return f"page:v2:{url}"
 
 
 class CrawlPage:
-    """Fetch (once per URL while cached), extract off the event loop, store, announce."""
+    """Fetch (once per URL while cached, conditionally after), extract off the event loop,
+    store, announce."""
 
     def __init__(
         self,
@@ -42,34 +47,42 @@ class CrawlPage:
         settings: Settings,
         fetcher: Fetcher,
         executor: Executor | None,
+        slots: PrioritySlots,
+        metrics: CrawlerMetrics,
     ) -> None:
         self.parts = parts
         self.settings = settings
         self.fetcher = fetcher
         self.executor = executor
+        self.slots = slots
+        self.metrics = metrics
 
-    async def __call__(self, event: JobSubmitted) -> None:
+    async def __call__(self, event: JobSubmitted, priority: Priority | None = None) -> None:
         bus, store = self.parts.bus, self.parts.store
         if (done := await store.crawl_of(event.job_id)) is not None:
             await bus.publish(done)  # redelivery: same event id, dropped as a duplicate
             return
+        async with self.slots.slot(priority or event.spec.priority):
+            try:
+                await self._crawl(event)
+            except JobError as exc:
+                self.metrics.failures.labels(exc.code).inc()
+                raise
+
+    async def _crawl(self, event: JobSubmitted) -> None:
+        bus = self.parts.bus
         await bus.publish(
             JobProgress(job_id=event.job_id, stage=Stage.CRAWL, percent=0, message="fetching")
         )
         url = normalize_url(str(event.spec.url))
-        fetched = False
-
-        async def fetch_and_extract() -> bytes:
-            nonlocal fetched
-            fetched = True
-            page = await self._fetch_and_extract(url)
-            return json.dumps(page).encode()
-
-        page = json.loads(
-            await self.parts.cache.get_or_compute(
-                page_key(url), fetch_and_extract, ttl_s=self.settings.page_ttl_s
-            )
+        page, computed = await fresh_json(
+            self.parts.cache,
+            page_key(url),
+            self.settings.page_ttl_s,
+            lambda: self._fetch_and_extract(url),
         )
+        if not computed:
+            self.metrics.cache_hits.inc()
         crawled = PageCrawled(
             event_id=stage_event_id(event.job_id, "page.crawled"),
             job_id=event.job_id,
@@ -81,22 +94,45 @@ class CrawlPage:
             language=page["language"],
             content_hash=page["content_hash"],
             metadata=page["metadata"],
-            from_cache=not fetched,
+            from_cache=not computed or bool(page["metadata"].get("not_modified")),
         )
-        await bus.publish(await store.record_crawl(crawled))
+        await bus.publish(await self.parts.store.record_crawl(crawled))
 
     async def _fetch_and_extract(self, url: str) -> dict[str, Any]:
+        store = self.parts.store
+        stored = await store.stored_page(url)
+        validators = (
+            Validators(stored.etag, stored.last_modified)
+            if stored is not None and (stored.etag or stored.last_modified)
+            else None
+        )
         try:
-            fetched = await self.fetcher.fetch(url)
+            fetched = await self.fetcher.fetch(url, validators)
         except FetchError as exc:
             raise JobError(exc.code, exc.message, retryable=exc.retryable) from exc
+        if fetched.not_modified and stored is not None:
+            self.metrics.not_modified.inc()
+            await store.touch_page(url)
+            page = dict(stored.page)
+            page["metadata"] = page["metadata"] | {
+                "status": 304,
+                "not_modified": True,
+                "fetch_ms": round(fetched.elapsed_ms, 1),
+            }
+            return page
         loop = asyncio.get_running_loop()
         try:
-            article = await loop.run_in_executor(
-                self.executor, extract_article, fetched.html, fetched.final_url
+            article, fingerprint, seconds = await loop.run_in_executor(
+                self.executor, analyse_page, fetched.html, fetched.final_url
             )
         except ExtractionError as exc:
             raise JobError(exc.code, exc.message) from exc
+        self.metrics.extract_seconds.observe(seconds)
+        duplicates = await store.duplicates(url, article.content_hash, fingerprint)
+        if duplicates.exact:
+            self.metrics.duplicates.labels("exact").inc()
+        if duplicates.near:
+            self.metrics.duplicates.labels("near").inc()
         metadata = {
             k: v for k, v in asdict(article).items() if k not in {"title", "text", "content_hash"}
         }
@@ -105,6 +141,15 @@ class CrawlPage:
             "etag": fetched.headers.get("etag"),
             "last_modified": fetched.headers.get("last-modified"),
             "fetch_ms": round(fetched.elapsed_ms, 1),
+            "fetch_attempts": fetched.attempts,
+            "not_modified": False,
+            "simhash": f"{fingerprint:016x}",
+            "duplicate_of": duplicates.exact,
+            "near_duplicate_of": duplicates.near,
+            "near_duplicate_distance": duplicates.near_distance,
+            "changed_since_last_crawl": (
+                None if stored is None else stored.page["content_hash"] != article.content_hash
+            ),
         }
         page = {
             "final_url": fetched.final_url,
@@ -114,18 +159,23 @@ class CrawlPage:
             "content_hash": article.content_hash,
             "metadata": metadata,
         }
-        await self.parts.store.save_page(url, page, fetched.html)
+        await store.save_page(url, page, fetched.html, fingerprint)
         return page
 
 
 def register(parts: Parts[PgPageStore], handler: CrawlPage) -> None:
-    """One durable consumer per priority, so each can be scaled and watched on its own."""
+    """One durable consumer per priority, so each can be scaled and watched on its own; the
+    handler's priority slots decide which of the pulled messages runs first."""
     for priority in Priority:
+
+        async def handle(event: JobSubmitted, priority: Priority = priority) -> None:
+            await handler(event, priority)
+
         parts.bus.consume(
             parts.bus.subjects.submitted(priority),
             f"crawler-crawl_page_{priority.value}",
             JobSubmitted,
-            handler,
+            handle,
             stage=Stage.CRAWL,
         )
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import zstandard
 
 from seoblog_contracts import PageCrawled
 from seoblog_runtime import Store, migrations_of
+
+from .similarity import NEAR_DISTANCE, bands, distance, from_signed, to_signed
 
 _compress = zstandard.ZstdCompressor(level=6)
 _decompress = zstandard.ZstdDecompressor()
@@ -22,6 +25,27 @@ def unpack(blob: bytes) -> str:
     return _decompress.decompress(blob).decode()
 
 
+@dataclass(frozen=True)
+class StoredPage:
+    """The latest stored copy of a page, as the crawler announced it."""
+
+    page: dict[str, Any]
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    exact: str | None = None  # another URL with the same content hash
+    near: str | None = None  # another URL whose SimHash is within NEAR_DISTANCE bits
+    near_distance: int | None = None
+
+
+def _band_keys(fingerprint: int) -> list[int]:
+    # Band values tagged with their position, so band 0 never matches band 2.
+    return [i * 65536 + band for i, band in enumerate(bands(fingerprint))]
+
+
 class PgPageStore(Store):
     def __init__(self, database_url: str, schema: str, pool_max: int = 10) -> None:
         super().__init__(database_url, schema, migrations_of(__file__), pool_max=pool_max)
@@ -30,19 +54,23 @@ class PgPageStore(Store):
         row = await self.pool.fetchval("SELECT event FROM crawls WHERE job_id = $1", job_id)
         return None if row is None else PageCrawled.model_validate_json(row)
 
-    async def save_page(self, url: str, page: dict[str, Any], html: str) -> None:
-        """Keep the latest copy of a page, compressed."""
+    async def save_page(
+        self, url: str, page: dict[str, Any], html: str, fingerprint: int | None = None
+    ) -> None:
+        """Keep the latest copy of a page, compressed, with its SimHash."""
         await self.pool.execute(
             """
             INSERT INTO pages (url, final_url, content_hash, title, language, metadata,
-                               html_z, text_z, etag, last_modified, fetched_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+                               html_z, text_z, etag, last_modified, fetched_at,
+                               simhash, simhash_bands)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11, $12)
             ON CONFLICT (url) DO UPDATE SET
                 final_url = EXCLUDED.final_url, content_hash = EXCLUDED.content_hash,
                 title = EXCLUDED.title, language = EXCLUDED.language,
                 metadata = EXCLUDED.metadata, html_z = EXCLUDED.html_z,
                 text_z = EXCLUDED.text_z, etag = EXCLUDED.etag,
-                last_modified = EXCLUDED.last_modified, fetched_at = now()
+                last_modified = EXCLUDED.last_modified, fetched_at = now(),
+                simhash = EXCLUDED.simhash, simhash_bands = EXCLUDED.simhash_bands
             """,
             url,
             page["final_url"],
@@ -54,7 +82,55 @@ class PgPageStore(Store):
             pack(page["text"]),
             page["metadata"].get("etag"),
             page["metadata"].get("last_modified"),
+            None if fingerprint is None else to_signed(fingerprint),
+            None if fingerprint is None else _band_keys(fingerprint),
         )
+
+    async def stored_page(self, url: str) -> StoredPage | None:
+        """The latest copy of `url`, for a conditional re-crawl."""
+        row = await self.pool.fetchrow(
+            "SELECT final_url, content_hash, title, language, metadata, text_z, etag,"
+            " last_modified FROM pages WHERE url = $1",
+            url,
+        )
+        if row is None:
+            return None
+        page = {
+            "final_url": row["final_url"],
+            "title": row["title"],
+            "text": unpack(row["text_z"]),
+            "language": row["language"],
+            "content_hash": row["content_hash"],
+            "metadata": json.loads(row["metadata"]),
+        }
+        return StoredPage(page, row["etag"], row["last_modified"])
+
+    async def touch_page(self, url: str) -> None:
+        """The stored copy was confirmed current (304)."""
+        await self.pool.execute("UPDATE pages SET fetched_at = now() WHERE url = $1", url)
+
+    async def duplicates(self, url: str, content_hash: str, fingerprint: int) -> Duplicates:
+        """Other pages with the same text (hash) or nearly the same (SimHash)."""
+        exact = await self.pool.fetchval(
+            "SELECT url FROM pages WHERE content_hash = $1 AND url <> $2 ORDER BY fetched_at"
+            " LIMIT 1",
+            content_hash,
+            url,
+        )
+        rows = await self.pool.fetch(
+            "SELECT url, simhash FROM pages WHERE simhash_bands && $1::integer[] AND url <> $2"
+            " AND content_hash <> $3 LIMIT 500",
+            _band_keys(fingerprint),
+            url,
+            content_hash,
+        )
+        near = min(
+            ((distance(fingerprint, from_signed(r["simhash"])), r["url"]) for r in rows),
+            default=None,
+        )
+        if near is None or near[0] > NEAR_DISTANCE:
+            return Duplicates(exact=exact)
+        return Duplicates(exact=exact, near=near[1], near_distance=near[0])
 
     async def record_crawl(self, event: PageCrawled) -> PageCrawled:
         """The job's crawl result; the first one recorded wins, so redeliveries agree."""
