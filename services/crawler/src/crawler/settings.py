@@ -61,6 +61,13 @@ class Settings(ServiceSettings):
     global_concurrency: int = Field(
         16, ge=1, description="pages crawled at once, over all three priorities"
     )
+    concurrency: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="messages each priority's consumer pulls at once; keep it at least "
+        "GLOBAL_CONCURRENCY so one priority alone can fill every slot",
+    )
     starvation_limit: int = Field(
         4, ge=1, description="a waiting lower priority is served after being passed over this often"
     )
