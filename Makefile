@@ -22,12 +22,17 @@ install: uv ## install every package of the workspace (frozen lock)
 up: install ## run the whole system on this machine (embedded NATS/PostgreSQL if none answer)
 	$(UV) run --frozen seoblog up
 
+.PHONY: browser
+browser: ## install Debian's chromium for the web page test, when /usr/bin/chromium is missing
+	@[ -x /usr/bin/chromium ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
+
 .PHONY: test
-test: install ## run the whole test suite (finds or starts NATS, PostgreSQL, Redis)
+test: install browser ## run the whole test suite (finds or starts NATS, PostgreSQL, Redis)
 	$(UV) run --frozen pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 .PHONY: test-fast
-test-fast: install ## the suite without the slow (process-starting) tests
+test-fast: install browser ## the suite without the slow (process-starting) tests
 	$(UV) run --frozen pytest -q -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: lint

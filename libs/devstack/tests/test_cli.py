@@ -196,6 +196,22 @@ def test_submit_wait_shows_live_progress_and_where_to_read_the_post(
     assert headers["authorization"] == "Bearer key-123"
 
 
+def test_submit_sends_the_idempotency_key_header_and_the_callback_url(
+    gateway: tuple[str, StandInGateway], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, app = gateway
+    argv = ["submit", "https://example.com/a", "--lang", "ko", "--gateway", url]
+    hook = "https://hooks.example.com/x"
+
+    code = cli.main([*argv, "--idempotency-key", "order-1", "--callback-url", hook])
+
+    assert code == 0, capsys.readouterr().err
+    _, _, headers, payload = [r for r in app.requests if r[0] == "POST"][-1]
+    assert headers["idempotency-key"] == "order-1"
+    assert payload["callback_url"] == hook
+    assert "authorization" not in headers
+
+
 def test_submit_wait_on_a_failed_job_prints_the_error_and_exits_1(
     gateway: tuple[str, StandInGateway], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,12 +1,8 @@
 """The gateway in-process (its real lifespan: NATS, PostgreSQL, Redis), driven over ASGI."""
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.settings import Settings
 from seoblog_contracts import (
     JobFailed,
     JobProgress,
@@ -17,26 +13,7 @@ from seoblog_contracts import (
     Usage,
     new_event_id,
 )
-from seoblog_runtime import Bus, ServiceSettings
-from seoblog_testing import settings_for, wait_until
-
-
-@pytest.fixture
-async def gateway(service_env) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings_for(Settings, service_env))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            yield client
-
-
-@pytest.fixture
-async def bus(service_env) -> AsyncIterator[Bus]:
-    probe = Bus(settings_for(ServiceSettings, service_env, service="probe"))
-    await probe.broker.connect()
-    yield probe
-    await probe.stop()
-
+from seoblog_testing import wait_until
 
 GOOD = {"url": "https://example.com/post", "keywords": ["seo"], "target_language": "ko"}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import time
 from typing import Any
@@ -66,8 +67,13 @@ class Gateway:
             raise _error_from(response)
         return response
 
-    def submit(self, payload: dict[str, Any]) -> dict[str, Any]:
-        job: dict[str, Any] = self.request("POST", "/v1/jobs", json=payload).json()
+    def submit(self, payload: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        job: dict[str, Any] = self.request("POST", "/v1/jobs", json=payload, headers=headers).json()
+        return job
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        job: dict[str, Any] = self.request("POST", f"/v1/jobs/{job_id}/cancel").json()
         return job
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -182,7 +188,9 @@ def cmd_submit(args: argparse.Namespace, gateway: Gateway) -> int:
         "length": args.length,
         "priority": args.priority,
     }
-    job = gateway.submit(payload)
+    if args.callback_url:
+        payload["callback_url"] = args.callback_url
+    job = gateway.submit(payload, args.idempotency_key)
     _out(f"job {job.get('id')} {job.get('state')}")
     if job.get("trace_id"):
         _out(f"trace {job['trace_id']}")
@@ -232,6 +240,49 @@ def cmd_post(args: argparse.Namespace, gateway: Gateway) -> int:
     return 0
 
 
+def cmd_cancel(args: argparse.Namespace, gateway: Gateway) -> int:
+    job = gateway.cancel(args.job_id)
+    _out(f"job {job.get('id')} {job.get('state')}")
+    return 0
+
+
+KEY_PREFIX = "sk_seo_"
+
+
+def _key_line(key: dict[str, Any]) -> str:
+    state = "revoked" if key.get("revoked_at") else "active"
+    scopes = ",".join(key.get("scopes") or [])
+    return f"{key.get('id')}  {state:<7}  {scopes:<26}  {key.get('hint')}  {key.get('name')}"
+
+
+def cmd_keys(args: argparse.Namespace, gateway: Gateway) -> int:
+    """API keys: create, list and revoke through the admin API (an admin key in --api-key),
+    or generate one locally for GATEWAY_ADMIN_KEY."""
+    if args.keys_command == "generate":
+        _out(KEY_PREFIX + secrets.token_urlsafe(32))
+        return 0
+    if args.keys_command == "create":
+        body: dict[str, Any] = {
+            "name": args.name,
+            "scopes": [s.strip() for s in args.scopes.split(",") if s.strip()],
+        }
+        if args.rate is not None:
+            body["rate_per_s"] = args.rate
+        if args.burst is not None:
+            body["burst"] = args.burst
+        key = gateway.request("POST", "/v1/keys", json=body).json()
+        _out(key["key"])
+        _err(f"created {_key_line(key)}; the key is shown this once, keep it safe")
+        return 0
+    if args.keys_command == "list":
+        for key in gateway.request("GET", "/v1/keys").json()["data"]:
+            _out(_key_line(key))
+        return 0
+    key = gateway.request("DELETE", f"/v1/keys/{args.key_id}").json()
+    _out(f"revoked {_key_line(key)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seoblog", description="Turn a web article into an SEO blog post."
@@ -260,6 +311,33 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--length", type=int, default=800, help="words (default 800)")
     submit.add_argument("--priority", choices=("high", "normal", "low"), default="normal")
     submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    submit.add_argument("--callback-url", help="POSTed a signed webhook when the job ends")
+    submit.add_argument("--idempotency-key", help="submitting again with it returns the same job")
+
+    cancel = commands.add_parser("cancel", parents=[client], help="cancel a job")
+    cancel.add_argument("job_id")
+
+    keys = commands.add_parser(
+        "keys", help="manage API keys (needs an admin key in --api-key / SEOBLOG_API_KEY)"
+    )
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser(
+        "create", parents=[client], help="create a key and print it (once)"
+    )
+    create.add_argument(
+        "--scopes", required=True, help="comma-separated: jobs:write,jobs:read,admin"
+    )
+    create.add_argument("--name", default="cli", help="what the key is for")
+    create.add_argument("--rate", type=float, help="requests a second (default: the gateway's)")
+    create.add_argument("--burst", type=int, help="requests at once (default: the gateway's)")
+    key_commands.add_parser("list", parents=[client], help="list keys (never the keys themselves)")
+    revoke = key_commands.add_parser("revoke", parents=[client], help="revoke a key")
+    revoke.add_argument("key_id")
+    key_commands.add_parser(
+        "generate",
+        parents=[client],
+        help="print a new random key, e.g. for GATEWAY_ADMIN_KEY (no gateway call)",
+    )
 
     status = commands.add_parser("status", parents=[client], help="show a job")
     status.add_argument("job_id")
@@ -276,7 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "up":
         return up.main(args)
-    handlers = {"submit": cmd_submit, "status": cmd_status, "post": cmd_post}
+    handlers = {
+        "submit": cmd_submit,
+        "status": cmd_status,
+        "post": cmd_post,
+        "cancel": cmd_cancel,
+        "keys": cmd_keys,
+    }
     gateway = Gateway(args.gateway, args.api_key)
     try:
         return handlers[args.command](args, gateway)

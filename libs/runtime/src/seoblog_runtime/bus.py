@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
@@ -21,7 +22,7 @@ from nats.js.errors import BadRequestError
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import TypeAdapter, ValidationError
 
-from seoblog_contracts import Event, JobFailed, Stage, Subjects, stage_event_id
+from seoblog_contracts import Event, JobCancelled, JobFailed, Stage, Subjects, stage_event_id
 from seoblog_telemetry import bind_job
 
 from .settings import ServiceSettings
@@ -30,6 +31,7 @@ log = logging.getLogger("seoblog.bus")
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[E], Awaitable[None]]
+CancelledCheck = Callable[[str], Awaitable[bool]]
 
 
 class JobError(Exception):
@@ -53,6 +55,7 @@ class ConsumerStats:
     failed: int = 0
     dead_lettered: int = 0
     malformed: int = 0
+    dropped_cancelled: int = 0
 
 
 class Bus:
@@ -82,12 +85,20 @@ class Bus:
         )
         self._stream = JStream(self.subjects.stream, declare=False)
         self.stats: dict[str, ConsumerStats] = {}
+        # Set by Parts for pipeline stages: events of a cancelled job are acked and dropped
+        # before their handler runs, so no stage's handler needs to know about cancelling.
+        self.cancelled: CancelledCheck | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
     def js(self) -> JetStreamContext:
         return self.broker.config.connection_state.stream  # type: ignore[no-any-return]
+
+    @property
+    def nc(self) -> NatsClient:
+        """The core NATS connection (for fan-out that must not be stored in a stream)."""
+        return self.broker.config.connection_state.connection  # type: ignore[no-any-return]
 
     async def start(self) -> None:
         """Connect, declare the streams, then start the consumers."""
@@ -177,8 +188,10 @@ class Bus:
         Success acks. A malformed message goes to the DLQ and is acked. A JobError that is not
         retryable publishes seo.job.failed and acks. Any other failure is nak'ed with back-off
         until the last delivery, which publishes seo.job.failed, copies the message to the
-        DLQ and acks, so nothing blocks the consumer. Messages of one fetch run concurrently
-        (up to `concurrency`); a consumer that needs stream order uses concurrency=1.
+        DLQ and acks, so nothing blocks the consumer. When `self.cancelled` is set (pipeline
+        stages), an event of a cancelled job is acked and dropped without calling `handler`.
+        Messages of one fetch run concurrently (up to `concurrency`); a consumer that needs
+        stream order uses concurrency=1.
         """
         s = self.settings
         deliveries = max_deliver or s.max_deliver
@@ -210,6 +223,9 @@ class Bus:
                 await msg.ack()
                 return
             with bind_job(event.job_id):
+                if await self._drop_if_cancelled(event, durable, stats):
+                    await msg.ack()
+                    return
                 heartbeat = asyncio.create_task(self._keep_alive(msg))
                 try:
                     await handler(event)
@@ -264,6 +280,19 @@ class Bus:
             pull_sub=PullSub(batch_size=concurrency or s.concurrency, timeout=1.0),
             ack_policy=AckPolicy.MANUAL,
         )(on_message)
+
+    async def _drop_if_cancelled(self, event: Event, durable: str, stats: ConsumerStats) -> bool:
+        if self.cancelled is None or isinstance(event, JobCancelled) or not event.job_id:
+            return False
+        try:
+            cancelled = await self.cancelled(event.job_id)
+        except Exception:  # the check must never block the pipeline: handle the event
+            log.warning("cancellation check failed", exc_info=True)
+            return False
+        if cancelled:
+            stats.dropped_cancelled += 1
+            log.info("event of a cancelled job dropped", extra={"consumer": durable})
+        return cancelled
 
     async def _keep_alive(self, msg: NatsMessage) -> None:
         """In-progress acks while a long handler runs, so the message is not redelivered."""

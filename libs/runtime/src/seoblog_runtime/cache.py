@@ -141,12 +141,18 @@ class Cache:
         lock_key = self._key(f"lock:{key}")
         token = secrets.token_hex(8)
         delay = 0.02
+        lock_errors = 0
         while True:
             try:
                 acquired = await self.redis.set(
                     lock_key, token, nx=True, px=int(self.lock_ttl_s * 1000)
                 )
             except Exception:
+                # One slow answer is no reason to give up coordination; Redis being down is.
+                lock_errors += 1
+                if lock_errors < 3:
+                    await asyncio.sleep(0.05 * lock_errors)
+                    continue
                 log.warning("redis lock failed; computing without coordination", exc_info=True)
                 acquired = True
                 token = ""

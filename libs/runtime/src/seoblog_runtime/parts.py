@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from cachetools import TTLCache
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from seoblog_contracts import Stage
+from seoblog_contracts import JobCancelled, Stage
 from seoblog_telemetry import Telemetry, instrument_libraries, setup_tracing
 
 from .bus import Bus
@@ -84,8 +85,13 @@ def build_parts(
     store_factory: Callable[[str, str, int], S],
     *,
     stage: Stage | None = None,
+    drop_cancelled: bool | None = None,
 ) -> Parts[S]:
-    """Wire one service from its settings; nothing connects until `running()`."""
+    """Wire one service from its settings; nothing connects until `running()`.
+
+    A pipeline stage (`stage` given, or `drop_cancelled=True`) also follows seo.job.cancelled
+    with its own durable `<service>-note_cancelled` and drops later events of cancelled jobs.
+    """
     telemetry = setup_tracing(settings.service)
     registry = CollectorRegistry()
     bus = Bus(settings, tracer_provider=telemetry.provider, stage=stage)
@@ -98,7 +104,40 @@ def build_parts(
     )
     store = store_factory(settings.database_url, settings.schema_name, settings.db_pool_max)
     registry.register(_RuntimeCollector(settings.service, bus, cache))
+    if drop_cancelled if drop_cancelled is not None else stage is not None:
+        follow_cancellations(bus, cache, ttl_s=settings.stream_max_age_s)
     return Parts(settings, telemetry, bus, store, cache, registry)
+
+
+def follow_cancellations(bus: Bus, cache: Cache, *, ttl_s: float) -> None:
+    """Note every cancelled job (in Redis, so every replica sees it, and in process) and make
+    the bus drop that job's later events before their handlers run.
+
+    The note lives as long as events can: the SEO stream's age limit. It bypasses the
+    cache's hit counters, which describe the service's own work."""
+    noted: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=ttl_s)
+
+    def key(job_id: str) -> str:
+        return f"{cache.prefix}:cancelled:{job_id}"
+
+    async def note_cancelled(event: JobCancelled) -> None:
+        noted[event.job_id] = True
+        if cache.redis is not None:  # a Redis error fails this message: it is retried
+            await cache.redis.set(key(event.job_id), b"1", px=int(ttl_s * 1000))
+        log.info("job cancelled; its later events will be dropped")
+
+    async def cancelled(job_id: str) -> bool:
+        if job_id in noted:
+            return True
+        return cache.redis is not None and bool(await cache.redis.exists(key(job_id)))
+
+    bus.consume(
+        bus.subjects.of(JobCancelled),
+        f"{bus.settings.service}-note_cancelled",
+        JobCancelled,
+        note_cancelled,
+    )
+    bus.cancelled = cancelled
 
 
 def migrations_of(package_file: str) -> Path:

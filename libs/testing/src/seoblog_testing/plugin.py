@@ -76,6 +76,7 @@ def env_for(infra: Infra, ns: str) -> dict[str, str]:
         "OTEL_TRACES_EXPORTER": "none",
         # Test web sites and fake LLMs listen on loopback, which a crawler refuses by default.
         "CRAWLER_ALLOWED_NETWORKS": '["127.0.0.0/8", "::1/128"]',
+        "GATEWAY_OPEN_MODE": "1",  # system tests and the CLI call the API without a key
     }
 
 

@@ -2,46 +2,142 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from seoblog_runtime import add_ops_routes, build_parts
 
 from . import errors
+from .auth import Authenticator
 from .handlers import register
-from .limits import BodyLimit
-from .routes import jobs, posts
+from .limits import BodyLimit, KeyFromQuery, RateLimitHeaders, RejectNul
+from .live import LiveHub
+from .routes import jobs, keys, posts, web
 from .settings import Settings
+from .snapshots import JobCache
 from .store import PgJobStore
+from .webhooks import Webhooks
+
+DESCRIPTION = """
+Turn a web article into an SEO blog post in another language.
+
+**Auth.** Send an API key as `Authorization: Bearer sk_seo_...` (or `X-API-Key`). Scopes:
+`jobs:write` submits and cancels, `jobs:read` reads jobs and posts and follows them live,
+`admin` does everything and manages keys. Each key has a token bucket: over it, a 429 with
+`Retry-After` and `RateLimit-*` headers. `/healthz`, `/readyz`, `/metrics`, these docs and the
+web page at `/` need no key.
+
+**Errors** are JSON with a stable code: `{"error": {"code", "message", "details"?}}`.
+"""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    parts = build_parts(settings, PgJobStore)
-    register(parts)
+    # The gateway projects every event, those of cancelled jobs included.
+    parts = build_parts(settings, PgJobStore, drop_cancelled=False)
+    jobs_cache = JobCache(parts.store, settings.status_cache_ttl_s)
+    hub = LiveHub(parts.bus, on_snapshot=jobs_cache.update)
+    webhooks = Webhooks(settings, parts.store)
+    auth = Authenticator(settings, parts.store)
+    register(parts, jobs_cache, hub, webhooks)
+    parts.registry.register(_GatewayCollector(hub, webhooks))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with parts.running():
-            yield
+            await auth.start(parts.cache.redis, settings.cache_prefix)
+            await hub.start()
+            await webhooks.start()
+            restore_signals = _close_live_on_signals(hub)
+            try:
+                yield
+            finally:
+                restore_signals()
+                await webhooks.stop()
+                await hub.stop()
 
     app = FastAPI(
         title="seoblog API",
         version="1",
         summary="Turn a web article into an SEO blog post in another language.",
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.parts = parts
     app.state.settings = settings
+    app.state.hub = hub
+    app.state.jobs = jobs_cache
+    app.state.webhooks = webhooks
+    app.state.auth = auth
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(posts.router)
+    app.include_router(keys.router)
+    app.include_router(web.router)
     add_ops_routes(app, parts.registry, parts.readiness_checks())
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RejectNul)
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=parts.telemetry.provider, excluded_urls="healthz,readyz,metrics"
+        app,
+        tracer_provider=parts.telemetry.provider,
+        excluded_urls="healthz,readyz,metrics",
+        # One span per request: the per-message receive/send spans cost more than they tell.
+        exclude_spans=["receive", "send"],
     )
+    # Outside everything, tracing included, so `?api_key=` never reaches a span.
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: KeyFromQuery(build_stack())  # type: ignore[method-assign]
     return app
+
+
+def _close_live_on_signals(hub: LiveHub) -> Callable[[], None]:
+    """On SIGTERM or SIGINT, end live streams before uvicorn waits for open connections
+    (it runs the lifespan's shutdown only after they close). Chains uvicorn's own handler;
+    returns what puts it back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(hub.close_all)
+        before = previous.get(signal.Signals(sig))
+        if callable(before):
+            before(sig, frame)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+
+    return restore
+
+
+class _GatewayCollector(Collector):
+    def __init__(self, hub: LiveHub, webhooks: Webhooks) -> None:
+        self.hub, self.webhooks = hub, webhooks
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "seoblog_gateway_live_connections",
+            "Open SSE streams and WebSockets",
+            value=self.hub.connections,
+        )
+        deliveries = CounterMetricFamily(
+            "seoblog_gateway_webhooks", "Webhook attempts by outcome", labels=["outcome"]
+        )
+        for outcome, value in self.webhooks.stats.items():
+            deliveries.add_metric([outcome], value)
+        yield deliveries

@@ -1,26 +1,88 @@
-"""FastAPI dependencies: the service parts a route works with."""
+"""FastAPI dependencies: the service parts a route works with, and who is calling."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from seoblog_runtime import Parts
 
+from .auth import Authenticator, Principal
+from .errors import ApiError
 from .settings import Settings
+from .snapshots import JobCache
 from .store import PgJobStore
 
+if TYPE_CHECKING:
+    from .live import LiveHub
+    from .webhooks import Webhooks
 
-def get_parts(request: Request) -> Parts[PgJobStore]:
+
+# Dependencies are coroutines: FastAPI runs plain functions in a thread pool, per request.
+async def get_parts(request: Request) -> Parts[PgJobStore]:
     parts: Parts[PgJobStore] = request.app.state.parts
     return parts
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
+async def get_jobs(request: Request) -> JobCache:
+    jobs: JobCache = request.app.state.jobs
+    return jobs
+
+
+async def get_hub(request: Request) -> LiveHub:
+    hub: LiveHub = request.app.state.hub
+    return hub
+
+
+async def get_webhooks(request: Request) -> Webhooks:
+    webhooks: Webhooks = request.app.state.webhooks
+    return webhooks
+
+
 PartsDep = Annotated[Parts[PgJobStore], Depends(get_parts)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+HubDep = Annotated["LiveHub", Depends(get_hub)]
+JobsDep = Annotated[JobCache, Depends(get_jobs)]
+WebhooksDep = Annotated["Webhooks", Depends(get_webhooks)]
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer sk_seo_...`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key")
+
+
+def caller(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the authenticated caller, holding `scope`, within its rate limit."""
+
+    async def dependency(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+        header: Annotated[str | None, Security(_header)],
+    ) -> Principal:
+        key = (bearer.credentials if bearer else None) or header
+        if (
+            key is None
+            and request.url.path.startswith("/v1/jobs")
+            and (request.url.path.endswith("/events") or request.url.path.endswith("/live"))
+        ):
+            # Browsers cannot set headers on EventSource or WebSocket: a query parameter.
+            key = request.query_params.get("api_key")
+        auth: Authenticator = request.app.state.auth
+        who = await auth.principal(key)
+        if not who.can(scope):
+            raise ApiError(403, "insufficient_scope", f"This API key lacks the {scope!r} scope.")
+        request.state.ratelimit = await auth.limit(who)
+        return who
+
+    return dependency
+
+
+CanWrite = Annotated[Principal, Depends(caller("jobs:write"))]
+CanRead = Annotated[Principal, Depends(caller("jobs:read"))]
+IsAdmin = Annotated[Principal, Depends(caller("admin"))]

@@ -28,7 +28,28 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+def validation_details(errors: Any) -> list[dict[str, Any]]:
+    """Pydantic's errors as {loc, msg, type, message}, `message` naming the field first."""
+    details = []
+    for e in errors:
+        loc = list(e.get("loc", ()))
+        where = ".".join(str(p) for p in loc if p != "body") or "body"
+        msg = e.get("msg", "")
+        details.append(
+            {"loc": loc, "msg": msg, "type": e.get("type", ""), "message": f"{where}: {msg}"}
+        )
+    return details or [
+        {"loc": [], "msg": "invalid request", "type": "", "message": "invalid request"}
+    ]
+
+
+def _public(detail: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in detail.items() if k != "message"}
+
+
 _HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",
@@ -43,13 +64,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
-        return error_response(422, "invalid_request", f"{where}: {first['msg']}", details)
+        details = validation_details(exc.errors())
+        message = details[0]["message"]
+        return error_response(422, "invalid_request", message, [_public(d) for d in details])
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

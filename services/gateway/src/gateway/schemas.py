@@ -1,29 +1,88 @@
-"""The gateway's public JSON shapes (requests, responses, errors), documented in OpenAPI."""
+"""The gateway's public JSON shapes (requests, responses, errors), documented in OpenAPI with
+an example each."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from seoblog_contracts import JobSpec, JobState, PostGenerated, SeoReport, Usage
 
+JOB_ID = "0f8c2d7e9b1a4c3d8e7f6a5b4c3d2e1f"
+POST_ID = "5b2e8c1f3a4d4e6f9a8b7c6d5e4f3a2b"
+WHEN = "2026-01-05T09:30:00Z"
 
-class JobRequest(JobSpec):
+SPEC_EXAMPLE: dict[str, Any] = {
+    "url": "https://example.com/blog/some-article",
+    "keywords": ["remote work", "productivity"],
+    "target_language": "ko",
+    "length": 800,
+    "priority": "normal",
+}
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+class NoNul(BaseModel):
+    """PostgreSQL text cannot hold NUL characters: refuse them as bad input, not a 500."""
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> Any:
+        if any("\x00" in s for s in _strings(self.model_dump(mode="json"))):
+            raise ValueError("text must not contain NUL characters")
+        return self
+
+
+class JobRequest(JobSpec, NoNul):
+    """A job to run; unknown fields are refused so typos do not pass silently."""
+
     model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [SPEC_EXAMPLE | {"callback_url": "https://hooks.example.com/seoblog"}]
+        },
+    )
+
+    callback_url: HttpUrl | None = Field(
+        None,
+        max_length=2048,
+        description="POSTed a signed webhook when the job completes, fails or is cancelled",
+    )
+
+    def spec(self) -> JobSpec:
+        return JobSpec.model_validate(self.model_dump(exclude={"callback_url"}))
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
-                    "url": "https://example.com/blog/some-article",
-                    "keywords": ["remote work", "productivity"],
-                    "target_language": "ko",
-                    "length": 800,
-                    "priority": "normal",
+                    "jobs": [
+                        SPEC_EXAMPLE,
+                        SPEC_EXAMPLE | {"url": "https://example.com/blog/another", "length": 500},
+                    ]
                 }
             ]
-        }
+        },
+    )
+
+    jobs: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="each item is a job request (see JobRequest), validated on its own; the "
+        "largest batch is GATEWAY_MAX_BATCH",
     )
 
 
@@ -55,16 +114,42 @@ class PostSummary(BaseModel):
     usage: Usage
 
 
+JOB_EXAMPLE: dict[str, Any] = {
+    "id": JOB_ID,
+    "state": "translating",
+    "spec": SPEC_EXAMPLE,
+    "created_at": WHEN,
+    "updated_at": WHEN,
+    "version": 4,
+    "progress": {"stage": "translate", "percent": 50, "message": "2 of 4 segments"},
+    "history": [
+        {"state": "queued", "at": WHEN},
+        {"state": "crawling", "at": WHEN},
+        {"state": "translating", "at": WHEN},
+    ],
+    "error": None,
+    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+    "callback_url": None,
+    "post_id": None,
+    "post": None,
+    "links": {"self": f"/v1/jobs/{JOB_ID}", "events": f"/v1/jobs/{JOB_ID}/events", "post": None},
+}
+
+
 class Job(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+
     id: str
     state: JobState
     spec: JobSpec
     created_at: datetime
     updated_at: datetime
+    version: int = Field(1, description="grows with every change; the SSE event id")
     progress: Progress | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
     error: JobError | None = None
     trace_id: str | None = None
+    callback_url: str | None = None
     post_id: str | None = None
     post: PostSummary | None = None
     links: dict[str, str | None]
@@ -78,10 +163,12 @@ class Job(BaseModel):
             spec=JobSpec.model_validate_json(row["spec"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            version=row.get("version") or 1,
             progress=json.loads(row["progress"]) if row["progress"] else None,
             history=row["history"],
             error=json.loads(row["error"]) if row["error"] else None,
             trace_id=row["trace_id"],
+            callback_url=row.get("callback_url"),
             post_id=row["post_id"],
             post=None
             if post is None
@@ -96,12 +183,102 @@ class Job(BaseModel):
             ),
             links={
                 "self": f"/v1/jobs/{job_id}",
+                "events": f"/v1/jobs/{job_id}/events",
                 "post": f"/v1/posts/{row['post_id']}" if row["post_id"] else None,
             },
         )
 
 
+class JobList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"data": [JOB_EXAMPLE], "next_cursor": "MjAyNi0wMS0wNVQwOTozMDowMHw"}]
+        }
+    )
+
+    data: list[Job]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable, machine-readable")
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "invalid_request",
+                        "message": "url: URL scheme should be 'http' or 'https'",
+                    }
+                }
+            ]
+        }
+    )
+
+    error: ErrorBody
+
+
+class BatchItem(BaseModel):
+    index: int
+    status: int = Field(description="202 accepted, or the error's HTTP status")
+    job: Job | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "accepted": 1,
+                    "rejected": 1,
+                    "results": [
+                        {"index": 0, "status": 202, "job": JOB_EXAMPLE | {"state": "queued"}},
+                        {
+                            "index": 1,
+                            "status": 422,
+                            "error": {
+                                "code": "invalid_request",
+                                "message": "url: Input should be a valid URL",
+                            },
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    accepted: int
+    rejected: int
+    results: list[BatchItem]
+
+
+POST_EXAMPLE: dict[str, Any] = {
+    "id": POST_ID,
+    "job_id": JOB_ID,
+    "source_url": "https://example.com/blog/some-article",
+    "language": "ko",
+    "title": "원격 근무의 생산성: 5가지 방법",
+    "slug": "remote-work-productivity",
+    "meta_description": "원격 근무에서 생산성을 높이는 다섯 가지 방법.",
+    "keywords": ["remote work", "productivity"],
+    "markdown": "원격 근무는 ...\n\n## 첫째\n\n...",
+    "html": "<p>원격 근무는 ...</p><h2>첫째</h2><p>...</p>",
+    "seo": {"score": 86, "checks": {"keyword_in_title": True}, "reasons": []},
+    "writer": "llm:gpt-4o-mini",
+    "usage": {"prompt_tokens": 5120, "completion_tokens": 1400, "calls": 3, "cost_usd": 0.0016},
+    "created_at": WHEN,
+}
+
+
 class Post(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [POST_EXAMPLE]})
+
     id: str
     job_id: str
     source_url: str
@@ -137,11 +314,179 @@ class Post(BaseModel):
         )
 
 
-class ErrorBody(BaseModel):
-    code: str = Field(description="stable, machine-readable")
-    message: str
-    details: list[dict[str, Any]] | None = None
+class PostListItem(BaseModel):
+    id: str
+    job_id: str
+    title: str
+    slug: str
+    language: str
+    meta_description: str
+    keywords: list[str]
+    seo_score: int
+    writer: str
+    created_at: datetime
+    rank: float | None = Field(None, description="relevance to `q` (search only)")
+    links: dict[str, str]
+
+    @classmethod
+    def from_event(cls, event: PostGenerated, rank: float | None) -> PostListItem:
+        return cls(
+            id=event.post_id,
+            job_id=event.job_id,
+            title=event.title,
+            slug=event.slug,
+            language=event.language,
+            meta_description=event.meta_description,
+            keywords=event.keywords,
+            seo_score=event.seo.score,
+            writer=event.writer,
+            created_at=event.occurred_at,
+            rank=rank,
+            links={"self": f"/v1/posts/{event.post_id}", "job": f"/v1/jobs/{event.job_id}"},
+        )
 
 
-class ErrorResponse(BaseModel):
-    error: ErrorBody
+class PostList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "data": [
+                        {
+                            "id": POST_ID,
+                            "job_id": JOB_ID,
+                            "title": POST_EXAMPLE["title"],
+                            "slug": POST_EXAMPLE["slug"],
+                            "language": "ko",
+                            "meta_description": POST_EXAMPLE["meta_description"],
+                            "keywords": ["remote work", "productivity"],
+                            "seo_score": 86,
+                            "writer": "llm:gpt-4o-mini",
+                            "created_at": WHEN,
+                            "rank": 0.6,
+                            "links": {"self": f"/v1/posts/{POST_ID}", "job": f"/v1/jobs/{JOB_ID}"},
+                        }
+                    ],
+                    "next_cursor": None,
+                }
+            ]
+        }
+    )
+
+    data: list[PostListItem]
+    next_cursor: str | None = None
+
+
+Scope = Literal["jobs:write", "jobs:read", "admin"]
+
+
+class KeyRequest(NoNul):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "ci pipeline", "scopes": ["jobs:write", "jobs:read"]}]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Scope] = Field(min_length=1, max_length=3)
+    rate_per_s: float | None = Field(
+        None, gt=0, le=10_000, description="requests a second; default GATEWAY_RATE_PER_S"
+    )
+    burst: int | None = Field(
+        None, ge=1, le=100_000, description="bucket size; default GATEWAY_RATE_BURST"
+    )
+
+
+KEY_EXAMPLE: dict[str, Any] = {
+    "id": "key_3f9a1c2b7d4e5f60",
+    "name": "ci pipeline",
+    "hint": "sk_seo_AbC…xyz",
+    "scopes": ["jobs:write", "jobs:read"],
+    "rate_per_s": None,
+    "burst": None,
+    "created_at": WHEN,
+    "revoked_at": None,
+}
+
+
+class ApiKey(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [KEY_EXAMPLE]})
+
+    id: str
+    name: str
+    hint: str = Field(description="the key's prefix and last characters; the key is not stored")
+    scopes: list[str]
+    rate_per_s: float | None = None
+    burst: int | None = None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ApiKey:
+        return cls(
+            id=row["key_id"],
+            name=row["name"],
+            hint=row["key_hint"],
+            scopes=list(row["scopes"]),
+            rate_per_s=row["rate_per_s"],
+            burst=row["burst"],
+            created_at=row["created_at"],
+            revoked_at=row["revoked_at"],
+        )
+
+
+class NewApiKey(ApiKey):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [KEY_EXAMPLE | {"key": "sk_seo_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789xyz"}]
+        }
+    )
+
+    key: str = Field(description="shown once: only its hash is kept")
+
+
+class KeyList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": [KEY_EXAMPLE]}]})
+
+    data: list[ApiKey]
+
+
+class WebhookSecret(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"secret": "whsec_9a8b7c6d5e4f3a2b1c0d"}]}
+    )
+
+    secret: str
+
+
+class WebhookDelivery(BaseModel):
+    delivery_id: str
+    url: str
+    attempts: int
+    state: Literal["pending", "delivered", "failed"]
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+    next_at: datetime | None = None
+
+
+class WebhookDeliveries(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "data": [
+                        {
+                            "delivery_id": "d1c2b3a4958677f6e5d4c3b2a1908f7e",
+                            "url": "https://hooks.example.com/seoblog",
+                            "attempts": 1,
+                            "state": "delivered",
+                            "delivered_at": WHEN,
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    data: list[WebhookDelivery]

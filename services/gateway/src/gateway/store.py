@@ -1,8 +1,10 @@
-"""All SQL of the gateway: jobs, their state history and the posts read model."""
+"""All SQL of the gateway: jobs and their state history, the posts read model with full-text
+search, API keys, idempotency keys, webhook deliveries and the gateway's own secrets."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,29 +16,104 @@ from seoblog_runtime import Store, migrations_of
 from .projection import advance, state_of
 
 
+class IdempotencyConflict(Exception):
+    """The idempotency key was used before with a different request body."""
+
+
+@dataclass(frozen=True)
+class NewJob:
+    job_id: str
+    spec: JobSpec
+    event_id: str
+    at: datetime
+    trace_id: str | None
+    owner: str | None = None
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    owner: str | None = None  # None: every owner (admin, open mode)
+    states: tuple[str, ...] = ()
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    keyword: str | None = None
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 class PgJobStore(Store):
     def __init__(self, database_url: str, schema: str, pool_max: int = 10) -> None:
         super().__init__(database_url, schema, migrations_of(__file__), pool_max=pool_max)
 
+    # -- jobs ----------------------------------------------------------------------------------
+
     async def create_job(
-        self, job_id: str, spec: JobSpec, event_id: str, at: datetime, trace_id: str | None
+        self,
+        job_id: str,
+        spec: JobSpec,
+        event_id: str,
+        at: datetime,
+        trace_id: str | None,
+        *,
+        owner: str | None = None,
+        callback_url: str | None = None,
     ) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO jobs (job_id, spec, state, trace_id, created_at, updated_at)"
-                " VALUES ($1, $2, 'queued', $3, $4, $4)",
-                job_id,
-                spec.model_dump_json(),
-                trace_id,
-                at,
+        await self._insert_job(
+            self.pool, NewJob(job_id, spec, event_id, at, trace_id, owner, callback_url)
+        )
+
+    async def create_job_once(self, job: NewJob, key: str, body_hash: str) -> str | None:
+        """Create the job under an idempotency key. None if created now; the original job's
+        id if the key was used with the same body; IdempotencyConflict if with another."""
+        owner = job.owner or ""
+        for _ in range(3):
+            existing = await self.pool.fetchrow(
+                "SELECT body_hash, job_id FROM idempotency_keys WHERE owner = $1 AND key = $2",
+                owner,
+                key,
             )
-            await conn.execute(
-                "INSERT INTO job_history (event_id, job_id, state, at) VALUES ($1, $2, $3, $4)",
-                event_id,
-                job_id,
-                JobState.QUEUED.value,
-                at,
-            )
+            if existing is not None:
+                if existing["body_hash"] != body_hash:
+                    raise IdempotencyConflict
+                return str(existing["job_id"])
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await self._insert_job(conn, job)
+                    await conn.execute(
+                        "INSERT INTO idempotency_keys (owner, key, body_hash, job_id)"
+                        " VALUES ($1, $2, $3, $4)",
+                        owner,
+                        key,
+                        body_hash,
+                        job.job_id,
+                    )
+                return None
+            except asyncpg.UniqueViolationError:
+                continue  # a concurrent request with the same key won; read its job
+        raise IdempotencyConflict  # pragma: no cover - only under pathological contention
+
+    async def _insert_job(self, conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> None:
+        # One statement (one round trip), atomic on its own: the job and its first state.
+        await conn.execute(
+            "WITH j AS (INSERT INTO jobs (job_id, spec, state, trace_id, created_at, updated_at,"
+            " owner, callback_url) VALUES ($1, $2, 'queued', $3, $4, $4, $5, $6)"
+            " RETURNING job_id) INSERT INTO job_history (event_id, job_id, state, at)"
+            " SELECT $7, job_id, 'queued', $4 FROM j",
+            job.job_id,
+            job.spec.model_dump_json(),
+            job.trace_id,
+            job.at,
+            job.owner,
+            job.callback_url,
+            job.event_id,
+        )
+
+    async def discard_job(self, job_id: str) -> None:
+        """Forget a job that could not be queued, so a retry with its idempotency key works."""
+        await self.pool.execute("DELETE FROM jobs WHERE job_id = $1", job_id)
 
     async def apply(self, event: Event) -> bool:
         """Project one event onto its job; True if anything changed. Idempotent."""
@@ -65,7 +142,8 @@ class PgJobStore(Store):
                     changed = True
             if isinstance(event, JobProgress) and (new_state or JobState(current)) == announced:
                 await conn.execute(
-                    "UPDATE jobs SET progress = $2, updated_at = now() WHERE job_id = $1",
+                    "UPDATE jobs SET progress = $2, updated_at = now(), version = version + 1"
+                    " WHERE job_id = $1",
                     event.job_id,
                     json.dumps(
                         {
@@ -92,7 +170,8 @@ class PgJobStore(Store):
         post_id = event.post_id if isinstance(event, PostGenerated) else None
         await conn.execute(
             "UPDATE jobs SET state = $2, error = COALESCE($3::jsonb, error),"
-            " post_id = COALESCE($4, post_id), updated_at = now() WHERE job_id = $1",
+            " post_id = COALESCE($4, post_id), updated_at = now(), version = version + 1"
+            " WHERE job_id = $1",
             event.job_id,
             state.value,
             error,
@@ -105,6 +184,82 @@ class PgJobStore(Store):
                 json.dumps({"stage": "generate", "percent": 100, "message": "done"}),
             )
 
+    async def job(self, job_id: str) -> dict[str, Any] | None:
+        """The job with its history (and post, when done), in one round trip."""
+        row = await self.pool.fetchrow(
+            "SELECT j.*, (SELECT coalesce(json_agg(json_build_object('state', h.state, 'at', h.at)"
+            " ORDER BY h.at, h.state), '[]') FROM job_history h WHERE h.job_id = j.job_id)"
+            " AS history_json, p.event AS post_event FROM jobs j"
+            " LEFT JOIN posts p ON p.post_id = j.post_id WHERE j.job_id = $1",
+            job_id,
+        )
+        if row is None:
+            return None
+        job = dict(row)
+        job["history"] = json.loads(job.pop("history_json"))
+        return job
+
+    async def job_state(self, job_id: str) -> str | None:
+        state: str | None = await self.pool.fetchval(
+            "SELECT state FROM jobs WHERE job_id = $1", job_id
+        )
+        return state
+
+    async def jobs(
+        self, where: JobFilter, *, after: tuple[datetime, str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """A page of jobs, newest first, after the (created_at, job_id) cursor."""
+        clauses, args = self._job_clauses(where)
+        if after is not None:
+            args += [after[0], after[1]]
+            clauses.append(f"(created_at, job_id) < (${len(args) - 1}, ${len(args)})")
+        args.append(limit)
+        # Fixed fragments only; every value is a parameter.
+        where_sql = " WHERE " + " AND ".join(clauses) if clauses else ""
+        sql = f"SELECT * FROM jobs{where_sql} ORDER BY created_at DESC, job_id DESC"  # noqa: S608
+        sql += f" LIMIT ${len(args)}"
+        rows = [dict(r) for r in await self.pool.fetch(sql, *args)]
+        if rows:
+            history = await self.pool.fetch(
+                "SELECT job_id, state, at FROM job_history WHERE job_id = ANY($1::text[])"
+                " ORDER BY at, state",
+                [r["job_id"] for r in rows],
+            )
+            by_job: dict[str, list[dict[str, Any]]] = {}
+            for h in history:
+                by_job.setdefault(h["job_id"], []).append({"state": h["state"], "at": h["at"]})
+            for r in rows:
+                r["history"] = by_job.get(r["job_id"], [])
+        return rows
+
+    @staticmethod
+    def _job_clauses(where: JobFilter) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if where.owner is not None:
+            args.append(where.owner)
+            clauses.append(f"owner = ${len(args)}")
+        if where.states:
+            args.append(list(where.states))
+            clauses.append(f"state = ANY(${len(args)}::text[])")
+        if where.created_after is not None:
+            args.append(where.created_after)
+            clauses.append(f"created_at >= ${len(args)}")
+        if where.created_before is not None:
+            args.append(where.created_before)
+            clauses.append(f"created_at < ${len(args)}")
+        if where.keyword:
+            args.append(_like(where.keyword))
+            n = len(args)
+            keywords = "jsonb_array_elements_text(spec->'keywords')"
+            clauses.append(
+                f"(spec->>'url' ILIKE ${n} OR EXISTS (SELECT 1 FROM {keywords} k"  # noqa: S608
+                f" WHERE k ILIKE ${n}))"
+            )
+        return clauses, args
+
+    # -- posts ---------------------------------------------------------------------------------
+
     async def save_post(self, event: PostGenerated) -> None:
         await self.pool.execute(
             "INSERT INTO posts (post_id, job_id, title, language, event)"
@@ -116,17 +271,191 @@ class PgJobStore(Store):
             event.model_dump_json(),
         )
 
-    async def job(self, job_id: str) -> dict[str, Any] | None:
-        row = await self.pool.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job_id)
-        if row is None:
-            return None
-        history = await self.pool.fetch(
-            "SELECT state, at FROM job_history WHERE job_id = $1 ORDER BY at, state", job_id
-        )
-        job = dict(row)
-        job["history"] = [dict(h) for h in history]
-        return job
-
     async def post(self, post_id: str) -> PostGenerated | None:
         row = await self.pool.fetchval("SELECT event FROM posts WHERE post_id = $1", post_id)
         return None if row is None else PostGenerated.model_validate_json(row)
+
+    async def post_owner(self, post_id: str) -> tuple[bool, str | None]:
+        """(exists, owner of its job)."""
+        row = await self.pool.fetchrow(
+            "SELECT j.owner FROM posts p LEFT JOIN jobs j USING (job_id) WHERE p.post_id = $1",
+            post_id,
+        )
+        return (row is not None, None if row is None else row["owner"])
+
+    async def posts(
+        self,
+        *,
+        owner: str | None,
+        query: str | None,
+        language: str | None,
+        created_after: datetime | None,
+        created_before: datetime | None,
+        after: tuple[datetime, str] | None,
+        offset: int,
+        limit: int,
+    ) -> list[tuple[PostGenerated, float | None, datetime]]:
+        """Posts newest first (keyset `after`), or by relevance to `query` (`offset`)."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if owner is not None:
+            args.append(owner)
+            clauses.append(f"j.owner = ${len(args)}")
+        if language:
+            args.append(language)
+            clauses.append(f"p.language = ${len(args)}")
+        if created_after is not None:
+            args.append(created_after)
+            clauses.append(f"p.created_at >= ${len(args)}")
+        if created_before is not None:
+            args.append(created_before)
+            clauses.append(f"p.created_at < ${len(args)}")
+        rank = "NULL::real"
+        if query:
+            args.append(query)
+            q = f"websearch_to_tsquery('simple', ${len(args)})"
+            clauses.append(f"p.search @@ {q}")
+            rank = f"ts_rank(p.search, {q})"
+            order = "rank DESC, p.created_at DESC, p.post_id DESC"
+        else:
+            order = "p.created_at DESC, p.post_id DESC"
+            if after is not None:
+                args += [after[0], after[1]]
+                clauses.append(f"(p.created_at, p.post_id) < (${len(args) - 1}, ${len(args)})")
+        args += [limit, offset if query else 0]
+        # Fixed fragments only; every value is a parameter.
+        where_sql = " WHERE " + " AND ".join(clauses) if clauses else ""
+        select = f"SELECT p.event, p.created_at, {rank} AS rank"
+        sql = f"{select} FROM posts p LEFT JOIN jobs j USING (job_id){where_sql}"
+        sql += f" ORDER BY {order} LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+        rows = await self.pool.fetch(sql, *args)
+        return [
+            (
+                PostGenerated.model_validate_json(r["event"]),
+                None if r["rank"] is None else float(r["rank"]),
+                r["created_at"],
+            )
+            for r in rows
+        ]
+
+    # -- API keys ------------------------------------------------------------------------------
+
+    async def create_key(
+        self,
+        key_id: str,
+        name: str,
+        key_hash: str,
+        hint: str,
+        scopes: list[str],
+        rate_per_s: float | None,
+        burst: int | None,
+    ) -> dict[str, Any]:
+        row = await self.pool.fetchrow(
+            "INSERT INTO api_keys (key_id, name, key_hash, key_hint, scopes, rate_per_s, burst)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            key_id,
+            name,
+            key_hash,
+            hint,
+            scopes,
+            rate_per_s,
+            burst,
+        )
+        return dict(row)
+
+    async def put_bootstrap_key(self, key_hash: str, hint: str) -> None:
+        """The admin key from settings: (re)stored under a fixed id, so a new one replaces it."""
+        await self.pool.execute(
+            "INSERT INTO api_keys (key_id, name, key_hash, key_hint, scopes)"
+            " VALUES ('key_bootstrap', 'bootstrap admin (GATEWAY_ADMIN_KEY)', $1, $2,"
+            " ARRAY['admin']) ON CONFLICT (key_id) DO UPDATE SET key_hash = EXCLUDED.key_hash,"
+            " key_hint = EXCLUDED.key_hint, revoked_at = NULL",
+            key_hash,
+            hint,
+        )
+
+    async def key_by_hash(self, key_hash: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", key_hash
+        )
+        return None if row is None else dict(row)
+
+    async def keys(self) -> list[dict[str, Any]]:
+        return [
+            dict(r) for r in await self.pool.fetch("SELECT * FROM api_keys ORDER BY created_at")
+        ]
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE key_id = $1"
+            " RETURNING *",
+            key_id,
+        )
+        return None if row is None else dict(row)
+
+    # -- secrets -------------------------------------------------------------------------------
+
+    async def secret(self, name: str, candidate: str) -> str:
+        """The stored secret `name`; `candidate` becomes it if there is none yet (the first
+        replica to start wins, so every replica signs with the same key)."""
+        await self.pool.execute(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            name,
+            candidate,
+        )
+        value: str = await self.pool.fetchval("SELECT value FROM secrets WHERE name = $1", name)
+        return value
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    async def enqueue_webhook(
+        self, delivery_id: str, job_id: str, url: str, payload: dict[str, Any]
+    ) -> bool:
+        inserted = await self.pool.fetchval(
+            "INSERT INTO webhook_deliveries (delivery_id, job_id, url, payload)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING delivery_id",
+            delivery_id,
+            job_id,
+            url,
+            json.dumps(payload),
+        )
+        return inserted is not None
+
+    async def claim_webhooks(self, limit: int, lease_s: float) -> list[dict[str, Any]]:
+        """Due deliveries, leased to this replica for `lease_s` (others skip them)."""
+        rows = await self.pool.fetch(
+            "UPDATE webhook_deliveries SET next_at = now() + make_interval(secs => $2)"
+            " WHERE delivery_id IN (SELECT delivery_id FROM webhook_deliveries"
+            " WHERE state = 'pending' AND next_at <= now() ORDER BY next_at"
+            " LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *",
+            limit,
+            lease_s,
+        )
+        return [dict(r) for r in rows]
+
+    async def webhook_done(self, delivery_id: str) -> None:
+        await self.pool.execute(
+            "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1,"
+            " delivered_at = now(), last_error = NULL WHERE delivery_id = $1",
+            delivery_id,
+        )
+
+    async def webhook_retry(self, delivery_id: str, delay_s: float | None, error: str) -> None:
+        """Count a failed attempt: retry after `delay_s`, or give up when it is None."""
+        await self.pool.execute(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, last_error = $3,"
+            " state = CASE WHEN $2::float8 IS NULL THEN 'failed' ELSE 'pending' END,"
+            " next_at = now() + make_interval(secs => COALESCE($2::float8, 0))"
+            " WHERE delivery_id = $1",
+            delivery_id,
+            delay_s,
+            error[:500],
+        )
+
+    async def webhooks_of(self, job_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT delivery_id, url, attempts, state, last_error, delivered_at, next_at"
+            " FROM webhook_deliveries WHERE job_id = $1 ORDER BY delivery_id",
+            job_id,
+        )
+        return [dict(r) for r in rows]

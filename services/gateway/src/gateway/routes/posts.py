@@ -1,14 +1,18 @@
-"""/v1/posts: read a finished post as JSON, markdown or HTML."""
+"""/v1/posts: read a finished post as JSON, markdown or HTML; list and search posts."""
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 
-from ..deps import PartsDep
+from ..deps import CanRead, PartsDep
 from ..errors import ApiError
-from ..schemas import ErrorResponse, Post
+from ..schemas import POST_EXAMPLE, ErrorResponse, Post, PostList, PostListItem
+from .jobs import _AUTH, next_cursor, parse_cursor
 
 router = APIRouter(prefix="/v1/posts", tags=["posts"])
 
@@ -26,24 +30,98 @@ def negotiate(fmt: Format | None, accept: str | None) -> Format:
     return "json"
 
 
+def _offset_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode().rstrip("=")
+
+
+def _parse_offset(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        offset = json.loads(raw)["offset"]
+        if not isinstance(offset, int) or not 0 <= offset <= 100_000:
+            raise ValueError(offset)
+        return offset
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ApiError(422, "invalid_cursor", "cursor is not one this API gave out.") from exc
+
+
+@router.get(
+    "",
+    response_model=PostList,
+    responses=_AUTH | {422: {"model": ErrorResponse}},
+    summary="List and search posts",
+    description="Newest first; with `q`, a full-text search (PostgreSQL, web-search syntax: "
+    '`europa "water plumes" -jupiter`) over title, keywords, description and body, best match '
+    "first. Filters: `language`, `created_after`, `created_before`. Pass `next_cursor` back "
+    "as `cursor`. Needs the `jobs:read` scope.",
+)
+async def list_posts(
+    who: CanRead,
+    parts: PartsDep,
+    q: Annotated[str | None, Query(min_length=1, max_length=200, examples=["remote work"])] = None,
+    language: Annotated[
+        str | None, Query(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", examples=["ko"])
+    ] = None,
+    created_after: Annotated[datetime | None, Query(examples=["2026-01-01T00:00:00Z"])] = None,
+    created_before: Annotated[datetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
+) -> PostList:
+    offset = _parse_offset(cursor) if q else 0
+    after = None if q else parse_cursor(cursor)
+    found = await parts.store.posts(
+        owner=who.owner_filter,
+        query=q,
+        language=language,
+        created_after=created_after,
+        created_before=created_before,
+        after=after,
+        offset=offset,
+        limit=limit + 1,
+    )
+    page = found[:limit]
+    more = len(found) > limit
+    cursor_out = None
+    if more and q:
+        cursor_out = _offset_cursor(offset + limit)
+    elif more:
+        last, _, created = page[-1]
+        cursor_out = next_cursor(created, last.post_id)
+    return PostList(
+        data=[PostListItem.from_event(event, rank) for event, rank, _ in page],
+        next_cursor=cursor_out,
+    )
+
+
 @router.get(
     "/{post_id}",
     response_model=Post,
-    responses={
-        200: {"content": {"text/markdown": {}, "text/html": {}}},
+    responses=_AUTH
+    | {
+        200: {
+            "content": {
+                "application/json": {"example": POST_EXAMPLE},
+                "text/markdown": {"example": f"# {POST_EXAMPLE['title']}\n\n..."},
+                "text/html": {"example": POST_EXAMPLE["html"]},
+            }
+        },
         404: {"model": ErrorResponse},
     },
     summary="Get a post",
     description="JSON by default; `?format=markdown|html` or an Accept header of "
-    "text/markdown or text/html gives the post in that form.",
+    "text/markdown or text/html gives the post in that form. Needs the `jobs:read` scope.",
 )
 async def get_post(
     post_id: str,
+    who: CanRead,
     parts: PartsDep,
     format: Annotated[Format | None, Query()] = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response | Post:
-    event = await parts.store.post(post_id)
+    exists, owner = await parts.store.post_owner(post_id)
+    event = await parts.store.post(post_id) if exists and who.may_see(owner) else None
     if event is None:
         raise ApiError(404, "post_not_found", f"No post with id {post_id!r}.")
     match negotiate(format, accept):

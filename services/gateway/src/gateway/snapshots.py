@@ -1,0 +1,55 @@
+"""A job as the API shows it, read from the store, and the status cache in front of it.
+
+Every replica hears every change of every job (the live fan-out), so its cache is updated as
+jobs move; a short TTL bounds how stale an entry can get if a fan-out message is lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cachetools import TTLCache
+
+from seoblog_contracts import PostGenerated
+
+from .schemas import Job
+from .store import PgJobStore
+
+Found = tuple[Job, str | None]  # the job and its owner (the key that submitted it)
+
+
+async def load_job(store: PgJobStore, job_id: str) -> Found | None:
+    """The job and its owner from the store, or None."""
+    row = await store.job(job_id)
+    if row is None:
+        return None
+    event = row.get("post_event")
+    post = PostGenerated.model_validate_json(event) if event else None
+    return Job.from_row(row, post), row.get("owner")
+
+
+class JobCache:
+    def __init__(self, store: PgJobStore, ttl_s: float, size: int = 10_000) -> None:
+        self.store = store
+        self._items: TTLCache[str, Found] | None = (
+            TTLCache(maxsize=size, ttl=ttl_s) if ttl_s > 0 else None
+        )
+
+    async def get(self, job_id: str) -> Found | None:
+        if self._items is not None and (hit := self._items.get(job_id)) is not None:
+            return hit
+        return await self.refresh(job_id)
+
+    async def refresh(self, job_id: str) -> Found | None:
+        """Read the job from the store and keep it."""
+        found = await load_job(self.store, job_id)
+        if found is not None and self._items is not None:
+            self._items[job_id] = found
+        return found
+
+    def update(self, snapshot: dict[str, Any]) -> None:
+        """A newer snapshot from the live fan-out replaces a cached one (the owner stays)."""
+        if self._items is None:
+            return
+        cached = self._items.get(snapshot.get("id", ""))
+        if cached is not None and snapshot.get("version", 0) > cached[0].version:
+            self._items[cached[0].id] = (Job.model_validate(snapshot), cached[1])
