@@ -25,7 +25,7 @@ up: install ## run the whole system on this machine (embedded NATS/PostgreSQL if
 .PHONY: browser
 browser: ## install Debian's chromium for the web page test, when /usr/bin/chromium is missing
 	@[ -x /usr/bin/chromium ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-		$$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
+		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium; }
 
 .PHONY: test
 test: install browser ## run the whole test suite (finds or starts NATS, PostgreSQL, Redis)

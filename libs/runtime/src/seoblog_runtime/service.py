@@ -16,9 +16,14 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
 def add_ops_routes(
-    app: FastAPI, registry: CollectorRegistry, checks: dict[str, ReadinessCheck]
+    app: FastAPI,
+    registry: CollectorRegistry,
+    checks: dict[str, ReadinessCheck],
+    optional: frozenset[str] = frozenset({"redis"}),
 ) -> None:
-    """Liveness, readiness (every check must pass) and metrics, outside the versioned API."""
+    """Liveness, readiness and metrics, outside the versioned API. Readiness needs every
+    check but the `optional` ones, which are reported only: a service runs on its in-process
+    cache when Redis is away, so Redis must not take every replica out of its Service."""
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -31,7 +36,7 @@ def add_ops_routes(
             *(asyncio.wait_for(checks[n](), timeout=3) for n in names), return_exceptions=True
         )
         status = {n: (r is True) for n, r in zip(names, results, strict=True)}
-        ok = all(status.values())
+        ok = all(v for n, v in status.items() if n not in optional)
         return JSONResponse({"ready": ok, "checks": status}, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
