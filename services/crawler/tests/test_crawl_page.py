@@ -15,7 +15,6 @@ from starlette.responses import Response
 from crawler.app import create_app
 from crawler.settings import Settings
 from seoblog_contracts import JobSpec, JobSubmitted, PageCrawled, Priority, new_event_id
-from seoblog_runtime import Bus, ServiceSettings
 from seoblog_testing import settings_for, unique_name, wait_until
 
 ARTICLE = "14cc2a0ca59c62a8c9f205a171e9ccf4ef4cf69b0c642f51c8c65c051b39024f"
@@ -47,14 +46,6 @@ async def running(settings: Settings) -> AsyncIterator[FastAPI]:
 async def crawler(service_env) -> AsyncIterator[FastAPI]:
     async with running(crawler_settings(service_env)) as app:
         yield app
-
-
-@pytest.fixture
-async def bus(service_env) -> AsyncIterator[Bus]:
-    probe = Bus(settings_for(ServiceSettings, service_env, service="probe"))
-    await probe.broker.connect()
-    yield probe
-    await probe.stop()
 
 
 def job(url: str, priority: Priority = Priority.NORMAL) -> JobSubmitted:

@@ -15,7 +15,6 @@ from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from seoblog_runtime import Bus, ServiceSettings
 from seoblog_testing import settings_for, wait_until
 from seoblog_testing.processes import free_port
 
@@ -82,14 +81,6 @@ async def gateway(gateway_app) -> httpx.AsyncClient:
 async def live_gateway(service_env) -> AsyncIterator[tuple[FastAPI, str]]:
     async with served(gateway_settings(service_env)) as found:
         yield found
-
-
-@pytest.fixture
-async def bus(service_env) -> AsyncIterator[Bus]:
-    probe = Bus(settings_for(ServiceSettings, service_env, service="probe"))
-    await probe.broker.connect()
-    yield probe
-    await probe.stop()
 
 
 class Jobs:

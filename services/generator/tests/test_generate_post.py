@@ -10,7 +10,6 @@ import pytest
 from generator.app import create_app
 from generator.settings import Settings
 from seoblog_contracts import JobSpec, PostGenerated, Priority, TextTranslated, Usage, new_event_id
-from seoblog_runtime import Bus, ServiceSettings
 from seoblog_testing import settings_for, wait_until
 
 GROUND_TRUTH = Path(__file__).resolve().parents[3].parent / "shared/fixtures/extraction"
@@ -20,14 +19,6 @@ ARTICLE = "14cc2a0ca59c62a8c9f205a171e9ccf4ef4cf69b0c642f51c8c65c051b39024f"
 def article_text() -> str:
     truth = json.loads((GROUND_TRUTH / "ground-truth.json").read_text())
     return str(truth[ARTICLE]["articleBody"])
-
-
-@pytest.fixture
-async def bus(service_env) -> AsyncIterator[Bus]:
-    probe = Bus(settings_for(ServiceSettings, service_env, service="probe"))
-    await probe.broker.connect()
-    yield probe
-    await probe.stop()
 
 
 @asynccontextmanager

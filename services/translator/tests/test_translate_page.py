@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 import pytest
 
 from seoblog_contracts import JobSpec, PageCrawled, Priority, TextTranslated, new_event_id
-from seoblog_runtime import Bus, ServiceSettings
 from seoblog_testing import settings_for, wait_until
 from seoblog_testing.fake_llm import default_responder
 from translator.app import create_app
@@ -18,14 +17,6 @@ ENGLISH = (
     "the ice shell.\n\n- Plumes were detected\n- The ocean may be habitable\n\n"
     "Read more at [NASA](https://nasa.gov/europa)."
 )
-
-
-@pytest.fixture
-async def bus(service_env) -> AsyncIterator[Bus]:
-    probe = Bus(settings_for(ServiceSettings, service_env, service="probe"))
-    await probe.broker.connect()
-    yield probe
-    await probe.stop()
 
 
 @asynccontextmanager

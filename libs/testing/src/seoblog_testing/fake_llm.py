@@ -419,6 +419,10 @@ class FakeLLM(Served):
     # -- lifecycle and inspection
 
     @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
     def base_url(self) -> str:
         """The OpenAI base URL, such as http://127.0.0.1:41234/v1."""
         return f"{self.server.url}/v1"

@@ -172,3 +172,14 @@ async def events(namespace: str, nats_client: NatsClient) -> AsyncIterator[Any]:
     await recorder.start(nats_client)
     yield recorder
     await recorder.stop()
+
+
+@pytest.fixture
+async def bus(service_env: dict[str, str]) -> AsyncIterator[Any]:
+    """A connected bus in the test's namespace, for publishing events at a service under test."""
+    from seoblog_runtime import Bus, ServiceSettings
+
+    probe = Bus(settings_for(ServiceSettings, service_env, service="probe"))
+    await probe.broker.connect()
+    yield probe
+    await probe.stop()

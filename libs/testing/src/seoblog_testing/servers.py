@@ -194,7 +194,3 @@ class Served:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url

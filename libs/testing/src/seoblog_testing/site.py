@@ -14,15 +14,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from seoblog_testing.servers import BackgroundServer
+from seoblog_testing.servers import BackgroundServer, Served
 
 DEFAULT_ROBOTS_TXT = "User-agent: *\nAllow: /\n"
 _EXTRACTION = Path("fixtures") / "extraction"
@@ -69,7 +68,7 @@ def _as_bytes(data: bytes | str) -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else data
 
 
-class FixtureSite:
+class FixtureSite(Served):
     """A web server for crawler tests, on a real socket.
 
     Serves `/article/<id>` (the extraction fixtures, decompressed, as UTF-8 HTML),
@@ -99,24 +98,6 @@ class FixtureSite:
         self.server = BackgroundServer(self.app, name="fixture-site")
 
     # -- lifecycle
-
-    def start(self) -> Self:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
