@@ -365,7 +365,7 @@ class Launcher:
                 return line
         raise AssertionError("no such line; output so far:\n" + "\n".join(self.seen))
 
-    def finish(self, timeout: float = 30.0) -> int:
+    def finish(self, timeout: float = 60.0) -> int:
         code = self.process.wait(timeout)
         time.sleep(0.2)
         while not self.lines.empty():

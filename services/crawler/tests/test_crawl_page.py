@@ -264,20 +264,31 @@ async def test_concurrent_jobs_for_one_url_on_two_crawler_instances_fetch_it_onc
 async def test_backlog_is_served_high_before_normal_before_low_without_starving_low(
     service_env, bus, events, fixture_site
 ):
+    # One slot, held by a slow page while the backlog arrives: the order in which the
+    # waiting jobs then get the slot is the scheduler's alone, not the consumers' start-up.
+    blocker_path = f"/blocker/{unique_name()}"
+    fixture_site.route(blocker_path, body=fixture_site.article_html(ARTICLE), delay_s=2.0)
     url = fixture_site.article_url(ARTICLE)
-    priority_of: dict[str, Priority] = {}
-    await bus.declare_streams()
-    for priority in (Priority.LOW, Priority.NORMAL, Priority.HIGH):  # worst order first
-        for _ in range(6):
-            submitted = job(url, priority)
-            priority_of[submitted.job_id] = priority
-            await bus.publish(submitted)
-
-    settings = crawler_settings(service_env, global_concurrency=1, starvation_limit=3)
+    settings = crawler_settings(
+        service_env, global_concurrency=1, starvation_limit=3, fetch_timeout_s=10
+    )
     async with running(settings):
-        await wait_until(lambda: len(events.of("page.crawled")) == 18, timeout_s=60)
+        blocker = job(fixture_site.url(blocker_path), Priority.HIGH)
+        await bus.publish(blocker)
+        await wait_until(lambda: fixture_site.hits(blocker_path) == 1, timeout_s=30)
+        priority_of: dict[str, Priority] = {}
+        for priority in (Priority.LOW, Priority.NORMAL, Priority.HIGH):  # worst order first
+            for _ in range(6):
+                submitted = job(url, priority)
+                priority_of[submitted.job_id] = priority
+                await bus.publish(submitted)
+        await wait_until(lambda: len(events.of("page.crawled")) == 19, timeout_s=60)
 
-    order = [priority_of[e.data["job_id"]] for e in events.of("page.crawled")]
+    order = [
+        priority_of[e.data["job_id"]]
+        for e in events.of("page.crawled")
+        if e.data["job_id"] != blocker.job_id
+    ]
     mean = {p: sum(i for i, q in enumerate(order) if q == p) / 6 for p in Priority}
     assert mean[Priority.HIGH] < mean[Priority.NORMAL] < mean[Priority.LOW]
     last_high = max(i for i, q in enumerate(order) if q == Priority.HIGH)
