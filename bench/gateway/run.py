@@ -59,23 +59,34 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def request(self, raw: bytes) -> int:
+        """The response status; 0 when the connection dropped (it is reopened next time)."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        await self.reader.readexactly(length)
+        try:
+            self.writer.write(raw)
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length, close = 0, False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            await self.reader.readexactly(length)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            await self.close()
+            return 0
+        if close:
+            await self.close()
         return status
 
     async def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        self.reader = self.writer = None
 
 
 def http_request(method: str, path: str, key: str, body: bytes = b"") -> bytes:
@@ -106,7 +117,7 @@ async def load(port: int, raw: bytes, concurrency: int, seconds: float) -> Resul
             status = await conn.request(raw)
             if measuring:
                 latencies.append(time.perf_counter() - started)
-                if status >= 400:
+                if status >= 400 or status == 0:  # 0: the connection dropped
                     errors += 1
 
     tasks = [asyncio.create_task(worker(c)) for c in connections]
