@@ -3,7 +3,6 @@ fixture web site."""
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ from starlette.responses import Response
 from crawler.app import create_app
 from crawler.settings import Settings
 from seoblog_contracts import JobSpec, JobSubmitted, PageCrawled, Priority, new_event_id
-from seoblog_testing import settings_for, unique_name, wait_until
+from seoblog_testing import running_app, settings_for, unique_name, wait_until
 
 ARTICLE = "14cc2a0ca59c62a8c9f205a171e9ccf4ef4cf69b0c642f51c8c65c051b39024f"
 
@@ -35,11 +34,8 @@ def crawler_settings(service_env: dict[str, str], **overrides: Any) -> Settings:
     return settings
 
 
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        yield app
+def running(settings: Settings) -> Any:
+    return running_app(create_app(settings))
 
 
 @pytest.fixture

@@ -2,15 +2,15 @@
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from generator.app import create_app
 from generator.settings import Settings
 from seoblog_contracts import JobSpec, PostGenerated, Priority, TextTranslated, Usage, new_event_id
-from seoblog_testing import settings_for, wait_until
+from seoblog_testing import fake_llm_settings, running_app, settings_for, wait_until
 
 GROUND_TRUTH = Path(__file__).resolve().parents[3].parent / "shared/fixtures/extraction"
 ARTICLE = "14cc2a0ca59c62a8c9f205a171e9ccf4ef4cf69b0c642f51c8c65c051b39024f"
@@ -21,11 +21,8 @@ def article_text() -> str:
     return str(truth[ARTICLE]["articleBody"])
 
 
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[None]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        yield
+def running(settings: Settings) -> Any:
+    return running_app(create_app(settings))
 
 
 @pytest.fixture
@@ -40,9 +37,7 @@ async def llm_generator(service_env, fake_llm) -> AsyncIterator[None]:
     settings = settings_for(
         Settings,
         service_env,
-        llm_base_url=fake_llm.base_url,
-        llm_api_key=fake_llm.api_key,
-        llm_model="fake-llm",
+        **fake_llm_settings(fake_llm),
         revise_below=0,  # one call per post; the revision pass has tests of its own
     )
     async with running(settings):
@@ -209,9 +204,7 @@ async def revising_generator(service_env, fake_llm) -> AsyncIterator[None]:
     settings = settings_for(
         Settings,
         service_env,
-        llm_base_url=fake_llm.base_url,
-        llm_api_key=fake_llm.api_key,
-        llm_model="fake-llm",
+        **fake_llm_settings(fake_llm),
         revise_below=70,
     )
     async with running(settings):
@@ -268,9 +261,7 @@ async def test_a_redelivery_after_a_failed_revision_reuses_the_paid_first_draft(
     settings = settings_for(
         Settings,
         service_env,
-        llm_base_url=fake_llm.base_url,
-        llm_api_key=fake_llm.api_key,
-        llm_model="fake-llm",
+        **fake_llm_settings(fake_llm),
         llm_max_retries=0,
         redis_url=None,
     )
@@ -301,9 +292,7 @@ async def test_a_hundred_identical_jobs_on_two_replicas_make_one_generation_call
     settings = settings_for(
         Settings,
         service_env,
-        llm_base_url=fake_llm.base_url,
-        llm_api_key=fake_llm.api_key,
-        llm_model="fake-llm",
+        **fake_llm_settings(fake_llm),
         revise_below=0,
         concurrency=64,
     )
@@ -330,9 +319,7 @@ async def test_a_low_priority_job_is_written_through_the_batch_api_at_the_batch_
     settings = settings_for(
         Settings,
         service_env,
-        llm_base_url=fake_llm.base_url,
-        llm_api_key=fake_llm.api_key,
-        llm_model="fake-llm",
+        **fake_llm_settings(fake_llm),
         llm_prices='{"fake-llm": [1.0, 1.0]}',
         llm_batch_max_age_s=0.1,
         llm_batch_poll_s=0.05,

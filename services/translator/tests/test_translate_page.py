@@ -1,12 +1,12 @@
 """The translator in-process with its real lifespan (NATS, PostgreSQL, Redis) and the fake LLM."""
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
 from seoblog_contracts import JobSpec, PageCrawled, Priority, TextTranslated, new_event_id
-from seoblog_testing import settings_for, wait_until
+from seoblog_testing import fake_llm_settings, running_app, settings_for, wait_until
 from seoblog_testing.fake_llm import default_responder
 from translator.app import create_app
 from translator.settings import Settings
@@ -19,11 +19,8 @@ ENGLISH = (
 )
 
 
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[None]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        yield
+def running(settings: Settings) -> Any:
+    return running_app(create_app(settings))
 
 
 @pytest.fixture
@@ -38,9 +35,7 @@ async def llm_translator(service_env, fake_llm) -> AsyncIterator[None]:
     settings = settings_for(
         Settings,
         service_env,
-        llm_base_url=fake_llm.base_url,
-        llm_api_key=fake_llm.api_key,
-        llm_model="fake-llm",
+        **fake_llm_settings(fake_llm),
         segment_tokens=40,
     )
     async with running(settings):
@@ -159,9 +154,7 @@ async def test_a_hundred_identical_jobs_on_two_replicas_make_one_set_of_segment_
     settings = settings_for(
         Settings,
         service_env,
-        llm_base_url=fake_llm.base_url,
-        llm_api_key=fake_llm.api_key,
-        llm_model="fake-llm",
+        **fake_llm_settings(fake_llm),
         segment_tokens=40,
         concurrency=64,
     )
@@ -197,9 +190,7 @@ async def test_a_redelivered_job_reuses_the_segments_it_paid_for_even_without_re
     settings = settings_for(
         Settings,
         service_env,
-        llm_base_url=fake_llm.base_url,
-        llm_api_key=fake_llm.api_key,
-        llm_model="fake-llm",
+        **fake_llm_settings(fake_llm),
         llm_max_retries=0,
         segment_tokens=40,
         segment_concurrency=1,
@@ -225,9 +216,7 @@ async def test_a_low_priority_jobs_segments_go_out_in_one_batch(service_env, fak
     settings = settings_for(
         Settings,
         service_env,
-        llm_base_url=fake_llm.base_url,
-        llm_api_key=fake_llm.api_key,
-        llm_model="fake-llm",
+        **fake_llm_settings(fake_llm),
         segment_tokens=40,
         llm_batch_max_age_s=0.2,
         llm_batch_poll_s=0.05,

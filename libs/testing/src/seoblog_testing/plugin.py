@@ -183,3 +183,15 @@ async def bus(service_env: dict[str, str]) -> AsyncIterator[Any]:
     await probe.broker.connect()
     yield probe
     await probe.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_app(app: Any) -> AsyncIterator[Any]:
+    """A service's app with its real lifespan (broker, store, cache) open for the block."""
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def fake_llm_settings(fake_llm: FakeLLM, model: str = "fake-llm") -> dict[str, Any]:
+    """Settings overrides pointing an LLM-using service at the fake provider."""
+    return {"llm_base_url": fake_llm.base_url, "llm_api_key": fake_llm.api_key, "llm_model": model}
