@@ -4,7 +4,7 @@ migrations, the two-level cache, and the shared HTTP ops routes."""
 from .bus import Bus, ConsumerStats, JobError
 from .cache import Cache
 from .parts import Parts, build_parts, migrations_of
-from .service import add_ops_routes, ops_app, serve
+from .service import add_ops_routes, ops_app, run_service, serve
 from .settings import ServiceSettings
 from .store import Store
 
@@ -20,5 +20,6 @@ __all__ = [
     "build_parts",
     "migrations_of",
     "ops_app",
+    "run_service",
     "serve",
 ]

@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from seoblog_telemetry import configure_logging
+
+from .settings import ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -53,6 +58,15 @@ def ops_app(
     app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None)
     add_ops_routes(app, registry, checks)
     return app
+
+
+def run_service(
+    settings_cls: Callable[[], ServiceSettings], create_app: Callable[[Any], FastAPI]
+) -> None:
+    """A service's `python -m <service>`: settings from the environment, JSON logs, serve."""
+    settings = settings_cls()
+    configure_logging(settings.service, settings.log_level)
+    serve(create_app(settings), settings.host, settings.port)
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:

@@ -1,17 +1,9 @@
 """Run the gateway: `python -m gateway`."""
 
-from seoblog_runtime import serve
-from seoblog_telemetry import configure_logging
+from seoblog_runtime import run_service
 
 from .app import create_app
 from .settings import Settings
 
-
-def main() -> None:
-    settings = Settings()
-    configure_logging(settings.service, settings.log_level)
-    serve(create_app(settings), settings.host, settings.port)
-
-
 if __name__ == "__main__":
-    main()
+    run_service(Settings, create_app)
