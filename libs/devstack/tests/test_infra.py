@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from seoblog_devstack.infra import (
+    Infra,
     ensure_infra,
     free_port,
     mask_url,
@@ -28,18 +29,25 @@ def no_forced_embedding(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SEOBLOG_EMBEDDED", raising=False)
 
 
-def test_ensure_infra_finds_the_nats_postgres_and_redis_running_on_this_machine(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_ensure_infra_finds_the_nats_postgres_and_redis_that_answer(
+    infra: Infra, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("NATS_URL", "DATABASE_URL", "REDIS_URL"):
-        monkeypatch.delenv(name, raising=False)
+    # The session's infrastructure is what answers here: the machine's own servers, or the
+    # embedded ones the plugin started on a machine that has none. Either way it is running.
+    assert infra.redis_url is not None
+    for name, value in (
+        ("NATS_URL", infra.nats_url),
+        ("DATABASE_URL", infra.database_url),
+        ("REDIS_URL", infra.redis_url),
+    ):
+        monkeypatch.setenv(name, value)
 
-    with ensure_infra(tmp_path) as infra:
-        assert infra.started == []
-        assert infra.nats_url == "nats://127.0.0.1:4222"
-        assert infra.database_url == "postgresql://postgres@127.0.0.1:5432/postgres"
-        assert infra.redis_url == "redis://127.0.0.1:6379/0"
-        assert infra.pids == {}
+    with ensure_infra(tmp_path) as found:
+        assert found.started == []
+        assert found.nats_url == infra.nats_url
+        assert found.database_url == infra.database_url
+        assert found.redis_url == infra.redis_url
+        assert found.pids == {}
 
 
 def test_ensure_infra_runs_without_redis_and_warns_when_redis_does_not_answer(
@@ -57,17 +65,20 @@ def test_ensure_infra_runs_without_redis_and_warns_when_redis_does_not_answer(
 
 
 def test_ensure_infra_never_logs_a_password(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    infra: Infra, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The machine's PostgreSQL trusts local connections, so the password is accepted and ignored.
-    url = "postgresql://postgres:hunter2secret@127.0.0.1:5432/postgres"
+    # Both the machine's PostgreSQL and the embedded one trust local connections, so the
+    # password is accepted and ignored.
+    user, rest = infra.database_url.removeprefix("postgresql://").split("@", 1)
+    url = f"postgresql://{user}:hunter2secret@{rest}"
 
     with caplog.at_level(logging.INFO, logger="seoblog.devstack"):
-        infra = ensure_infra(tmp_path, database_url=url, want_redis=False)
-    stop_infra(infra)
+        found = ensure_infra(tmp_path, database_url=url, nats_url=infra.nats_url, want_redis=False)
+    stop_infra(found)
 
-    assert infra.database_url == url
-    assert "postgres:***@127.0.0.1:5432" in caplog.text
+    assert found.started == []
+    assert found.database_url == url
+    assert f"{user}:***@" in caplog.text
     assert "hunter2secret" not in caplog.text
 
 
