@@ -1,16 +1,31 @@
 """OpenTelemetry tracing from the standard OTEL_* variables: OTLP/HTTP export when an endpoint
-is configured, in-process only otherwise."""
+is configured, in-process only otherwise; spans carry the job they work for, and background
+database chatter that belongs to no request or job is not traced."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import metadata
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Tracer
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    Sampler,
+    SamplingResult,
+    _get_from_env_or_default,
+)
+from opentelemetry.trace import Link, SpanKind, Tracer
+from opentelemetry.util.types import Attributes
+
+from .logs import job_id_var
+
+JOB_ID_ATTRIBUTE = "seoblog.job_id"
 
 
 @dataclass
@@ -43,14 +58,82 @@ def _exporter() -> SpanExporter | None:
     return OTLPSpanExporter()
 
 
+class JobSpanProcessor(SpanProcessor):
+    """Stamps `seoblog.job_id` on every span started while a job is bound (see bind_job), so
+    a job's spans can be found by its id in any service."""
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        job_id = job_id_var.get()
+        if job_id:
+            span.set_attribute(JOB_ID_ATTRIBUTE, job_id)
+
+
+class NoOrphanClientSpans(Sampler):
+    """Drops client spans (database queries, HTTP calls) that start a trace of their own: they
+    come from idle polling, pool resets and health checks, not from a request or a job. Every
+    other decision is the configured sampler's (OTEL_TRACES_SAMPLER, default parent-based
+    always-on; e.g. parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.1)."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner = inner
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        orphan = not trace.get_current_span(parent_context).get_span_context().is_valid
+        if orphan and kind == SpanKind.CLIENT:
+            return SamplingResult(Decision.DROP)
+        return self.inner.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"NoOrphanClientSpans{{{self.inner.get_description()}}}"
+
+
+def _version(service: str) -> str:
+    for dist in (service, f"seoblog-{service}", "seoblog-runtime"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "0.0.0"
+
+
+def resource_for(service: str) -> Resource:
+    """service.name, service.version and deployment.environment (SEOBLOG_ENVIRONMENT, default
+    "local"); OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME still win, as the spec says."""
+    environment = os.environ.get("SEOBLOG_ENVIRONMENT", "local")
+    return Resource.create(
+        {
+            "service.name": service,
+            "service.version": _version(service),
+            "deployment.environment": environment,
+            "deployment.environment.name": environment,
+        }
+    )
+
+
 def setup_tracing(service: str, *, install_global: bool = True) -> Telemetry:
     """Build the tracer provider for `service` (OTEL_SERVICE_NAME wins when set).
 
     The first provider built in a process becomes the global one, which auto-instrumentation
-    (asyncpg, httpx, FastAPI) reports to.
+    (asyncpg, httpx, FastAPI) reports to. Instrumentations use the current (stable) HTTP
+    semantic conventions unless OTEL_SEMCONV_STABILITY_OPT_IN says otherwise.
     """
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     name = os.environ.get("OTEL_SERVICE_NAME") or service
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider = TracerProvider(
+        resource=resource_for(name), sampler=NoOrphanClientSpans(_get_from_env_or_default())
+    )
+    provider.add_span_processor(JobSpanProcessor())
     exporter = _exporter()
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))

@@ -1,0 +1,75 @@
+"""The tracer provider: job ids on spans, no orphan client spans, resource and sampler from the
+standard variables."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from seoblog_telemetry import bind_job, setup_tracing
+
+
+def _traced(monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[object, InMemorySpanExporter]:
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    telemetry = setup_tracing("crawler", install_global=False)
+    exporter = InMemorySpanExporter()
+    telemetry.provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return telemetry, exporter
+
+
+def test_every_span_of_a_bound_job_carries_its_job_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    telemetry, exporter = _traced(monkeypatch)
+    tracer = telemetry.tracer  # type: ignore[attr-defined]
+    with (
+        bind_job("job-42"),
+        tracer.start_as_current_span("consume"),
+        tracer.start_as_current_span("fetch", kind=SpanKind.CLIENT),
+    ):
+        pass
+    with tracer.start_as_current_span("unrelated"):
+        pass
+
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert spans["consume"].attributes["seoblog.job_id"] == "job-42"
+    assert spans["fetch"].attributes["seoblog.job_id"] == "job-42"
+    assert "seoblog.job_id" not in (spans["unrelated"].attributes or {})
+
+
+def test_client_spans_that_start_their_own_trace_are_not_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    telemetry, exporter = _traced(monkeypatch)
+    tracer = telemetry.tracer  # type: ignore[attr-defined]
+    with tracer.start_as_current_span("SELECT 1", kind=SpanKind.CLIENT):  # an idle poll
+        pass
+    with (
+        tracer.start_as_current_span("POST /v1/jobs", kind=SpanKind.SERVER),
+        tracer.start_as_current_span("INSERT", kind=SpanKind.CLIENT),
+    ):
+        pass
+
+    assert sorted(s.name for s in exporter.get_finished_spans()) == ["INSERT", "POST /v1/jobs"]
+
+
+def test_resource_names_service_version_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    telemetry, _ = _traced(monkeypatch, SEOBLOG_ENVIRONMENT="staging")
+    attributes = telemetry.provider.resource.attributes  # type: ignore[attr-defined]
+    assert attributes["service.name"] == "crawler"
+    assert attributes["service.version"]
+    assert attributes["deployment.environment"] == "staging"
+    assert attributes["deployment.environment.name"] == "staging"
+
+
+def test_the_sampler_follows_the_standard_otel_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    telemetry, exporter = _traced(
+        monkeypatch, OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG="0"
+    )
+    tracer = telemetry.tracer  # type: ignore[attr-defined]
+    with tracer.start_as_current_span("POST /v1/jobs", kind=SpanKind.SERVER):
+        pass
+    assert exporter.get_finished_spans() == ()
+    assert "TraceIdRatioBased" in telemetry.provider.sampler.get_description()  # type: ignore[attr-defined]
