@@ -46,6 +46,17 @@ class ServiceSettings(BaseSettings):
     db_schema: str | None = Field(None, description="defaults to the service name")
     db_pool_max: int = Field(10, description="largest PostgreSQL pool")
 
+    # Start-up before the dependencies are up (issue 9 G): serve /healthz, retry, then start.
+    connect_timeout_s: float = Field(
+        5.0, gt=0, description="bound on one attempt to reach NATS or PostgreSQL at start-up"
+    )
+    connect_retry_initial_s: float = Field(
+        0.5, gt=0, description="first wait before connecting again; doubles per attempt"
+    )
+    connect_retry_max_s: float = Field(
+        15.0, gt=0, description="longest wait between start-up connection attempts"
+    )
+
     # Consumer behaviour (ARCHITECTURE.md, Events): bounded, retried with backoff, then DLQ.
     max_ack_pending: int = Field(64, description="unacked messages per consumer (back-pressure)")
     max_deliver: int = Field(
