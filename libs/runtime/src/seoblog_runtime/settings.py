@@ -3,7 +3,7 @@ service's own prefix (CRAWLER_*, GATEWAY_*, ...)."""
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -77,7 +77,13 @@ class ServiceSettings(BaseSettings):
     cache_local_items: int = Field(1024, description="in-process LRU size")
     cache_local_ttl_s: float = Field(300, description="in-process entry lifetime")
 
-    @field_validator("redis_url", mode="before")
+    event_key: SecretStr | None = Field(
+        None,
+        validation_alias=_shared("SEOBLOG_EVENT_KEY"),
+        description="HMAC key that signs and verifies every event (empty: unsigned, warned)",
+    )
+
+    @field_validator("redis_url", "event_key", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value in ("", None) else value
