@@ -315,3 +315,52 @@ async def test_reset_forgets_requests_and_queued_faults(llm: FakeLLM, client: As
     assert completion.choices[0].message.content
     assert llm.calls == 1
     assert len(llm.requests) == 1
+
+
+async def test_served_calls_name_the_job_purpose_and_prompt(
+    llm: FakeLLM, client: AsyncOpenAI
+) -> None:
+    import re
+
+    llm.job_pattern = re.compile(r"chaosjob\d+")
+    translate = _messages("Translate into ISO code 'ko'.", "The chaosjob7 river runs.")
+    await client.chat.completions.create(model="fake-llm", messages=translate)
+    await client.chat.completions.create(model="fake-llm", messages=translate)
+    await client.chat.completions.create(
+        model="fake-llm",
+        messages=_messages(user="no tag here"),
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "post", "schema": {"type": "object"}},
+        },
+        extra_headers={"X-Seoblog-Job": "job-1"},
+    )
+
+    first, second, post = llm.served
+    assert (first.job, first.purpose) == ("chaosjob7", "translate")
+    assert first.fingerprint == second.fingerprint  # the same request, billed twice
+    assert (post.job, post.purpose) == ("job-1", "post")
+    assert post.fingerprint != first.fingerprint
+    llm.reset()
+    assert llm.served == []
+
+
+async def test_outage_and_random_faults_are_refused_and_not_served(
+    llm: FakeLLM, client: AsyncOpenAI
+) -> None:
+    llm.down = True
+    with pytest.raises(openai.InternalServerError) as refused:
+        await client.chat.completions.create(model="fake-llm", messages=_messages())
+    assert refused.value.status_code == 503
+    llm.down = False
+    llm.fault_rate = 0.5
+    outcomes = []
+    for _ in range(40):
+        try:
+            await client.chat.completions.create(model="fake-llm", messages=_messages())
+            outcomes.append(200)
+        except openai.APIStatusError as exc:
+            outcomes.append(exc.status_code)
+    assert set(outcomes) == {200, 429, 500}
+    assert llm.calls == len(llm.served) == outcomes.count(200)
+    assert llm.refused == 1 + outcomes.count(429) + outcomes.count(500)

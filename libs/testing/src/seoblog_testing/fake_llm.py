@@ -1,6 +1,7 @@
 """A fake OpenAI-compatible HTTP server: chat completions (plain, streaming, structured), models
-and the Batch API, with knobs for latency, injected failures and hangs. Talk to it with the
-real `openai` client through `FakeLLM.base_url`.
+and the Batch API, with knobs for latency, injected failures, outages and hangs, and a record of
+every completion served (job, purpose, prompt fingerprint). Talk to it with the real `openai`
+client through `FakeLLM.base_url`.
 """
 
 from __future__ import annotations
@@ -8,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import email.policy
+import hashlib
 import itertools
 import json
 import math
+import random
 import re
 import threading
 import time
@@ -273,6 +276,34 @@ def count_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
+@dataclass(frozen=True)
+class ServedCall:
+    """One completion the fake LLM answered (and a real provider would bill)."""
+
+    job: str | None  # header X-Seoblog-Job, else the first `job_pattern` match in the prompt
+    purpose: str  # header X-Seoblog-Purpose, else the JSON schema's name, "translate" or "chat"
+    fingerprint: str  # sha256 of the prompt: the same request served twice is billed twice
+    tokens: int
+    batched: bool = False
+
+
+def request_purpose(body: dict[str, Any]) -> str:
+    """What a request is for, read from the request itself (schema name or the system prompt)."""
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        name = (fmt.get("json_schema") or {}).get("name")
+        if name:
+            return str(name)
+    if re.search(r"translat", "\n".join(_texts(body, "system", "developer")), re.IGNORECASE):
+        return "translate"
+    return "chat"
+
+
+def request_fingerprint(body: dict[str, Any]) -> str:
+    keyed = {"messages": body.get("messages"), "response_format": body.get("response_format")}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()
+
+
 @dataclass
 class _Fault:
     status: int | None  # None: hang instead of answering
@@ -401,6 +432,14 @@ class FakeLLM(Served):
         self._files: dict[str, _StoredFile] = {}
         self._batches: dict[str, _Batch] = {}
         self._ids = itertools.count(1)
+        self._served: list[ServedCall] = []
+        # Tells which job a request belongs to when the client sends no X-Seoblog-Job header.
+        self.job_pattern: re.Pattern[str] | None = None
+        self.fault_rate = 0.0  # share of chat completions answered with one of fault_statuses
+        self.fault_statuses: tuple[int, ...] = (429, 500)
+        self.down = False  # answer every chat completion 503 (an outage)
+        self.refused = 0  # completions refused by fault_rate or down
+        self._random = random.Random(0)
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
@@ -440,6 +479,12 @@ class FakeLLM(Served):
             return self._calls
 
     @property
+    def served(self) -> list[ServedCall]:
+        """Every completion served (batch lines included), oldest first."""
+        with self._lock:
+            return list(self._served)
+
+    @property
     def tokens(self) -> int:
         """Total tokens (prompt plus completion) of the completions served."""
         with self._lock:
@@ -471,6 +516,7 @@ class FakeLLM(Served):
         with self._lock:
             self._requests.clear()
             self._faults.clear()
+            self._served.clear()
             self._calls = 0
             self._tokens = 0
             self._files.clear()
@@ -481,6 +527,9 @@ class FakeLLM(Served):
         self.rpm_limit = None
         self.rate_limited = 0
         self._allowance = (0.0, 0.0)
+        self.fault_rate = 0.0
+        self.down = False
+        self.refused = 0
 
     # -- helpers
 
@@ -509,7 +558,22 @@ class FakeLLM(Served):
             return _error(401, "Incorrect API key provided.")
         return None
 
-    def _complete(self, body: dict[str, Any]) -> tuple[str, dict[str, int]]:
+    def _job_of(self, body: dict[str, Any], headers: Any) -> str | None:
+        job = headers.get("x-seoblog-job") if headers is not None else None
+        if job:
+            return str(job)
+        if self.job_pattern is None:
+            return None
+        for message in body.get("messages") or []:
+            if isinstance(message, dict):
+                found = self.job_pattern.search(message_text(message))
+                if found:
+                    return found.group(0)
+        return None
+
+    def _complete(
+        self, body: dict[str, Any], headers: Any = None, *, batched: bool = False
+    ) -> tuple[str, dict[str, int]]:
         """Run the responder for one request and account for it."""
         text = self.responder(body)
         prompt = sum(count_tokens(message_text(m)) for m in body.get("messages") or [])
@@ -519,10 +583,34 @@ class FakeLLM(Served):
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
         }
+        purpose = (headers.get("x-seoblog-purpose") if headers is not None else None) or (
+            request_purpose(body)
+        )
+        served = ServedCall(
+            job=self._job_of(body, headers),
+            purpose=str(purpose),
+            fingerprint=request_fingerprint(body),
+            tokens=prompt + completion,
+            batched=batched,
+        )
         with self._lock:
             self._calls += 1
             self._tokens += prompt + completion
+            self._served.append(served)
         return text, usage
+
+    def _refusal(self) -> Response | None:
+        """503 during an outage, or a random fault at `fault_rate`; None: answer normally."""
+        with self._lock:
+            if self.down:
+                self.refused += 1
+                return _error(503, "the fake LLM is down")
+            if self.fault_rate and self._random.random() < self.fault_rate:
+                self.refused += 1
+                status = self._random.choice(self.fault_statuses)
+                headers = {"retry-after": "0.2"} if status == 429 else None
+                return _error(status, f"injected random failure {status}", headers)
+        return None
 
     def _completion_json(
         self, body: dict[str, Any], text: str, usage: dict[str, int]
@@ -563,6 +651,9 @@ class FakeLLM(Served):
         wait = self._over_limit()
         if wait is not None:
             return _error(429, "rate limit reached", {"retry-after": f"{wait:.3f}"})
+        refused = self._refusal()
+        if refused is not None:
+            return refused
         with self._lock:
             self._requests.append(body)
             fault = self._faults.popleft() if self._faults else None
@@ -575,7 +666,7 @@ class FakeLLM(Served):
             if fault.retry_after is not None:
                 headers["retry-after"] = f"{fault.retry_after:g}"
             return _error(fault.status, f"injected failure {fault.status}", headers)
-        text, usage = self._complete(body)
+        text, usage = self._complete(body, request.headers)
         if not body.get("stream"):
             return JSONResponse(self._completion_json(body, text, usage))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -789,7 +880,7 @@ class FakeLLM(Served):
                 continue
             with self._lock:
                 self._requests.append(body)
-            text, usage = self._complete(body)
+            text, usage = self._complete(body, batched=True)
             response = {
                 "status_code": 200,
                 "request_id": uuid.uuid4().hex,
