@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+import logging
 from collections.abc import Awaitable, Callable
 
 from seoblog_contracts import (
@@ -18,24 +18,26 @@ from seoblog_contracts import (
     Usage,
     stage_event_id,
 )
-from seoblog_runtime import Parts
-from seoblog_runtime.llm import Llm
+from seoblog_runtime import JobError, Parts
+from seoblog_runtime.llm import Llm, estimate_tokens
 
 from .llm_writer import (
-    BadOutput,
     build_prompt,
     build_revision,
     draft_from,
     draft_json,
+    parse_post,
     post_problems,
+    request_post,
     revision_messages,
-    write_with_llm,
 )
 from .offline import Draft, write_offline
 from .render import render_page
 from .seo import seo_report
 from .settings import Settings
 from .store import PgPostStore
+
+log = logging.getLogger("generator.handlers")
 
 PURPOSE = "generate_post"
 REVISE = "revise_post"
@@ -134,7 +136,6 @@ class GeneratePost:
 
     async def _compose(self, event: TextTranslated, llm: Llm, key: str) -> bytes:
         spec, s = event.spec, self.settings
-        low = spec.priority == Priority.LOW
         keywords, language, length = spec.keywords, event.target_language, spec.length
         prompt = build_prompt(
             s.prompt_version,
@@ -153,18 +154,7 @@ class GeneratePost:
             )
 
         draft = await self._paid(
-            event,
-            PURPOSE,
-            key,
-            lambda: write_with_llm(
-                llm,
-                messages=[{"role": "user", "content": prompt}],
-                on_progress=progress,
-                low_priority=low,
-                keywords=keywords,
-                language=language,
-                length=length,
-            ),
+            event, llm, PURPOSE, key, [{"role": "user", "content": prompt}], on_progress=progress
         )
         report = score(draft, event)
         first_score, revised = report.score, False
@@ -186,19 +176,7 @@ class GeneratePost:
                 length=length,
             )
             better = await self._paid(
-                event,
-                REVISE,
-                key,
-                lambda: write_with_llm(
-                    llm,
-                    messages=revision_messages(prompt, draft, feedback),
-                    on_progress=None,
-                    low_priority=low,
-                    purpose=REVISE,
-                    keywords=keywords,
-                    language=language,
-                    length=length,
-                ),
+                event, llm, REVISE, key, revision_messages(prompt, draft, feedback)
             )
             better_report = score(better, event)
             if better_report.score >= report.score:  # never trade a post for a worse one
@@ -210,31 +188,65 @@ class GeneratePost:
     async def _paid(
         self,
         event: TextTranslated,
+        llm: Llm,
         purpose: str,
         key: str,
-        call: Callable[[], Awaitable[tuple[Draft, Usage]]],
+        messages: list[dict[str, str]],
+        *,
+        on_progress: Callable[[int], Awaitable[None]] | None = None,
     ) -> Draft:
-        """The draft of a call this job already paid for, or make the call and record it."""
-        store = self.parts.store
-        if (previous := await store.llm_call(event.job_id, purpose)) is not None:
-            return draft_from(previous["draft"])
-        model = self.llm.settings.task_model if self.llm else ""
-        try:
-            draft, usage = await call()
-        except BadOutput as exc:  # paid for all the same: it counts in the job's usage
-            await store.record_llm_call(
-                event.job_id,
-                f"{purpose}:bad:{uuid.uuid4().hex[:12]}",
-                key,
-                model,
-                exc.usage,
-                {"error": exc.message},
+        """The draft of an answer this job already paid for, or a new call recorded as an
+        intent before it is made and completed with the raw answer the moment it arrives,
+        so a kill anywhere after that costs nothing twice."""
+        store, spec = self.parts.store, event.spec
+
+        def parse(raw: str) -> Draft:
+            return parse_post(raw, keywords=spec.keywords, language=event.target_language)
+
+        calls = await store.calls_of(event.job_id, purpose)
+        for call in calls:
+            if call.state != "done":
+                continue  # 'open': a killed attempt, counted as unconfirmed; 'failed': unbilled
+            if call.raw is None and call.response and "draft" in call.response:
+                return draft_from(call.response["draft"])  # recorded before intents existed
+            try:
+                return parse(call.raw or "")
+            except JobError:
+                continue  # a paid answer that is unusable (counted): ask again
+        attempt = calls[-1].attempt + 1 if calls else 0
+        if calls and calls[-1].state == "open":
+            log.warning(
+                "an earlier call was interrupted; it may have been billed",
+                extra={"job_id": event.job_id, "purpose": purpose, "attempt": attempt - 1},
             )
-            raise
-        await store.record_llm_call(
-            event.job_id, purpose, key, model, usage, {"draft": draft_json(draft)}
+        model = llm.settings.task_model
+        await store.open_call(
+            event.job_id,
+            purpose,
+            attempt,
+            cache_key=key,
+            model=model,
+            prompt_hash=prompt_hash(messages),
+            estimate=llm.usage(estimate_tokens(messages), 0, model=model),
         )
-        return draft
+        try:
+            result = await request_post(
+                llm,
+                messages=messages,
+                length=spec.length,
+                on_progress=on_progress,
+                low_priority=spec.priority == Priority.LOW,
+                purpose=purpose,
+            )
+        except Exception as exc:  # no answer came: nothing billed (a cancel leaves it open)
+            await store.fail_call(event.job_id, purpose, attempt, f"{type(exc).__name__}: {exc}")
+            raise
+        await store.complete_call(event.job_id, purpose, attempt, result.text, result.usage)
+        return parse(result.text)  # an unusable answer fails the attempt; it stays counted
+
+
+def prompt_hash(messages: list[dict[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(messages, ensure_ascii=False).encode()).hexdigest()
 
 
 def register(parts: Parts[PgPostStore], handler: GeneratePost) -> None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from seoblog_contracts import SeoReport, Usage
 from seoblog_runtime import JobError
-from seoblog_runtime.llm import Llm
+from seoblog_runtime.llm import Llm, LlmResult
 
 from .offline import _FRAMING, Draft
 from .seo import (
@@ -211,6 +211,27 @@ def parse_post(text: str, *, keywords: list[str], language: str) -> Draft:
     return to_draft(post, keywords=keywords, language=language)
 
 
+async def request_post(
+    llm: Llm,
+    *,
+    messages: list[dict[str, str]],
+    length: int,
+    on_progress: Callable[[int], Awaitable[None]] | None,
+    low_priority: bool = False,
+    purpose: str = "generate_post",
+) -> LlmResult:
+    """One call for a whole post (streamed when `on_progress` is given), answer unparsed:
+    the caller records what it paid for before it looks at the answer."""
+    return await llm.complete(
+        messages,
+        purpose=purpose,
+        json_schema=POST_SCHEMA,
+        on_progress=None if low_priority else on_progress,
+        expected_tokens=int(length * 1.6) + 200,
+        low_priority=low_priority,
+    )
+
+
 async def write_with_llm(
     llm: Llm,
     *,
@@ -222,14 +243,14 @@ async def write_with_llm(
     low_priority: bool = False,
     purpose: str = "generate_post",
 ) -> tuple[Draft, Usage]:
-    """One call for a whole post (streamed when `on_progress` is given)."""
-    result = await llm.complete(
-        messages,
-        purpose=purpose,
-        json_schema=POST_SCHEMA,
-        on_progress=None if low_priority else on_progress,
-        expected_tokens=int(length * 1.6) + 200,
+    """One call for a whole post, parsed (for callers that keep no records, like the bench)."""
+    result = await request_post(
+        llm,
+        messages=messages,
+        length=length,
+        on_progress=on_progress,
         low_priority=low_priority,
+        purpose=purpose,
     )
     try:
         return parse_post(result.text, keywords=keywords, language=language), result.usage

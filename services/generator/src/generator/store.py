@@ -1,12 +1,24 @@
-"""All SQL of the generator: posts, and LLM calls with usage and cost."""
+"""All SQL of the generator: posts, and every paid LLM call from its intent to its answer,
+with usage and cost."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from seoblog_contracts import PostGenerated, Usage
 from seoblog_runtime import Store, migrations_of
+
+
+@dataclass(frozen=True)
+class PaidCall:
+    """One call of a job: 'open' (intent only), 'done' (answered) or 'failed' (no answer)."""
+
+    attempt: int
+    state: str
+    raw: str | None
+    response: dict[str, Any] | None  # the parsed draft of rows written before intents existed
 
 
 class PgPostStore(Store):
@@ -34,46 +46,99 @@ class PgPostStore(Store):
             row = await conn.fetchval("SELECT event FROM posts WHERE job_id = $1", event.job_id)
         return PostGenerated.model_validate_json(row)
 
-    async def llm_call(self, job_id: str, purpose: str) -> dict[str, Any] | None:
-        """A call already made (and billed) for this job, to reuse on redelivery."""
-        row = await self.pool.fetchrow(
-            "SELECT response FROM llm_calls WHERE job_id = $1 AND purpose = $2", job_id, purpose
-        )
-        return None if row is None else dict(json.loads(row["response"]))
-
-    async def record_llm_call(
-        self,
-        job_id: str,
-        purpose: str,
-        cache_key: str,
-        model: str,
-        usage: Usage,
-        response: dict[str, Any],
-    ) -> None:
-        await self.pool.execute(
+    async def calls_of(self, job_id: str, purpose: str) -> list[PaidCall]:
+        """The calls this job made (or began) for `purpose`, oldest attempt first."""
+        rows = await self.pool.fetch(
             """
-            INSERT INTO llm_calls (job_id, purpose, cache_key, model, prompt_tokens,
-                                   completion_tokens, cost_usd, response)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (job_id, purpose) DO NOTHING
+            SELECT attempt, state, raw, response FROM llm_calls
+            WHERE job_id = $1 AND purpose = $2 ORDER BY attempt
             """,
             job_id,
             purpose,
+        )
+        return [
+            PaidCall(
+                attempt=row["attempt"],
+                state=row["state"],
+                raw=row["raw"],
+                response=None if row["response"] is None else dict(json.loads(row["response"])),
+            )
+            for row in rows
+        ]
+
+    async def open_call(
+        self,
+        job_id: str,
+        purpose: str,
+        attempt: int,
+        *,
+        cache_key: str,
+        model: str,
+        prompt_hash: str,
+        estimate: Usage,
+    ) -> None:
+        """The intent, written before the call: it carries the estimate it counts as until
+        the answer is recorded (a process killed in between leaves it open)."""
+        await self.pool.execute(
+            """
+            INSERT INTO llm_calls (job_id, purpose, attempt, state, cache_key, model, prompt_hash,
+                                   prompt_tokens, completion_tokens, cost_usd)
+            VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $9)
+            """,
+            job_id,
+            purpose,
+            attempt,
             cache_key,
             model,
+            prompt_hash,
+            estimate.prompt_tokens,
+            estimate.completion_tokens,
+            estimate.cost_usd,
+        )
+
+    async def complete_call(
+        self, job_id: str, purpose: str, attempt: int, raw: str, usage: Usage
+    ) -> None:
+        """The answer and its real usage, recorded before anything else is done with it."""
+        await self.pool.execute(
+            """
+            UPDATE llm_calls SET state = 'done', raw = $4, prompt_tokens = $5,
+                   completion_tokens = $6, cost_usd = $7, completed_at = now()
+            WHERE job_id = $1 AND purpose = $2 AND attempt = $3
+            """,
+            job_id,
+            purpose,
+            attempt,
+            raw,
             usage.prompt_tokens,
             usage.completion_tokens,
             usage.cost_usd,
-            json.dumps(response),
+        )
+
+    async def fail_call(self, job_id: str, purpose: str, attempt: int, error: str) -> None:
+        """No answer came (the provider refused or failed): nothing was billed."""
+        await self.pool.execute(
+            """
+            UPDATE llm_calls SET state = 'failed', error = $4, prompt_tokens = 0,
+                   completion_tokens = 0, cost_usd = 0, completed_at = now()
+            WHERE job_id = $1 AND purpose = $2 AND attempt = $3 AND state = 'open'
+            """,
+            job_id,
+            purpose,
+            attempt,
+            error[:500],
         )
 
     async def job_usage(self, job_id: str) -> Usage:
-        """What this job's LLM calls cost, summed."""
+        """What this job's LLM calls cost, summed: answered calls at their real usage, calls
+        left open by a killed process (maybe billed) at their estimate, counted apart."""
         row = await self.pool.fetchrow(
             """
-            SELECT count(*) AS calls, coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+            SELECT count(*) AS calls, count(*) FILTER (WHERE state = 'open') AS unconfirmed,
+                   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
                    coalesce(sum(completion_tokens), 0) AS completion_tokens,
                    coalesce(sum(cost_usd), 0) AS cost_usd
-            FROM llm_calls WHERE job_id = $1
+            FROM llm_calls WHERE job_id = $1 AND state <> 'failed'
             """,
             job_id,
         )
@@ -82,4 +147,5 @@ class PgPostStore(Store):
             completion_tokens=row["completion_tokens"],
             calls=row["calls"],
             cost_usd=round(float(row["cost_usd"]), 8),
+            unconfirmed_calls=row["unconfirmed"],
         )
