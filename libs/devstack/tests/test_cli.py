@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -16,10 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
-from seoblog_devstack import cli
+from seoblog_devstack import cli, up
 from seoblog_devstack.infra import free_port, process_running
 
 # A job's life as the stand-in gateway shows it, one step per GET.
@@ -297,10 +300,12 @@ def test_an_unreachable_gateway_exits_2(capsys: pytest.CaptureFixture[str]) -> N
 
 STAND_IN = textwrap.dedent(
     """
-    import http.server, os, sys, pathlib, time
+    import hashlib, http.server, os, sys, pathlib, time
 
     name, mode, pid_dir = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
     (pid_dir / f"{name}.pid").write_text(str(os.getpid()))
+    key = os.environ["SEOBLOG_EVENT_KEY"].encode()
+    (pid_dir / f"{name}.key").write_text(hashlib.sha256(key).hexdigest())
     print(f"{name} sees NATS_URL={os.environ['NATS_URL']}")
     print(f"{name} sees REDIS_URL={os.environ['REDIS_URL']!r}")
     print(f"{name} sees GATEWAY_OPEN_MODE={os.environ['GATEWAY_OPEN_MODE']}")
@@ -327,14 +332,22 @@ STAND_IN = textwrap.dedent(
 class Launcher:
     """`python -m seoblog_devstack up` in a subprocess, with its output lines in a queue."""
 
-    def __init__(self, tmp_path: Path, services: dict[str, str], gateway_port: int) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        services: dict[str, str],
+        gateway_port: int,
+        *,
+        spec: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         script = tmp_path / "stand_in.py"
         script.write_text(STAND_IN)
-        spec = ",".join(
+        spec = spec or ",".join(
             f"{name}={sys.executable} {script} {name} {mode} {tmp_path}"
             for name, mode in services.items()
         )
-        env = dict(os.environ, SEOBLOG_SERVICES=spec, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, **(extra_env or {}), SEOBLOG_SERVICES=spec, PYTHONUNBUFFERED="1")
         env.pop("SEOBLOG_EMBEDDED", None)
         cmd = [sys.executable, "-m", "seoblog_devstack", "up", "--data-dir", str(tmp_path / "d")]
         self.process = subprocess.Popen(
@@ -402,19 +415,142 @@ def test_seoblog_up_starts_the_services_and_stops_them_on_sigterm(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_seoblog_up_shows_the_tail_and_exits_1_when_a_service_dies_at_start(
+def test_seoblog_up_restarts_a_service_that_keeps_dying_with_growing_delays(
     tmp_path: Path,
 ) -> None:
     launcher = Launcher(tmp_path, {"gateway": "serve", "crawler": "crash"}, free_port())
     try:
+        launcher.wait_for(lambda line: "crawler exited with code 3; restarting in 0.5s" in line)
+        launcher.wait_for(lambda line: "crawler exited with code 3; restarting in 1s" in line)
+        gateway_pid = int((tmp_path / "gateway.pid").read_text())
+        assert process_running(gateway_pid), "one dying service stopped the others"
+        launcher.process.send_signal(signal.SIGTERM)
         code = launcher.finish()
     finally:
         if launcher.process.poll() is None:
             launcher.process.kill()
 
     output = "\n".join(launcher.seen)
-    assert code == 1, output
-    assert "crawler exited with code 3; last output:" in output
-    assert "  boom: cannot start" in output
-    gateway_pid = int((tmp_path / "gateway.pid").read_text())
+    assert code == 0, output
+    assert "crawler    | boom: cannot start" in output
+    assert "(restart 2)" in output
     assert not process_running(gateway_pid)
+
+
+@pytest.mark.slow
+def test_seoblog_up_brings_back_a_service_killed_with_sigkill(tmp_path: Path) -> None:
+    launcher = Launcher(tmp_path, {"crawler": "serve", "gateway": "serve"}, free_port())
+    try:
+        launcher.wait_for(lambda line: line.startswith("seoblog is up"))
+        killed = int((tmp_path / "crawler.pid").read_text())
+        os.kill(killed, signal.SIGKILL)
+        launcher.wait_for(
+            lambda line: line == "crawler was killed by SIGKILL; restarting in 0.5s (restart 1)"
+        )
+        again = launcher.wait_for(lambda line: line.startswith("crawler ready again on :"))
+        port = int(again.rsplit(":", 1)[1])
+        restarted = int((tmp_path / "crawler.pid").read_text())
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            conn.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
+            assert conn.recv(64).startswith(b"HTTP/1.0 200")
+        launcher.process.send_signal(signal.SIGTERM)
+        code = launcher.finish()
+    finally:
+        if launcher.process.poll() is None:
+            launcher.process.kill()
+
+    output = "\n".join(launcher.seen)
+    assert code == 0, output
+    assert restarted != killed
+    assert not process_running(restarted)
+
+
+@pytest.mark.slow
+def test_seoblog_up_gives_every_service_the_data_dirs_event_key_and_never_prints_it(
+    tmp_path: Path,
+) -> None:
+    launcher = Launcher(tmp_path, {"crawler": "serve", "gateway": "serve"}, free_port())
+    try:
+        launcher.wait_for(lambda line: line.startswith("seoblog is up"))
+        launcher.process.send_signal(signal.SIGTERM)
+        code = launcher.finish()
+    finally:
+        if launcher.process.poll() is None:
+            launcher.process.kill()
+
+    key_file = tmp_path / "d" / "event.key"
+    key = key_file.read_text().strip()
+    assert code == 0
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    assert (tmp_path / "crawler.key").read_text() == digest
+    assert (tmp_path / "gateway.key").read_text() == digest
+    assert key not in "\n".join(launcher.seen)
+
+
+def test_event_key_is_made_once_per_data_dir_with_mode_0600(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEOBLOG_EVENT_KEY", raising=False)
+    first = up.event_key(tmp_path / "a")
+    (tmp_path / "a" / "event.key").chmod(0o644)
+
+    assert up.event_key(tmp_path / "a") == first
+    assert stat.S_IMODE((tmp_path / "a" / "event.key").stat().st_mode) == 0o600
+    assert up.event_key(tmp_path / "b") != first
+    assert len(bytes.fromhex(first)) == 32
+
+
+def test_an_event_key_in_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEOBLOG_EVENT_KEY", "chosen-by-the-developer")
+
+    assert up.event_key(tmp_path) == "chosen-by-the-developer"
+    assert not (tmp_path / "event.key").exists()
+
+
+@pytest.mark.slow
+def test_seoblog_up_brings_back_a_real_service_killed_with_sigkill(
+    tmp_path: Path, service_env: dict[str, str]
+) -> None:
+    # The real monitor on the session's infrastructure, in this test's namespace.
+    spec = f"monitor={sys.executable} -m monitor"
+    launcher = Launcher(tmp_path, {}, free_port(), spec=spec, extra_env=service_env)
+    process = launcher.process
+    try:
+        ready = launcher.wait_for(lambda line: line.startswith("monitor ready on :"), 60)
+        port = int(ready.rsplit(":", 1)[1])
+        pid = next(p for p in _children(process.pid) if "monitor" in _cmdline(p))
+        os.kill(pid, signal.SIGKILL)
+        launcher.wait_for(lambda line: line.startswith("monitor was killed by SIGKILL"))
+        launcher.wait_for(lambda line: line == f"monitor ready again on :{port}", 60)
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        code = launcher.finish()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert code == 0, "\n".join(launcher.seen)
+    assert not process_running(pid)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat_line = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat_line.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""

@@ -1,4 +1,6 @@
-"""`seoblog up`: find or start the infrastructure, then run the five services as processes.
+"""`seoblog up`: find or start the infrastructure, then run and supervise the five services.
+
+A service that exits is restarted with capped back-off; only Ctrl-C or SIGTERM stops the stack.
 
 Developer knob: SEOBLOG_SERVICES="name=command,..." runs exactly those commands instead of
 `python -m <name>` for the five services (used to test this launcher with stand-ins).
@@ -11,6 +13,7 @@ import collections
 import contextlib
 import logging
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -21,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Literal
+from typing import IO
 
 import httpx
 
@@ -37,6 +40,11 @@ DEFAULT_PORTS = {
 }
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+# Delay before restarting a service that exited, by how many times in a row it exited early.
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# A service that ran this long before exiting is restarted at the first step again.
+STABLE_AFTER_S = 30.0
+EVENT_KEY_FILE = "event.key"
 TAIL_LINES = 40
 COLOURS = {"crawler": 36, "translator": 35, "generator": 33, "monitor": 34, "gateway": 32}
 
@@ -53,6 +61,11 @@ class Service:
         default_factory=lambda: collections.deque(maxlen=TAIL_LINES)
     )
     pump: threading.Thread | None = None
+    ready: bool = False
+    started_at: float = 0.0
+    restarts: int = 0
+    early_exits: int = 0
+    restart_at: float | None = None
 
     @property
     def ready_url(self) -> str:
@@ -132,7 +145,31 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def service_env(service: Service, infra: Infra) -> dict[str, str]:
+def event_key(data_dir: Path) -> str:
+    """The data dir's HMAC key for event signatures: made once, kept in a 0600 file.
+
+    SEOBLOG_EVENT_KEY in our own environment wins (a key the developer chose).
+    """
+    chosen = os.environ.get("SEOBLOG_EVENT_KEY", "").strip()
+    if chosen:
+        return chosen
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / EVENT_KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)  # tighten a file someone loosened
+        key = path.read_text().strip()
+        if key:
+            return key
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    return key
+
+
+def service_env(service: Service, infra: Infra, key: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         NATS_URL=infra.nats_url,
@@ -140,6 +177,7 @@ def service_env(service: Service, infra: Infra) -> dict[str, str]:
         REDIS_URL=infra.redis_url or "",
         GATEWAY_OPEN_MODE="1",
         PYTHONUNBUFFERED="1",
+        SEOBLOG_EVENT_KEY=key,
     )
     env[f"{service.name.upper()}_PORT"] = str(service.port)
     return env
@@ -153,11 +191,14 @@ def _pump(service: Service, stream: IO[bytes], console: Console) -> None:
     stream.close()
 
 
-def start_service(service: Service, infra: Infra, console: Console) -> None:
+def start_service(service: Service, infra: Infra, console: Console, key: str) -> None:
     # Own session: a Ctrl-C in the terminal reaches only us, and we stop the services in order.
+    service.ready = False
+    service.restart_at = None
+    service.started_at = time.monotonic()
     service.process = subprocess.Popen(  # noqa: S603 - our own commands
         service.command,
-        env=service_env(service, infra),
+        env=service_env(service, infra, key),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -199,15 +240,6 @@ def stop_services(services: list[Service], console: Console) -> None:
             service.pump.join(timeout=2)
 
 
-def report_exit(service: Service, console: Console) -> None:
-    assert service.process is not None
-    console.say(f"{service.name} exited with code {service.process.returncode}; last output:")
-    if service.pump is not None:
-        service.pump.join(timeout=2)
-    for line in service.tail:
-        console.say(f"  {line}")
-
-
 def _answers_ready(client: httpx.Client, service: Service) -> bool:
     try:
         return client.get(service.ready_url).status_code == 200
@@ -215,47 +247,80 @@ def _answers_ready(client: httpx.Client, service: Service) -> bool:
         return False
 
 
-def wait_until_ready(
-    services: list[Service], console: Console, stop: threading.Event, timeout: float
-) -> Literal["ready", "stopped", "failed"]:
-    """Wait until every service answers /readyz with 200, one exits, the deadline or a stop."""
-    pending = list(services)
+def restart_delay(service: Service, ran_s: float) -> float:
+    """Capped back-off: longer for each early exit in a row, from the start after a good run."""
+    service.early_exits = 0 if ran_s >= STABLE_AFTER_S else service.early_exits + 1
+    return RESTART_BACKOFF_S[min(max(service.early_exits - 1, 0), len(RESTART_BACKOFF_S) - 1)]
+
+
+def _note_exit(service: Service, console: Console, now: float) -> None:
+    assert service.process is not None
+    code = service.process.returncode
+    _signal_group(service.process, signal.SIGKILL)  # children it left behind (workers)
+    if service.pump is not None:
+        service.pump.join(timeout=2)
+    delay = restart_delay(service, now - service.started_at)
+    service.process, service.ready, service.restart_at = None, False, now + delay
+    service.restarts += 1
+    how = f"exited with code {code}"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            how = f"was killed by {signal.Signals(-code).name}"
+    console.say(f"{service.name} {how}; restarting in {delay:g}s (restart {service.restarts})")
+
+
+def supervise(
+    services: list[Service],
+    infra: Infra,
+    key: str,
+    console: Console,
+    stop: threading.Event,
+    ready_timeout: float = READY_TIMEOUT,
+) -> None:
+    """Run the services until a stop request: restart those that exit, report readiness."""
     began = time.monotonic()
+    announced = warned = False
     last_shown = ""
     with httpx.Client(timeout=1.0) as client:
-        while pending:
-            if stop.is_set():
-                return "stopped"
-            for service in list(pending):
-                assert service.process is not None
+        while not stop.is_set():
+            now = time.monotonic()
+            for service in services:
+                if service.process is None:
+                    if service.restart_at is not None and now >= service.restart_at:
+                        start_service(service, infra, console, key)
+                    continue
                 if service.process.poll() is not None:
-                    report_exit(service, console)
-                    return "failed"
-                if _answers_ready(client, service):
-                    pending.remove(service)
-                    console.say(f"{service.name} ready on :{service.port}")
-            elapsed = time.monotonic() - began
-            if pending and elapsed > timeout:
-                names = ", ".join(s.name for s in pending)
-                console.say(f"still not ready after {timeout:.0f}s: {names}")
-                for service in pending:
-                    console.say(f"last output of {service.name}:")
-                    for line in service.tail:
-                        console.say(f"  {line}")
-                return "failed"
-            if pending:
+                    _note_exit(service, console, now)
+                elif not service.ready and _answers_ready(client, service):
+                    service.ready = True
+                    again = " again" if service.restarts else ""
+                    console.say(f"{service.name} ready{again} on :{service.port}")
+            pending = [s for s in services if not s.ready]
+            if not pending and not announced:
+                announce(services, console)
+                announced = True
+            elif pending and not announced:
+                elapsed = time.monotonic() - began
+                if elapsed > ready_timeout and not warned:
+                    warned = True
+                    names = ", ".join(s.name for s in pending)
+                    console.say(f"still not ready after {ready_timeout:.0f}s: {names}")
+                    for service in pending:
+                        console.say(f"last output of {service.name}:")
+                        for line in service.tail:
+                            console.say(f"  {line}")
                 shown = f"starting: {', '.join(s.name for s in pending)}"
                 if console.colour:
                     console.status(f"{shown} ({elapsed:.0f}s)")
                 elif shown != last_shown:
                     console.status(shown)
                 last_shown = shown
-                stop.wait(0.25)
-    return "ready"
+            # Quick while something is starting; a calm pace once all is up.
+            stop.wait(0.05 if pending or not announced else 0.25)
 
 
 def run(data_dir: Path, gateway_port: int, ready_timeout: float = READY_TIMEOUT) -> int:
-    """Run the stack until Ctrl-C or SIGTERM; 0 on a requested stop, 1 when a service fails."""
+    """Run the stack until Ctrl-C or SIGTERM (0); 2 for a bad SEOBLOG_SERVICES."""
     console = Console(sys.stdout)
     try:
         services = parse_services(os.environ.get("SEOBLOG_SERVICES"), gateway_port)
@@ -274,19 +339,14 @@ def run(data_dir: Path, gateway_port: int, ready_timeout: float = READY_TIMEOUT)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     infra: Infra | None = None
-    code = 0
     try:
+        key = event_key(data_dir)
         infra = ensure_infra(data_dir)
         if stop.is_set():
             return 0
         for service in services:
-            start_service(service, infra, console)
-        outcome = wait_until_ready(services, console, stop, ready_timeout)
-        if outcome == "ready":
-            announce(services, console)
-            code = supervise(services, console, stop)
-        elif outcome == "failed":
-            code = 1
+            start_service(service, infra, console, key)
+        supervise(services, infra, key, console, stop, ready_timeout)
     finally:
         stop_services(services, console)
         if infra is not None:
@@ -294,7 +354,7 @@ def run(data_dir: Path, gateway_port: int, ready_timeout: float = READY_TIMEOUT)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         console.say("stopped")
-    return code
+    return 0
 
 
 def announce(services: list[Service], console: Console) -> None:
@@ -308,17 +368,6 @@ def announce(services: list[Service], console: Console) -> None:
     if gateway.port != DEFAULT_PORTS["gateway"]:
         hint += f" --gateway {url}"
     console.say(f"try: {hint}")
-
-
-def supervise(services: list[Service], console: Console, stop: threading.Event) -> int:
-    """Wait for a stop request (0) or for a service to exit on its own (1)."""
-    while not stop.wait(0.5):
-        for service in services:
-            assert service.process is not None
-            if service.process.poll() is not None:
-                report_exit(service, console)
-                return 1
-    return 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
