@@ -3,12 +3,15 @@ opened and closed in one lifespan, with their health and figures on the ops rout
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cachetools import TTLCache
 from fastapi import FastAPI
@@ -44,24 +47,32 @@ class Parts(Generic[S]):
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
 
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Open store and cache, then start consuming; stop in reverse order."""
+        """Open store, cache and bus, run the on_start hooks, then start consuming; stop in
+        reverse order.
+
+        One attempt is made before the block is entered, so with every dependency up the
+        service is ready inside it. If one is down, the block is entered anyway (the HTTP
+        server serves /healthz, /readyz says what is missing) and a background task keeps
+        connecting with capped exponential back-off: a dependency being down never ends the
+        process."""
         instrument_libraries(self.telemetry)
-        await self.store.open()
-        await self.cache.open()
-        for hook in self.on_start:
-            await hook()
-        await self.bus.start()
-        log.info("service started", extra={"schema": self.store.schema})
+        starting = _Startup(self)
+        task: asyncio.Task[None] | None = None
         try:
+            if not await starting.attempt():
+                task = asyncio.create_task(starting.until_ready(), name="seoblog-startup")
             yield
         finally:
-            await self.bus.stop()
-            for hook in reversed(self.on_stop):
-                await hook()
-            await self.cache.close()
-            await self.store.close()
+            if task is not None and not task.done():
+                task.cancel()
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await starting.close()
             self.telemetry.shutdown()
 
     def ops_app(self, title: str) -> FastAPI:
@@ -77,7 +88,99 @@ class Parts(Generic[S]):
         return app
 
     def readiness_checks(self) -> dict[str, Callable[[], Awaitable[bool]]]:
-        return {"nats": self.bus.ping, "postgres": self.store.ping, "redis": self.cache.ping}
+        async def nats() -> bool:  # consuming, not merely connected: start-up has finished
+            return self.ready.is_set() and await self.bus.ping()
+
+        return {"nats": nats, "postgres": self.store.ping, "redis": self.cache.ping}
+
+
+class _Startup:
+    """Brings one service's dependencies up step by step, remembering what is open, so a
+    failed attempt resumes where it stopped and shutdown closes only what was opened."""
+
+    def __init__(self, parts: Parts[Any]) -> None:
+        self.parts = parts
+        self.settings = parts.settings
+        self.store_open = self.cache_open = self.bus_connected = self.bus_started = False
+        self.hooks_done = 0
+        self.attempts = 0
+        self.delay = parts.settings.connect_retry_initial_s  # before the next attempt
+
+    async def attempt(self) -> bool:
+        """One pass over the missing steps; True once the service is consuming."""
+        p, timeout = self.parts, self.settings.connect_timeout_s
+        self.attempts += 1
+        dependency = "postgres"
+        try:
+            if not self.store_open:
+                await p.store.open(connect_timeout_s=timeout)
+                self.store_open = True
+            if not self.cache_open:  # Redis is optional and connects lazily
+                dependency = "redis"
+                await p.cache.open()
+                self.cache_open = True
+            if not self.bus_connected:
+                dependency = "nats"
+                await asyncio.wait_for(p.bus.broker.connect(), timeout)
+                self.bus_connected = True
+            while self.hooks_done < len(p.on_start):
+                dependency = "start hook"
+                await p.on_start[self.hooks_done]()
+                self.hooks_done += 1
+            dependency = "nats"
+            await p.bus.start()
+            self.bus_started = True
+        except Exception as exc:
+            self._log_failure(dependency, exc)
+            return False
+        p.ready.set()
+        log.info("service started", extra={"schema": p.store.schema, "attempts": self.attempts})
+        return True
+
+    async def until_ready(self) -> None:
+        while True:
+            await asyncio.sleep(self.delay)
+            self.delay = min(self.delay * 2, self.settings.connect_retry_max_s)
+            if await self.attempt():
+                return
+
+    def _log_failure(self, dependency: str, exc: BaseException) -> None:
+        log.warning(
+            "dependency unavailable; retrying",
+            extra={
+                "dependency": dependency,
+                "attempt": self.attempts,
+                "retry_in_s": round(self.delay, 2),
+                "error": redact(f"{type(exc).__name__}: {exc}")[:300],
+            },
+        )
+
+    async def close(self) -> None:
+        p = self.parts
+        steps: list[tuple[str, Hook]] = []
+        if self.bus_connected or self.bus_started:
+            steps.append(("bus", p.bus.stop))
+        steps += [("stop hook", hook) for hook in reversed(p.on_stop)]
+        if self.cache_open:
+            steps.append(("cache", p.cache.close))
+        if self.store_open:
+            steps.append(("store", p.store.close))
+        for name, step in steps:
+            try:
+                await step()
+            except Exception as exc:  # keep closing the rest
+                log.warning(
+                    "shutdown step failed",
+                    extra={"step": name, "error": redact(f"{type(exc).__name__}: {exc}")[:300]},
+                )
+
+
+_CREDENTIALS = re.compile(r"(//[^/:@\s]*):[^@\s]*@")
+
+
+def redact(text: str) -> str:
+    """Passwords out of any URL an error message quotes."""
+    return _CREDENTIALS.sub(r"\1:***@", text)
 
 
 def build_parts(

@@ -35,6 +35,10 @@ def list_migrations(directory: Path) -> list[tuple[int, str, str]]:
     return found
 
 
+class StoreNotOpen(RuntimeError):
+    """The store has not connected yet (PostgreSQL was down at start-up): answer 503."""
+
+
 class Store:
     """An asyncpg pool bound to one schema; subclasses hold a service's SQL."""
 
@@ -50,15 +54,18 @@ class Store:
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            raise RuntimeError("store is not open")
+            raise StoreNotOpen("store is not open")
         return self._pool
 
-    async def open(self) -> None:
-        await self.migrate()
+    async def open(self, *, connect_timeout_s: float = 60.0) -> None:
+        """Migrate, then open the pool. `connect_timeout_s` bounds each connection attempt
+        (not the migrations, which may take their time)."""
+        await self.migrate(connect_timeout_s=connect_timeout_s)
         self._pool = await asyncpg.create_pool(
             self.database_url,
             min_size=1,
             max_size=self.pool_max,
+            timeout=connect_timeout_s,
             server_settings={"search_path": self.schema},
         )
 
@@ -67,10 +74,10 @@ class Store:
             await self._pool.close()
             self._pool = None
 
-    async def migrate(self) -> list[int]:
+    async def migrate(self, *, connect_timeout_s: float = 60.0) -> list[int]:
         """Apply pending migrations; returns the versions applied by this call."""
         applied: list[int] = []
-        conn = await asyncpg.connect(self.database_url)
+        conn = await asyncpg.connect(self.database_url, timeout=connect_timeout_s)
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(self.schema))
             try:
