@@ -15,8 +15,11 @@ uv: ## install uv if it is missing
 	@command -v $(UV) >/dev/null 2>&1 || { echo "uv not found after install; add ~/.local/bin to PATH"; exit 1; }
 
 .PHONY: install
-install: uv ## install every package of the workspace (frozen lock)
-	$(UV) sync --frozen --all-packages --python $(PYTHON)
+install: uv ## install every package of the workspace (frozen lock), byte-compiled
+	$(UV) sync --frozen --all-packages --compile-bytecode --python $(PYTHON)
+	@# uv compiles site-packages only; the editable workspace sources too, as machines that
+	@# set PYTHONDONTWRITEBYTECODE never write them at import (compiled files are still read).
+	$(UV) run --frozen --no-sync python -m compileall -q -j 0 libs/*/src services/*/src
 
 .PHONY: up
 up: install ## run the whole system on this machine (embedded NATS/PostgreSQL if none answer)
