@@ -13,7 +13,7 @@ import nats
 import pytest
 
 from seoblog_contracts import Subjects, TextTranslated, new_event_id
-from seoblog_testing import drop_namespace, env_for, unique_name, wait_until
+from seoblog_testing import drop_namespace, env_for, signed_headers, unique_name, wait_until
 from seoblog_testing.fake_llm import default_responder
 from seoblog_testing.processes import Stack, running_stack
 
@@ -209,10 +209,9 @@ async def test_redelivered_event_does_not_duplicate_the_post(
     assert original is not None
     calls_before = len(fake_llm.requests)
     for copy in (original, original.model_copy(update={"event_id": new_event_id()})):
+        body = copy.model_dump_json().encode()
         await js.publish(
-            subjects.of(copy),
-            copy.model_dump_json().encode(),
-            headers={"Nats-Msg-Id": copy.event_id},
+            subjects.of(copy), body, headers=signed_headers(body, msg_id=copy.event_id)
         )
 
     conn = await asyncpg.connect(infra.database_url)

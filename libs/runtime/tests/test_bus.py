@@ -3,7 +3,7 @@ import json
 
 from seoblog_contracts import JobFailed, JobProgress, Stage, Subjects
 from seoblog_runtime import Bus, JobError, ServiceSettings
-from seoblog_testing import settings_for, wait_until
+from seoblog_testing import settings_for, signed_headers, wait_until
 
 
 def make_bus(service_env: dict[str, str], **overrides: object) -> Bus:
@@ -128,8 +128,10 @@ async def test_malformed_message_is_dead_lettered_and_consumer_keeps_going(
     try:
         js = nats_client.jetstream()
         subject = Subjects(bus.settings.namespace).of(JobProgress)
-        await js.publish(subject, b"{not json", stream=bus.subjects.stream)
-        await js.publish(subject, b'{"job_id": "x", "percent": 900}', stream=bus.subjects.stream)
+        for body in (b"{not json", b'{"job_id": "x", "percent": 900}'):
+            await js.publish(
+                subject, body, stream=bus.subjects.stream, headers=signed_headers(body)
+            )
         await bus.publish(progress("fine"))
         await wait_until(lambda: got == ["fine"])
         await wait_until(lambda: len(events.of("dlq.job.progress")) == 2)

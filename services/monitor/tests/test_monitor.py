@@ -24,7 +24,7 @@ from seoblog_contracts import (
     utcnow,
 )
 from seoblog_runtime import Bus, ServiceSettings
-from seoblog_testing import settings_for, wait_until
+from seoblog_testing import settings_for, signed_headers, wait_until
 
 CONSUMER = "monitor-observe_event"
 
@@ -153,10 +153,11 @@ async def test_monitor_summarises_a_job_life_and_a_failure_counting_a_redelivery
         )
         await bus.publish(crawl)  # a duplicate publish: JetStream drops it
         # A redelivery the duplicate window cannot catch: same event, another message id.
+        body = crawl.model_dump_json().encode()
         await js.publish(
             bus.subjects.of(crawl),
-            crawl.model_dump_json().encode(),
-            headers={"Nats-Msg-Id": f"again-{crawl.event_id}"},
+            body,
+            headers=signed_headers(body, msg_id=f"again-{crawl.event_id}"),
             stream=bus.subjects.stream,
         )
 

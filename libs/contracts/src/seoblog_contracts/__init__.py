@@ -4,6 +4,7 @@ from .events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
     STAGE_STATE,
+    SUPPORTED_SCHEMA_VERSIONS,
     AlertFired,
     AlertResolved,
     Event,
@@ -24,12 +25,15 @@ from .events import (
     stage_event_id,
     utcnow,
 )
+from .signing import SIGNATURE_HEADER, sign, verify
 from .subjects import Subjects
 
 __all__ = [
     "EVENT_TYPES",
     "SCHEMA_VERSION",
+    "SIGNATURE_HEADER",
     "STAGE_STATE",
+    "SUPPORTED_SCHEMA_VERSIONS",
     "AlertFired",
     "AlertResolved",
     "Event",
@@ -48,6 +52,8 @@ __all__ = [
     "TextTranslated",
     "Usage",
     "new_event_id",
+    "sign",
     "stage_event_id",
     "utcnow",
+    "verify",
 ]

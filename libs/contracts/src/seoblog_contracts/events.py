@@ -14,6 +14,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS: frozenset[int] = frozenset({1})
+"""Versions a consumer can read; any other is a malformed event (dead-lettered, not guessed)."""
 
 # A fixed namespace so stage outputs get deterministic ids (see `stage_event_id`).
 _EVENT_NAMESPACE = uuid.UUID("5f1d3b7e-2c4a-4d8e-9b1f-6a7c8d9e0f12")
@@ -119,6 +121,13 @@ class Event(BaseModel):
     job_id: str
     occurred_at: datetime = Field(default_factory=utcnow)
     schema_version: int = SCHEMA_VERSION
+
+    @field_validator("schema_version")
+    @classmethod
+    def _supported_version(cls, value: int) -> int:
+        if value not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ValueError(f"unsupported schema_version {value}")
+        return value
 
 
 class JobSubmitted(Event):

@@ -1,5 +1,6 @@
 """The event bus: JetStream streams, durable pull consumers with explicit ack, retries with
-back-off, dead letters, and publishing with Nats-Msg-Id = event_id (ARCHITECTURE.md, Events)."""
+back-off, dead letters, signed events, and publishing with Nats-Msg-Id = event_id
+(ARCHITECTURE.md, Events)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,34 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
-from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
+from opentelemetry import propagate
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind, Tracer
 from pydantic import TypeAdapter, ValidationError
 
-from seoblog_contracts import Event, JobCancelled, JobFailed, Stage, Subjects, stage_event_id
+from seoblog_contracts import (
+    SIGNATURE_HEADER,
+    Event,
+    JobCancelled,
+    JobFailed,
+    JobProgress,
+    Stage,
+    Subjects,
+    sign,
+    stage_event_id,
+    verify,
+)
 from seoblog_telemetry import bind_job
 
 from .settings import ServiceSettings
@@ -31,7 +44,15 @@ log = logging.getLogger("seoblog.bus")
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[E], Awaitable[None]]
+BatchHandler = Callable[[list[Any]], Awaitable[None]]
 CancelledCheck = Callable[[str], Awaitable[bool]]
+
+# An idle consumer waits this long in one pull request (one request per period, no spans);
+# a message that arrives meanwhile is handed over at once.
+_IDLE_FETCH_S = 5.0
+# While a backlog drains, a pull for several messages returns what is there; this bounds its
+# wait when the backlog has just run out, before the consumer falls back to the idle pull.
+_BACKLOG_FETCH_S = 0.02
 
 
 class JobError(Exception):
@@ -55,7 +76,45 @@ class ConsumerStats:
     failed: int = 0
     dead_lettered: int = 0
     malformed: int = 0
+    rejected: int = 0  # unsigned or badly signed
     dropped_cancelled: int = 0
+
+
+@dataclass
+class _Consumer:
+    subject: str
+    durable: str
+    config: ConsumerConfig
+    decoder: TypeAdapter[Any]
+    stats: ConsumerStats
+    deliveries: int
+    failure_stage: Stage | None
+    kind: Literal["one", "batch"]
+    slots: int
+    handler: Any
+    task: asyncio.Task[None] | None = None
+    sub: JetStreamContext.PullSubscription | None = None
+    inflight: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class _Slots:
+    """Free handler slots of one consumer: the puller takes all free ones for one fetch."""
+
+    def __init__(self, n: int) -> None:
+        self.free = n
+        self._changed = asyncio.Event()
+
+    async def take_all(self) -> int:
+        while self.free == 0:
+            self._changed.clear()
+            await self._changed.wait()
+        taken, self.free = self.free, 0
+        return taken
+
+    def give(self, n: int = 1) -> None:
+        if n:
+            self.free += n
+            self._changed.set()
 
 
 class Bus:
@@ -71,20 +130,22 @@ class Bus:
         self.settings = settings
         self.subjects = Subjects(settings.namespace)
         self.stage = stage
-        middlewares = (
-            [NatsTelemetryMiddleware(tracer_provider=tracer_provider)] if tracer_provider else []
-        )
+        # FastStream holds the connection (reconnects forever); pulling, acking and publishing
+        # go straight to nats-py, so one slow message never waits on a whole fetched batch.
         self.broker = NatsBroker(
             settings.nats_url,
-            middlewares=middlewares,
-            # FastStream logs every message and task restart at INFO; ours say what matters.
             logger=_quiet_logger(f"seoblog.{settings.service}.faststream"),
             log_level=logging.DEBUG,
             graceful_timeout=10,
             max_reconnect_attempts=-1,
         )
-        self._stream = JStream(self.subjects.stream, declare=False)
+        self._tracer: Tracer | None = (
+            tracer_provider.get_tracer("seoblog.bus") if tracer_provider else None
+        )
+        self._key = settings.event_key.get_secret_value().encode() if settings.event_key else None
         self.stats: dict[str, ConsumerStats] = {}
+        self._consumers: list[_Consumer] = []
+        self._running = False
         # Set by Parts for pipeline stages: events of a cancelled job are acked and dropped
         # before their handler runs, so no stage's handler needs to know about cancelling.
         self.cancelled: CancelledCheck | None = None
@@ -105,8 +166,46 @@ class Bus:
         await self.broker.connect()
         await self.declare_streams()
         await self.broker.start()
+        if self._key is None and self._consumers:
+            log.warning(
+                "SEOBLOG_EVENT_KEY is not set: events are neither signed nor verified",
+                extra={"consumers": len(self._consumers)},
+            )
+        self._running = True
+        for consumer in self._consumers:
+            if consumer.task is None:
+                sub = await self.js.pull_subscribe(
+                    consumer.subject,
+                    durable=consumer.durable,
+                    stream=self.subjects.stream,
+                    config=consumer.config,
+                )
+                consumer.sub = sub
+                consumer.task = asyncio.create_task(
+                    self._pull(consumer, sub), name=f"pull:{consumer.durable}"
+                )
 
     async def stop(self) -> None:
+        """Stop pulling, let running handlers finish (bounded), then close the connection."""
+        self._running = False
+        pullers = [c.task for c in self._consumers if c.task is not None]
+        for task in pullers:
+            task.cancel()
+        await asyncio.gather(*pullers, return_exceptions=True)
+        inflight = [t for c in self._consumers for t in c.inflight]
+        if inflight:
+            _, pending = await asyncio.wait(inflight, timeout=10)
+            for task in pending:  # redelivered after ack_wait, like a crash would be
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for consumer in self._consumers:
+            consumer.task = None
+            if consumer.sub is not None:
+                # Late status replies of finished pulls sit in the inbox queue; a drain would
+                # wait its whole timeout for someone to read them.
+                with contextlib.suppress(Exception):
+                    await consumer.sub.unsubscribe()
+                consumer.sub = None
         await self.broker.stop()
 
     async def ping(self) -> bool:
@@ -141,33 +240,56 @@ class Bus:
 
     # -- publishing --------------------------------------------------------------------------
 
-    async def publish(self, event: Event, *, subject: str | None = None) -> None:
-        """Publish to JetStream; the event id doubles as Nats-Msg-Id so duplicates are dropped."""
-        await self.broker.publish(
-            event.model_dump(mode="json"),
-            subject or self.subjects.of(event),
-            headers={"Nats-Msg-Id": event.event_id},
-            stream=self.subjects.stream,
-            timeout=10,
-        )
+    def encode(self, event: Event) -> tuple[bytes, dict[str, str]]:
+        """The body and headers `event` travels with: its id as Nats-Msg-Id (duplicates are
+        dropped), the signature when a key is set, and the trace context."""
+        body = event.__pydantic_serializer__.to_json(event)
+        headers = {"Nats-Msg-Id": event.event_id}
+        if self._key is not None:
+            headers[SIGNATURE_HEADER] = sign(self._key, body)
+        if self._tracer is not None:
+            propagate.inject(headers)
+        return body, headers
 
-    async def dead_letter(self, msg: NatsMessage, *, durable: str, reason: str) -> None:
-        raw = msg.raw_message
-        meta = raw.metadata
-        headers = {k: v for k, v in (raw.headers or {}).items() if k != "Nats-Msg-Id"}
+    async def publish(self, event: Event, *, subject: str | None = None, ack: bool = True) -> None:
+        """Publish to JetStream and wait for the stream's ack.
+
+        ack=False (JobProgress only: progress that needs no confirmed write) publishes on core
+        NATS without waiting; the stream still stores it. It never raises: a hiccup drops it.
+        """
+        body, headers = self.encode(event)
+        target = subject or self.subjects.of(event)
+        if ack:
+            await self.js.publish(
+                target, body, timeout=10, stream=self.subjects.stream, headers=headers
+            )
+            return
+        if not isinstance(event, JobProgress):
+            raise TypeError("publish(ack=False) is for JobProgress only")
+        try:
+            await self.nc.publish(target, body, headers=headers)
+        except Exception as exc:
+            log.warning(
+                "progress not published", extra={"error": f"{type(exc).__name__}: {exc}"[:300]}
+            )
+
+    async def dead_letter(self, msg: Msg, *, durable: str, reason: str) -> None:
+        """Copy `msg` to the DLQ; the id names the consumer, so each consumer's copy is kept."""
+        meta = msg.metadata
+        headers = {k: v for k, v in (msg.headers or {}).items() if k != "Nats-Msg-Id"}
         headers |= {
-            "Nats-Msg-Id": f"dlq:{meta.stream}:{meta.sequence.stream}",
+            "Nats-Msg-Id": f"dlq:{durable}:{meta.stream}:{meta.sequence.stream}",
             "Seoblog-Dlq-Reason": reason[:500],
             "Seoblog-Dlq-Consumer": durable,
-            "Seoblog-Dlq-Subject": raw.subject,
+            "Seoblog-Dlq-Subject": msg.subject,
             "Seoblog-Dlq-Deliveries": str(meta.num_delivered),
         }
-        await self.broker.publish(
-            raw.data,
-            self.subjects.dlq(raw.subject),
-            headers=headers,
-            stream=self.subjects.dlq_stream,
+        await self.js.publish(
+            self.subjects.dlq(msg.subject),
+            msg.data,
             timeout=10,
+            stream=self.subjects.dlq_stream,
+            headers=headers,
         )
 
     # -- consuming ---------------------------------------------------------------------------
@@ -185,101 +307,301 @@ class Bus:
     ) -> None:
         """Register a durable pull consumer calling `handler` with the decoded event.
 
-        Success acks. A malformed message goes to the DLQ and is acked. A JobError that is not
-        retryable publishes seo.job.failed and acks. Any other failure is nak'ed with back-off
-        until the last delivery, which publishes seo.job.failed, copies the message to the
-        DLQ and acks, so nothing blocks the consumer. When `self.cancelled` is set (pipeline
-        stages), an event of a cancelled job is acked and dropped without calling `handler`.
-        Messages of one fetch run concurrently (up to `concurrency`); a consumer that needs
-        stream order uses concurrency=1.
+        Success acks. A malformed, unsigned or badly signed message goes to the DLQ and is
+        acked. A JobError that is not retryable publishes seo.job.failed and acks. Any other
+        failure is nak'ed with back-off until the last delivery, which publishes
+        seo.job.failed, copies the message to the DLQ and acks, so nothing blocks the consumer.
+        When `self.cancelled` is set (pipeline stages), an event of a cancelled job is acked
+        and dropped without calling `handler`. Up to `concurrency` messages run at once and
+        the consumer pulls again as soon as one slot frees; concurrency=1 keeps stream order.
         """
+        self._register(
+            subject,
+            durable,
+            event_type,
+            handler,
+            kind="one",
+            slots=concurrency or self.settings.concurrency,
+            stage=stage,
+            max_deliver=max_deliver,
+        )
+
+    def consume_batch(
+        self,
+        subject: str,
+        durable: str,
+        event_type: Any,
+        handler: BatchHandler,
+        *,
+        max_batch: int = 256,
+    ) -> None:
+        """Register a durable pull consumer calling `handler` with the events of one fetch, in
+        stream order (for consumers that only project or record: one transaction per batch).
+
+        Bad messages are dead-lettered one by one first and are not in the list. Success acks
+        all. If the handler raises, each event is retried alone (`handler([event])`), so one
+        bad event cannot hold back the others; one that still fails takes the normal retry /
+        last-delivery / DLQ path. Events of cancelled jobs are not dropped here.
+        """
+        self._register(
+            subject,
+            durable,
+            event_type,
+            handler,
+            kind="batch",
+            slots=max_batch,
+            stage=None,
+            max_deliver=None,
+        )
+
+    def _register(
+        self,
+        subject: str,
+        durable: str,
+        event_type: Any,
+        handler: Any,
+        *,
+        kind: Literal["one", "batch"],
+        slots: int,
+        stage: Stage | None,
+        max_deliver: int | None,
+    ) -> None:
         s = self.settings
         deliveries = max_deliver or s.max_deliver
-        stats = self.stats.setdefault(durable, ConsumerStats())
-        decoder: TypeAdapter[Event] = TypeAdapter(event_type)  # a model or a union of models
-        failure_stage = stage or self.stage
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=JsAckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=s.ack_wait_s,
             max_deliver=deliveries,
-            max_ack_pending=s.max_ack_pending,
+            max_ack_pending=max(s.max_ack_pending, slots if kind == "batch" else 0),
             filter_subject=subject,
         )
-
-        async def on_message(msg: NatsMessage) -> None:
-            raw = msg.raw_message
-            attempt = raw.metadata.num_delivered
-            try:
-                event = decoder.validate_json(raw.data)
-            except ValidationError as exc:
-                stats.malformed += 1
-                log.error(
-                    "malformed event dead-lettered",
-                    extra={"subject": raw.subject, "consumer": durable, "error": str(exc)[:500]},
-                )
-                await self.dead_letter(msg, durable=durable, reason=f"malformed: {exc}"[:500])
-                await msg.ack()
-                return
-            with bind_job(event.job_id):
-                if await self._drop_if_cancelled(event, durable, stats):
-                    await msg.ack()
-                    return
-                heartbeat = asyncio.create_task(self._keep_alive(msg))
-                try:
-                    await handler(event)
-                except JobError as exc:
-                    if exc.retryable and attempt < deliveries:
-                        await self._retry(msg, attempt, durable, exc, stats)
-                        return
-                    # A retryable error that outlived its deliveries is a processing problem:
-                    # keep a copy in the DLQ. A permanent one (a 404, say) is just the job's fate.
-                    await self._fail(
-                        msg,
-                        event,
-                        failure_stage,
-                        exc.code,
-                        exc.message,
-                        durable,
-                        retryable=exc.retryable,
-                        dead_letter=exc.retryable,
-                    )
-                    stats.failed += 1
-                except Exception as exc:
-                    if attempt < deliveries:
-                        await self._retry(msg, attempt, durable, exc, stats)
-                        return
-                    log.exception(
-                        "handler failed on its last delivery", extra={"consumer": durable}
-                    )
-                    await self._fail(
-                        msg,
-                        event,
-                        failure_stage,
-                        "internal_error",
-                        f"{type(exc).__name__}: {exc}"[:1000],
-                        durable,
-                        retryable=True,
-                        dead_letter=True,
-                    )
-                    stats.failed += 1
-                else:
-                    stats.handled += 1
-                finally:
-                    heartbeat.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await heartbeat
-                await msg.ack()
-
-        self.broker.subscriber(
-            subject,
-            stream=self._stream,
+        consumer = _Consumer(
+            subject=subject,
             durable=durable,
             config=config,
-            pull_sub=PullSub(batch_size=concurrency or s.concurrency, timeout=1.0),
-            ack_policy=AckPolicy.MANUAL,
-        )(on_message)
+            decoder=TypeAdapter(event_type),  # a model or a union of models
+            stats=self.stats.setdefault(durable, ConsumerStats()),
+            deliveries=deliveries,
+            failure_stage=stage or self.stage,
+            kind=kind,
+            slots=max(1, slots),
+            handler=handler,
+        )
+        self._consumers.append(consumer)
+
+    async def _pull(self, c: _Consumer, sub: JetStreamContext.PullSubscription) -> None:
+        """Fetch as many messages as there are free slots and hand each to its own task.
+
+        An idle consumer waits in a single-message pull, which returns the moment a message
+        arrives (a pull for many waits out its timeout after the first one); while messages
+        keep coming, it pulls for all free slots without waiting.
+        """
+        slots = _Slots(c.slots if c.kind == "one" else 1)
+        backlog = False
+        errors = 0
+        while self._running:
+            free = await slots.take_all()
+            want = c.slots if c.kind == "batch" else free
+            msgs: list[Msg] = []
+            try:
+                if backlog and want > 1:
+                    msgs = await sub.fetch(want, timeout=_BACKLOG_FETCH_S)
+                    backlog = len(msgs) == want
+                else:
+                    msgs = await sub.fetch(1, timeout=_IDLE_FETCH_S)
+                    backlog = True
+                errors = 0
+            except TimeoutError:  # no message: nats-py raises asyncio's or its own subclass
+                backlog = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                errors += 1
+                backlog = False
+                (log.warning if errors == 1 else log.debug)(
+                    "pull failed; retrying",
+                    extra={"consumer": c.durable, "error": f"{type(exc).__name__}: {exc}"[:300]},
+                )
+                await asyncio.sleep(min(0.2 * errors, 2.0))
+            if not msgs:
+                slots.give(free)
+                continue
+            if c.kind == "batch":
+                self._spawn(c, self._handle_batch(c, msgs), slots, free)
+                continue
+            slots.give(free - len(msgs))
+            for msg in msgs:
+                self._spawn(c, self._handle_one(c, msg), slots, 1)
+
+    def _spawn(self, c: _Consumer, work: Awaitable[None], slots: _Slots, held: int) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # an ack or DLQ publish failed: the message is redelivered
+                log.warning("message handling failed", extra={"consumer": c.durable}, exc_info=True)
+
+        task = asyncio.create_task(run())
+        c.inflight.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            c.inflight.discard(t)
+            slots.give(held)
+
+        task.add_done_callback(done)
+
+    async def _admit(self, c: _Consumer, msg: Msg) -> Event | None:
+        """The decoded event, or None when the message was refused (dead-lettered, acked)."""
+        if self._key is not None:
+            refused = verify(self._key, msg.data, (msg.headers or {}).get(SIGNATURE_HEADER))
+            if refused is not None:
+                c.stats.rejected += 1
+                log.warning(
+                    "event refused: %s",
+                    refused,
+                    extra={"subject": msg.subject, "consumer": c.durable},
+                )
+                await self._refuse(c, msg, refused)
+                return None
+        try:
+            event: Event = c.decoder.validate_json(msg.data)
+        except ValidationError as exc:
+            c.stats.malformed += 1
+            reason = _malformed_reason(exc)
+            log.error(
+                "malformed event dead-lettered",
+                extra={"subject": msg.subject, "consumer": c.durable, "error": reason},
+            )
+            await self._refuse(c, msg, reason)
+            return None
+        return event
+
+    async def _refuse(self, c: _Consumer, msg: Msg, reason: str) -> None:
+        c.stats.dead_lettered += 1
+        await self.dead_letter(msg, durable=c.durable, reason=reason)
+        await msg.ack()
+
+    async def _handle_one(self, c: _Consumer, msg: Msg) -> None:
+        event = await self._admit(c, msg)
+        if event is None:
+            return
+        with bind_job(event.job_id), self._span(c, msg):
+            if await self._drop_if_cancelled(event, c.durable, c.stats):
+                await msg.ack()
+                return
+            await self._settle(c, msg, event)
+
+    async def _handle_batch(self, c: _Consumer, msgs: list[Msg]) -> None:
+        admitted: list[tuple[Msg, Event]] = []
+        for msg in msgs:
+            if (event := await self._admit(c, msg)) is not None:
+                admitted.append((msg, event))
+        if not admitted:
+            return
+        events = [event for _, event in admitted]
+        try:
+            with self._span(c, admitted[0][0]), self._heartbeat([m for m, _ in admitted]):
+                await c.handler(events)
+        except Exception as exc:
+            log.warning(
+                "batch failed; handling its events one by one",
+                extra={
+                    "consumer": c.durable,
+                    "events": len(events),
+                    "error": f"{type(exc).__name__}: {exc}"[:300],
+                },
+            )
+            for msg, event in admitted:
+                with bind_job(event.job_id):
+                    await self._settle(c, msg, event)
+            return
+        c.stats.handled += len(admitted)
+        for msg, _ in admitted:
+            await msg.ack()
+
+    async def _settle(self, c: _Consumer, msg: Msg, event: Event) -> None:
+        """Run one event's handler (a batch handler with that event alone) and ack, retry or
+        fail its message by the outcome."""
+        attempt = msg.metadata.num_delivered
+        try:
+            with self._heartbeat([msg]):
+                await (c.handler([event]) if c.kind == "batch" else c.handler(event))
+        except JobError as exc:
+            if exc.retryable and attempt < c.deliveries:
+                await self._retry(msg, attempt, c.durable, exc, c.stats)
+                return
+            # A retryable error that outlived its deliveries is a processing problem: keep a
+            # copy in the DLQ. A permanent one (a 404, say) is just the job's fate.
+            await self._fail(
+                msg,
+                event,
+                c.failure_stage,
+                exc.code,
+                exc.message,
+                c.durable,
+                retryable=exc.retryable,
+                dead_letter=exc.retryable,
+            )
+            c.stats.failed += 1
+        except Exception as exc:
+            if attempt < c.deliveries:
+                await self._retry(msg, attempt, c.durable, exc, c.stats)
+                return
+            log.exception("handler failed on its last delivery", extra={"consumer": c.durable})
+            await self._fail(
+                msg,
+                event,
+                c.failure_stage,
+                "internal_error",
+                f"{type(exc).__name__}: {exc}"[:1000],
+                c.durable,
+                retryable=True,
+                dead_letter=True,
+            )
+            c.stats.failed += 1
+        else:
+            c.stats.handled += 1
+        await msg.ack()
+
+    @contextlib.contextmanager
+    def _span(self, c: _Consumer, msg: Msg) -> Iterator[None]:
+        """A consumer span continuing the publisher's trace (when tracing is on)."""
+        if self._tracer is None:
+            yield
+            return
+        parent = propagate.extract(msg.headers or {})
+        with self._tracer.start_as_current_span(
+            f"{c.subject} process",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": msg.subject,
+                "messaging.consumer.group.name": c.durable,
+            },
+        ):
+            yield
+
+    @contextlib.contextmanager
+    def _heartbeat(self, msgs: list[Msg]) -> Iterator[None]:
+        """In-progress acks while a long handler runs, so its messages are not redelivered;
+        started only once a handler outlives a third of ack_wait (most never do)."""
+        interval = max(self.settings.ack_wait_s / 3, 0.5)
+        started: list[asyncio.Task[None]] = []
+
+        def begin() -> None:
+            started.append(asyncio.create_task(_keep_alive(msgs, interval)))
+
+        timer = asyncio.get_running_loop().call_later(interval, begin)
+        try:
+            yield
+        finally:
+            timer.cancel()
+            for task in started:
+                task.cancel()
 
     async def _drop_if_cancelled(self, event: Event, durable: str, stats: ConsumerStats) -> bool:
         if self.cancelled is None or isinstance(event, JobCancelled) or not event.job_id:
@@ -294,14 +616,8 @@ class Bus:
             log.info("event of a cancelled job dropped", extra={"consumer": durable})
         return cancelled
 
-    async def _keep_alive(self, msg: NatsMessage) -> None:
-        """In-progress acks while a long handler runs, so the message is not redelivered."""
-        while True:
-            await asyncio.sleep(max(self.settings.ack_wait_s / 3, 0.5))
-            await msg.in_progress()
-
     async def _retry(
-        self, msg: NatsMessage, attempt: int, durable: str, exc: Exception, stats: ConsumerStats
+        self, msg: Msg, attempt: int, durable: str, exc: Exception, stats: ConsumerStats
     ) -> None:
         backoff = self.settings.retry_backoff_s or [1.0]
         base = backoff[min(attempt - 1, len(backoff) - 1)]
@@ -316,11 +632,11 @@ class Bus:
                 "error": f"{type(exc).__name__}: {exc}"[:500],
             },
         )
-        await msg.nack(delay=delay)
+        await msg.nak(delay=delay)
 
     async def _fail(
         self,
-        msg: NatsMessage,
+        msg: Msg,
         event: Event,
         stage: Stage | None,
         code: str,
@@ -345,6 +661,25 @@ class Bus:
             self.stats[durable].dead_lettered += 1
             await self.dead_letter(msg, durable=durable, reason=f"{code}: {message}")
         log.warning("job failed", extra={"consumer": durable, "code": code, "error": message})
+
+
+async def _keep_alive(msgs: list[Msg], interval: float) -> None:
+    while True:
+        try:
+            for msg in msgs:
+                await msg.in_progress()
+        except Exception:  # a lost heartbeat only risks a redelivery, which handlers tolerate
+            log.debug("in-progress ack failed", exc_info=True)
+        await asyncio.sleep(interval)
+
+
+def _malformed_reason(exc: ValidationError) -> str:
+    """`unsupported schema_version N` when that is what is wrong, else `malformed: ...`."""
+    for error in exc.errors():
+        message = str(error.get("msg", ""))
+        if "unsupported schema_version" in message:
+            return message.removeprefix("Value error, ")
+    return f"malformed: {exc}"[:500]
 
 
 def _quiet_logger(name: str) -> logging.Logger:

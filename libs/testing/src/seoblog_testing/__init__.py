@@ -1,6 +1,7 @@
 """Test helpers for seoblog: a pytest plugin with real infrastructure, the fake LLM server,
 the fixture web site, an OTLP collector and event recording."""
 
+from .events import signed_headers
 from .plugin import (
     drop_namespace,
     env_for,
@@ -17,6 +18,7 @@ __all__ = [
     "fake_llm_settings",
     "running_app",
     "settings_for",
+    "signed_headers",
     "unique_name",
     "wait_until",
 ]

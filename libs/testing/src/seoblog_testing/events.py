@@ -49,3 +49,18 @@ class EventRecorder:
             if r.subject.endswith(suffix)
             and (job_id is None or (r.data or {}).get("job_id") == job_id)
         ]
+
+
+def signed_headers(
+    body: bytes, *, key: str | None = None, msg_id: str | None = None, **extra: str
+) -> dict[str, str]:
+    """Headers for an event published by hand (plain nats-py), signed as the bus signs them:
+    with the session's key unless `key` is given."""
+    from seoblog_contracts import SIGNATURE_HEADER, sign
+
+    from .plugin import EVENT_KEY
+
+    headers = {SIGNATURE_HEADER: sign((key or EVENT_KEY).encode(), body), **extra}
+    if msg_id is not None:
+        headers["Nats-Msg-Id"] = msg_id
+    return headers

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from .site import FixtureSite
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
+
+# One event-signing key per test session: every service under test signs and verifies with it,
+# and tests that publish by hand sign with it too (seoblog_testing.events.signed_headers).
+EVENT_KEY = secrets.token_hex(32)
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -72,6 +77,7 @@ def env_for(infra: Infra, ns: str) -> dict[str, str]:
         "DATABASE_URL": infra.database_url,
         "REDIS_URL": infra.redis_url or "",
         "SEOBLOG_NAMESPACE": ns,
+        "SEOBLOG_EVENT_KEY": EVENT_KEY,
         "LOG_LEVEL": "INFO",
         "OTEL_TRACES_EXPORTER": "none",
         # Test web sites and fake LLMs listen on loopback, which a crawler refuses by default.
@@ -100,6 +106,7 @@ def settings_for(cls: type[Any], env: dict[str, str], **overrides: Any) -> Any:
         "database_url": env["DATABASE_URL"],
         "redis_url": env.get("REDIS_URL") or None,
         "namespace": env["SEOBLOG_NAMESPACE"],
+        "event_key": env.get("SEOBLOG_EVENT_KEY") or None,
         "retry_backoff_s": [0.1, 0.2],
         "max_deliver": 3,
         "ack_wait_s": 5.0,
