@@ -1,0 +1,679 @@
+"""seoblog's performance benchmark (issue 8): every figure beside its baseline, measured in the
+same run on this machine, with the five services as real processes.
+
+    uv run python bench/run.py                  # 3 interleaved rounds, a table (min/median)
+    uv run python bench/run.py --quick --json   # one short round, one JSON object per line
+    uv run python bench/run.py --only pipeline,bus.hop_p50_ms
+
+Each round: one `trafilatura.extract` pass over the fixture pages (the extraction bound), one
+JetStream hop by hand, the services' imports with bytecode, the gateway against a bare FastAPI
+app, then the five services started together (start-up), a first job, N jobs on distinct URLs
+of the fixture pages, 300 identical (cached) jobs, 50 sequential jobs (overhead) and the
+services' memory. Fake LLM at 0 ms, fixture site on loopback, this machine's NATS, PostgreSQL
+and Redis (or embedded ones), a fresh namespace per part, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import nats
+from nats.js.api import ConsumerConfig, StreamConfig
+from perf.figures import REQUIRED, Figures, as_json_lines, as_table
+from perf.load import raw_request, run_load
+from perf.procs import Proc, pss_mb, rss_mb, tree, tree_cpu_seconds
+from perf.system import SERVICES, Jobs, Stack, TimedApp, drop_everything, metric_sum, service_env
+
+from seoblog_devstack.infra import Infra, ensure_infra, free_port, stop_infra
+from seoblog_testing import unique_name
+from seoblog_testing.fake_llm import FakeLLM
+from seoblog_testing.site import FixtureSite, shared_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+SCORE = shared_dir() / "tools" / "extraction_score.py"
+DATA = shared_dir() / "fixtures" / "extraction"
+CORES = os.cpu_count() or 1
+SPEC = {"keywords": ["science", "research"], "target_language": "de", "length": 600}
+# Uncached work: each job pairs a page with a target language no earlier job of the round used
+# for it (the translator caches segments per language) and keywords of its own (the generator
+# caches per keywords); every round has a namespace, so caches, of its own.
+LANGUAGES = ("de", "fr", "es", "it", "pt", "nl", "pl", "sv", "da", "fi", "cs", "ro")
+
+
+class Fresh:
+    """Job bodies whose work no earlier job of the round has done."""
+
+    def __init__(self, site: FixtureSite, round_id: str) -> None:
+        self.site = site
+        self.articles = site.article_ids()
+        self.round_id = round_id
+        self.used: dict[int, int] = {}
+        self.count = 0
+
+    def body(self, page: int) -> dict[str, Any]:
+        page %= len(self.articles)
+        n = self.used.get(page, 0)
+        self.used[page] = n + 1
+        self.count += 1
+        url = self.site.article_url(self.articles[page]) + f"?r={self.round_id}&n={self.count}"
+        return {
+            "url": url,
+            "keywords": ["science", f"topic {self.count}"],
+            "target_language": LANGUAGES[n % len(LANGUAGES)],
+            "length": 600,
+        }
+
+
+# Which part of a round measures which figures (for --only).
+PARTS: dict[str, tuple[str, ...]] = {
+    "extraction": ("extraction.f1",),
+    "bound": ("pipeline.bound_jobs_per_min", "extraction.one_pass_ms"),
+    "hop": ("bus.hop_p50_ms",),
+    "imports": ("imports.slowest_s",),
+    "gateway": ("gateway.", "rss.bare_api_mb"),
+    "stack": (
+        "startup.s",
+        "first_job.s",
+        "pipeline.",
+        "cached.",
+        "overhead.",
+        "rss.",
+    ),
+}
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+def parts_for(only: list[str]) -> set[str]:
+    """The parts that measure any of the figures (names or prefixes) in `only`."""
+    if not only:
+        return set(PARTS)
+    wanted = set()
+    for item in only:
+        if item in PARTS:
+            wanted.add(item)
+            continue
+        for part, names in PARTS.items():
+            if any(item.startswith(n) or n.startswith(item) for n in names):
+                wanted.add(part)
+    if not wanted:
+        sys.exit(f"--only: no figure matches {only}")
+    # The bound is the baseline of the pipeline figures; the bare app's RSS of the stack's.
+    if "stack" in wanted:
+        wanted |= {"bound", "hop", "imports", "gateway"}
+    return wanted
+
+
+# --- parts of a round -------------------------------------------------------------------------
+
+
+def score(extractor: str, timeout_s: float = 300) -> dict[str, Any]:
+    """extraction_score.py's JSON for an extractor over the fixture pages."""
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")])
+    )
+    done = subprocess.run(  # noqa: S603 - our interpreter and the shared scorer
+        [sys.executable, str(SCORE), str(DATA), "--extractor", extractor, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure_extraction(figs: Figures, baseline: dict[str, Any]) -> None:
+    log("extraction F1 of the crawler's extractor")
+    ours = score("crawler.extract:extract_text")
+    figs.add(
+        "extraction.f1",
+        ours["shingles"]["f1"],
+        baseline["shingles"]["f1"],
+        "F1",
+        f"shingles F1 on {ours['items']} pages; baseline: one plain trafilatura.extract pass; "
+        f"ours extracts {ours['pages_per_second']:.0f} pages/s on one core, one pass "
+        f"{baseline['pages_per_second']:.0f}",
+    )
+
+
+def measure_bound(figs: Figures) -> dict[str, Any]:
+    log("extraction bound: one trafilatura.extract pass over the fixture pages")
+    one = score(str(BENCH / "perf" / "one_pass.py") + ":extract")
+    per_core = one["pages_per_second"]
+    figs.add(
+        "pipeline.bound_jobs_per_min",
+        CORES * per_core * 60,
+        None,
+        "jobs/min",
+        f"{CORES} cores × {per_core:.0f} pages/s (wall, one process, {one['items']} pages)",
+    )
+    figs.add(
+        "extraction.one_pass_ms",
+        1000 * one["extract_cpu_seconds"] / one["items"],
+        None,
+        "ms CPU/page",
+    )
+    return one
+
+
+async def _hop(infra: Infra, ns: str, count: int) -> float:
+    nc = await nats.connect(infra.nats_url)
+    js = nc.jetstream()
+    stream, subject = f"{ns.upper()}_HOP", f"{ns}.hop.x"
+    try:
+        await js.add_stream(StreamConfig(name=stream, subjects=[f"{ns}.hop.>"]))
+        sub = await js.pull_subscribe(subject, "hop", config=ConsumerConfig(ack_wait=30))
+        times = []
+        for i in range(count + 20):
+            began = time.perf_counter()
+            await js.publish(subject, b'{"n": %d}' % i)
+            (msg,) = await sub.fetch(1, timeout=5)
+            await msg.ack()
+            if i >= 20:  # warm-up
+                times.append(time.perf_counter() - began)
+        return 1000 * statistics.median(times)
+    finally:
+        with contextlib.suppress(Exception):
+            await js.delete_stream(stream)
+        await nc.close()
+
+
+def measure_hop(figs: Figures, infra: Infra, ns: str, count: int) -> float:
+    log("one JetStream hop by hand")
+    hop = asyncio.run(_hop(infra, ns, count))
+    figs.add(
+        "bus.hop_p50_ms",
+        hop,
+        None,
+        "ms",
+        f"nats-py publish with ack, pull-fetch and ack, p50 of {count}",
+    )
+    return hop
+
+
+def measure_imports(figs: Figures, reps: int) -> float:
+    """The slowest service's `import <service>.__main__` with compiled bytecode (kept in a
+    private PYTHONPYCACHEPREFIX, so the shared virtualenv is untouched)."""
+    log("service imports with bytecode")
+    cache = ROOT / ".seoblog" / "bench" / "pycache"
+    cache.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(cache))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+
+    def timed(name: str) -> float:
+        began = time.perf_counter()
+        subprocess.run(  # noqa: S603 - our interpreter
+            [sys.executable, "-c", f"import {name}.__main__"], env=env, check=True, timeout=120
+        )
+        return time.perf_counter() - began
+
+    for name in SERVICES:
+        timed(name)  # writes the bytecode (a no-op when it is already there)
+    each = {name: min(timed(name) for _ in range(reps)) for name in SERVICES}
+    slowest = max(each, key=each.__getitem__)
+    figs.add(
+        "imports.slowest_s",
+        each[slowest],
+        None,
+        "s",
+        f"{slowest}; " + ", ".join(f"{n} {s:.2f}" for n, s in each.items()),
+    )
+    return each[slowest]
+
+
+async def _gateway_loads(
+    gw: Proc, bare: Proc, gw_port: int, bare_port: int, key: str, seconds: float
+) -> dict[str, Any]:
+    body = json.dumps({"url": "https://example.com/blog/a", **SPEC}).encode()
+    async with httpx.AsyncClient(timeout=10) as client:
+        auth = {"Authorization": f"Bearer {key}"}
+        made = await client.post(
+            f"http://127.0.0.1:{gw_port}/v1/jobs",
+            content=body,
+            headers=auth | {"content-type": "application/json"},
+        )
+        made.raise_for_status()
+        gw_id = made.json()["id"]
+        made = await client.post(
+            f"http://127.0.0.1:{bare_port}/v1/jobs",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        made.raise_for_status()
+        bare_id = made.json()["id"]
+    out: dict[str, Any] = {}
+    for conns in (16, 64):
+        for what in ("submit", "status"):
+            for side, proc, port, job_id, k in (
+                ("gateway", gw, gw_port, gw_id, key),
+                ("bare", bare, bare_port, bare_id, None),
+            ):
+                raw = (
+                    raw_request("POST", "/v1/jobs", body, k)
+                    if what == "submit"
+                    else raw_request("GET", f"/v1/jobs/{job_id}", b"", k)
+                )
+                out[(what, conns, side)] = await run_load(
+                    port, raw, conns, seconds, lambda p=proc: tree_cpu_seconds(p.pid)
+                )
+    return out
+
+
+def measure_gateway(
+    figs: Figures, infra: Infra, ns: str, logs: Path, seconds: float, registry: list[Proc]
+) -> float:
+    """The gateway alone (no other service consumes its jobs) against the bare app; returns
+    the bare app's RSS after its load, the memory baseline."""
+    log(f"gateway vs bare FastAPI, {seconds:g} s a cell at 16 and 64 connections")
+    key = "sk_seo_" + secrets.token_urlsafe(32)
+    gw_port, bare_port = free_port(), free_port()
+    env = service_env(infra, ns, "http://127.0.0.1:9/v1", "unused", "WARNING", 8) | {
+        "GATEWAY_PORT": str(gw_port),
+        "GATEWAY_OPEN_MODE": "0",
+        "GATEWAY_ADMIN_KEY": key,
+        "BARE_POOL": "8",
+    }
+    gw = Proc("gateway", [sys.executable, "-m", "gateway"], env, logs / "gateway-alone.log")
+    bare = Proc(
+        "bare",
+        [sys.executable, str(BENCH / "perf" / "bare_api.py"), str(bare_port)],
+        env,
+        logs / "bare.log",
+    )
+    registry += [gw, bare]
+    gw.start()
+    bare.start()
+    try:
+        for proc, port in ((gw, gw_port), (bare, bare_port)):
+            _wait_ready(proc, f"http://127.0.0.1:{port}/readyz")
+        loads = asyncio.run(_gateway_loads(gw, bare, gw_port, bare_port, key, seconds))
+        bare_rss = sum(rss_mb(p) for p in tree(bare.pid))
+        gw_rss = sum(rss_mb(p) for p in tree(gw.pid))
+    finally:
+        gw.stop()
+        bare.stop()
+    busiest = max(r.client_busy for r in loads.values())
+    for what, unit in (("submit", "POST /v1/jobs"), ("status", "GET /v1/jobs/{id}")):
+        ratios = []
+        for conns in (16, 64):
+            g, b = loads[(what, conns, "gateway")], loads[(what, conns, "bare")]
+            ratios.append(g.rps / b.rps if b.rps else float("nan"))
+            figs.add(
+                f"gateway.{what}.c{conns}_rps",
+                g.rps,
+                b.rps,
+                "req/s",
+                f"{unit}; p50 {g.pct_ms(0.5):.1f} ms vs {b.pct_ms(0.5):.1f} ms; "
+                f"errors {g.errors} vs {b.errors}",
+            )
+        figs.add(
+            f"gateway.{what}.ratio",
+            min(ratios),
+            None,
+            "× bare",
+            "the lower of 16 and 64 connections",
+        )
+        g_cpu = sum(loads[(what, c, "gateway")].server_cpu_s for c in (16, 64))
+        g_req = sum(loads[(what, c, "gateway")].requests for c in (16, 64))
+        b_cpu = sum(loads[(what, c, "bare")].server_cpu_s for c in (16, 64))
+        b_req = sum(loads[(what, c, "bare")].requests for c in (16, 64))
+        g_ms, b_ms = 1000 * g_cpu / max(g_req, 1), 1000 * b_cpu / max(b_req, 1)
+        figs.add(
+            f"gateway.{what}.cpu_ms_per_req",
+            g_ms,
+            b_ms,
+            "ms CPU",
+            "server process CPU over the measured window ÷ requests",
+        )
+        figs.add(
+            f"gateway.{what}.cpu_ratio",
+            g_ms / b_ms if b_ms else None,
+            None,
+            "× bare",
+            f"load client at most {busiest:.0%} of one core (not the bottleneck below ~90%)",
+        )
+    figs.add(
+        "rss.bare_api_mb",
+        bare_rss,
+        None,
+        "MB",
+        f"after its load; the gateway alone {gw_rss:.0f} MB",
+    )
+    return bare_rss
+
+
+def _wait_ready(proc: Proc, url: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.name} not ready in {timeout_s:g} s:\n{proc.tail()}")
+
+
+def _stack_cpu(stack: Stack) -> float:
+    return sum(tree_cpu_seconds(p.pid) for p in stack.procs.values())
+
+
+async def _stack_work(
+    figs: Figures,
+    stack: Stack,
+    infra: Infra,
+    ns: str,
+    site: FixtureSite,
+    llm: FakeLLM,
+    llm_time: TimedApp,
+    round_id: str,
+    jobs_n: int,
+    sequential_n: int,
+    cached_n: int,
+    bound: float,
+    hop_ms: float,
+) -> dict[str, float]:
+    fresh = Fresh(site, round_id)
+    async with Jobs(stack.url("gateway"), infra, ns) as jobs:
+        # First job right after every /readyz answered.
+        began = time.perf_counter()
+        first = await jobs.submit(fresh.body(0))
+        ended = await jobs.wait_one(first, 120)
+        first_s = ended - began
+        if jobs.failed([first]):
+            raise RuntimeError(f"the first job failed:\n{stack.procs['crawler'].tail()}")
+
+        # Throughput: N jobs on distinct URLs, submitted as fast as 16 connections go.
+        log(f"pipeline: {jobs_n} jobs on distinct URLs")
+        bodies = [fresh.body(i) for i in range(jobs_n)]
+        cpu0, calls0 = _stack_cpu(stack), llm.calls
+        began = time.perf_counter()
+        ids = await jobs.submit_many(bodies, 16)
+        last = await jobs.wait_all(ids, timeout_s=max(300, jobs_n))
+        cpu1 = _stack_cpu(stack)
+        per_min = 60 * jobs_n / (last - began)
+        failed = jobs.failed(ids)
+        figs.add(
+            "pipeline.jobs_per_min",
+            per_min,
+            bound,
+            "jobs/min",
+            f"{jobs_n} jobs, {failed} not completed, {llm.calls - calls0} LLM calls",
+        )
+        figs.add("pipeline.ratio", per_min / bound, None, "× bound")
+        figs.add(
+            "pipeline.cpu_s_per_job",
+            (cpu1 - cpu0) / jobs_n,
+            None,
+            "s CPU",
+            "all five service processes and their children over the run ÷ jobs",
+        )
+
+        # Cached: the same job again and again once it has finished.
+        log(f"cached: {cached_n} identical jobs")
+        same = fresh.body(1)
+        await jobs.wait_one(await jobs.submit(same), 120)
+        calls0 = llm.calls
+        began = time.perf_counter()
+        ids = await jobs.submit_many([same] * cached_n, 16)
+        last = await jobs.wait_all(ids, timeout_s=300)
+        calls = llm.calls - calls0
+        figs.add(
+            "cached.jobs_per_s",
+            cached_n / (last - began),
+            None,
+            "jobs/s",
+            f"{cached_n} identical jobs after one finished; {jobs.failed(ids)} not completed",
+        )
+        figs.add("cached.llm_calls", calls, None, "calls", "the fake LLM's served count")
+
+        # Overhead: sequential jobs on fresh URLs; what is left after fetch, LLM, extraction.
+        log(f"overhead: {sequential_n} sequential jobs")
+        overheads, e2es, parts = [], [], {"fetch": [], "llm": [], "extract": []}
+        async with httpx.AsyncClient(base_url=stack.url("crawler"), timeout=10) as crawler:
+
+            async def extract_sum() -> float:
+                text = (await crawler.get("/metrics")).text
+                return metric_sum(text, "crawler_extraction_seconds_sum")
+
+            for i in range(sequential_n):
+                body = fresh.body(i + 2)
+                x0, l0 = await extract_sum(), llm_time.total()
+                began = time.perf_counter()
+                job_id = await jobs.submit(body)
+                ended = await jobs.wait_one(job_id, 60)
+                e2e = 1000 * (ended - began)
+                x1, l1 = await extract_sum(), llm_time.total()
+                fetch = jobs.fetch_ms.get(job_id, 0.0)
+                llm_ms, extract_ms = 1000 * (l1 - l0), 1000 * (x1 - x0)
+                overheads.append(e2e - fetch - llm_ms - extract_ms)
+                e2es.append(e2e)
+                parts["fetch"].append(fetch)
+                parts["llm"].append(llm_ms)
+                parts["extract"].append(extract_ms)
+        med = {k: statistics.median(v) for k, v in parts.items()}
+        how = "live snapshots" if jobs.live_seen else "a 50 ms database poll (no live snapshots)"
+        figs.add(
+            "overhead.p50_ms",
+            statistics.median(overheads),
+            hop_ms,
+            "ms",
+            f"{sequential_n} sequential jobs: end-to-end p50 {statistics.median(e2es):.0f} ms "
+            f"(submit → seen completed via {how}) minus per job fetch (crawler's fetch_ms) "
+            f"p50 {med['fetch']:.1f}, LLM (fake LLM server time) p50 {med['llm']:.1f}, "
+            f"extraction (crawler_extraction_seconds) p50 {med['extract']:.1f}",
+        )
+        figs.add("overhead.e2e_p50_ms", statistics.median(e2es), None, "ms")
+    return {"first_s": first_s, "e2e_s": statistics.median(e2es) / 1000}
+
+
+def measure_stack(
+    figs: Figures,
+    infra: Infra,
+    ns: str,
+    logs: Path,
+    args: argparse.Namespace,
+    round_id: str,
+    bound: float,
+    hop_ms: float,
+    bare_rss: float,
+    imports_s: float,
+    registry: list[Proc],
+) -> None:
+    llm = FakeLLM()
+    llm_time = TimedApp(llm.server.app)
+    llm.server.app = llm_time
+    with llm, FixtureSite() as site:
+        env = service_env(infra, ns, llm.base_url, llm.api_key, args.log_level, args.pool)
+        stack = Stack(env, logs / f"stack-{round_id}")
+        log("start-up: the five services until every /readyz answers")
+        try:
+            startup = stack.start()
+            registry.extend(stack.procs.values())
+            figs.add(
+                "startup.s",
+                startup,
+                imports_s,
+                "s",
+                "all five started at once; baseline the slowest service's import with "
+                "bytecode"
+                + (
+                    ""
+                    if not os.environ.get("PYTHONDONTWRITEBYTECODE")
+                    else "; PYTHONDONTWRITEBYTECODE is set here"
+                ),
+            )
+            done = asyncio.run(
+                _stack_work(
+                    figs,
+                    stack,
+                    infra,
+                    ns,
+                    site,
+                    llm,
+                    llm_time,
+                    round_id,
+                    args.jobs,
+                    args.sequential,
+                    args.cached,
+                    bound,
+                    hop_ms,
+                )
+            )
+            figs.add(
+                "first_job.s",
+                done["first_s"],
+                done["e2e_s"],
+                "s",
+                "first job after ready; baseline a warm job's end-to-end p50",
+            )
+            rss = {}
+            for name, proc in stack.procs.items():
+                for pid in tree(proc.pid):
+                    rss[(name, pid)] = rss_mb(pid)
+            biggest = max(rss, key=rss.__getitem__)
+            crawler = [v for (n, _), v in rss.items() if n == "crawler"]
+            crawler_pss = sum(pss_mb(p) for p in tree(stack.procs["crawler"].pid))
+            per = ", ".join(f"{n} {rss[(n, stack.procs[n].pid)]:.0f}" for n in SERVICES)
+            figs.add(
+                "rss.max_service_mb",
+                rss[biggest],
+                bare_rss,
+                "MB",
+                f"largest process: {biggest[0]} pid {biggest[1]}; main processes: {per}",
+            )
+            figs.add(
+                "rss.crawler_total_mb",
+                sum(crawler),
+                bare_rss,
+                "MB",
+                f"crawler and {len(crawler) - 1} worker processes (PSS {crawler_pss:.0f} MB)",
+            )
+        finally:
+            stack.stop()
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> Figures:
+    figs = Figures()
+    wanted = parts_for(args.only)
+    rounds = 1 if args.quick else args.rounds
+    registry: list[Proc] = []
+    namespaces: list[str] = []
+    logs = Path(tempfile.mkdtemp(prefix="seoblog-bench-"))
+    log(f"logs in {logs}")
+    infra = ensure_infra(ROOT / ".seoblog" / "bench", embedded_redis=True)
+    try:
+        if "extraction" in wanted or "bound" in wanted:
+            one = (
+                measure_bound(figs)
+                if "bound" in wanted
+                else score(str(BENCH / "perf" / "one_pass.py") + ":extract")
+            )
+            if "extraction" in wanted:
+                measure_extraction(figs, one)
+        for r in range(rounds):
+            round_id = secrets.token_hex(3)
+            log(f"round {r + 1} of {rounds} ({round_id})")
+            bound = hop = imports_s = bare_rss = float("nan")
+            if "bound" in wanted and r > 0:
+                one = measure_bound(figs)
+            if "bound" in wanted:
+                bound = CORES * one["pages_per_second"] * 60
+            if "hop" in wanted:
+                ns = unique_name("bench")
+                namespaces.append(ns)
+                hop = measure_hop(figs, infra, ns, 100 if args.quick else 300)
+            if "imports" in wanted:
+                imports_s = measure_imports(figs, 1 if args.quick else 2)
+            if "gateway" in wanted:
+                ns = unique_name("bench")
+                namespaces.append(ns)
+                bare_rss = measure_gateway(figs, infra, ns, logs, args.seconds, registry)
+                asyncio.run(drop_everything(infra, ns))
+            if "stack" in wanted:
+                ns = unique_name("bench")
+                namespaces.append(ns)
+                measure_stack(
+                    figs, infra, ns, logs, args, round_id, bound, hop, bare_rss, imports_s, registry
+                )
+                asyncio.run(drop_everything(infra, ns))
+    finally:
+        for proc in registry:
+            proc.stop()
+        for ns in namespaces:
+            asyncio.run(drop_everything(infra, ns))
+        stop_infra(infra)
+    return figs
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one short round (≤ 4 min)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--only",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=[],
+        help="comma-separated figure names or prefixes (or parts: " + ", ".join(PARTS) + ")",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (full mode)")
+    parser.add_argument("--jobs", type=int, default=None, help="pipeline jobs (121 quick, 363)")
+    parser.add_argument("--sequential", type=int, default=50, help="jobs for the overhead")
+    parser.add_argument("--cached", type=int, default=300, help="identical jobs")
+    parser.add_argument("--seconds", type=float, default=None, help="gateway: seconds a cell")
+    parser.add_argument("--pool", type=int, default=4, help="PostgreSQL pool per service")
+    parser.add_argument("--log-level", default="INFO", help="the services' LOG_LEVEL")
+    args = parser.parse_args()
+    args.jobs = args.jobs or (121 if args.quick else 363)
+    args.seconds = args.seconds or (2.0 if args.quick else 5.0)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    load0 = os.getloadavg()[0]
+    began = time.perf_counter()
+    figs = run(args)
+    rows = figs.rows()
+    if args.json:
+        sys.stdout.write(as_json_lines(rows) + "\n")
+    else:
+        missing = [n for n in REQUIRED if n not in figs.samples]
+        header = (
+            f"seoblog performance, {CORES} cores, "
+            f"{'quick: 1 round' if args.quick else f'{args.rounds} interleaved rounds, median'}; "
+            f"load average {load0:.1f} → {os.getloadavg()[0]:.1f} (a shared machine is noisy); "
+            f"{time.perf_counter() - began:.0f} s"
+        )
+        sys.stdout.write(as_table(rows, header) + "\n")
+        if missing and not args.only:
+            sys.stdout.write(f"\nmissing: {', '.join(missing)}\n")
+
+
+if __name__ == "__main__":
+    main()
