@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+
 from seoblog_contracts import (
     JobProgress,
     PageCrawled,
@@ -12,12 +16,50 @@ from seoblog_contracts import (
     stage_event_id,
 )
 from seoblog_runtime import Parts
-from seoblog_runtime.llm import Llm
+from seoblog_runtime.llm import Llm, LlmResult, estimate_tokens
 
 from .detect import detect_language
 from .settings import Settings
-from .store import PgTranslationStore
+from .store import PgTranslationStore, SegmentLedger
 from .translate import translate_document
+
+log = logging.getLogger("translator.handlers")
+
+
+PROGRESS_STEP = 10
+
+
+class Recorder:
+    """The job's segment calls in the translator's store: an intent row before each call,
+    the answer the moment it arrives; attempts numbered per segment key."""
+
+    def __init__(
+        self, store: PgTranslationStore, llm: Llm, job_id: str, ledger: SegmentLedger
+    ) -> None:
+        self.store, self.llm, self.job_id = store, llm, job_id
+        self.next_attempt = dict(ledger.next_attempt)
+
+    async def begin(self, key: str, messages: list[dict[str, str]]) -> int:
+        attempt = self.next_attempt.get(key, 0)
+        self.next_attempt[key] = attempt + 1
+        if attempt:
+            log.warning(
+                "segment asked again; an earlier attempt may have been billed",
+                extra={"job_id": self.job_id, "attempt": attempt},
+            )
+        model = self.llm.settings.task_model
+        digest = hashlib.sha256(json.dumps(messages, ensure_ascii=False).encode()).hexdigest()
+        estimate = self.llm.usage(estimate_tokens(messages), 0, model=model)
+        await self.store.open_segment(self.job_id, key, attempt, model, digest, estimate)
+        return attempt
+
+    async def done(self, key: str, attempt: int, result: LlmResult) -> None:
+        await self.store.complete_segment(
+            self.job_id, key, attempt, result.text, result.usage, batched=result.batched
+        )
+
+    async def failed(self, key: str, attempt: int, error: BaseException) -> None:
+        await self.store.fail_segment(self.job_id, key, attempt, f"{type(error).__name__}: {error}")
 
 
 def same_language(a: str | None, b: str) -> bool:
@@ -47,23 +89,24 @@ class TranslatePage:
         elif self.llm is None:
             note = "no LLM configured: text passed through untranslated"
         else:
+            job_id = event.job_id
+            shown = [0]
 
             async def progress(done: int, total: int) -> None:
+                percent = int(100 * done / total)
+                if percent < shown[0] + PROGRESS_STEP and done < total:
+                    return  # coalesced: a step of 10 % or the last segment is worth an event
+                shown[0] = percent
                 await bus.publish(
                     JobProgress(
-                        job_id=event.job_id,
+                        job_id=job_id,
                         stage=Stage.TRANSLATE,
-                        percent=int(100 * done / total),
+                        percent=percent,
                         message=f"segment {done}/{total}",
                     )
                 )
 
-            job_id = event.job_id
-            model = self.llm.settings.task_model
-
-            async def record(key: str, text: str, usage: Usage, batched: bool) -> None:
-                await store.record_segment(job_id, key, model, usage, text, batched=batched)
-
+            ledger = await store.paid_segments(job_id)
             document = f"# {event.title}\n\n{event.text}"
             result = await translate_document(
                 document,
@@ -75,12 +118,13 @@ class TranslatePage:
                 max_tokens=self.settings.segment_tokens,
                 concurrency=self.settings.segment_concurrency,
                 on_segment=progress,
-                paid=await store.paid_segments(job_id),
-                record=record,
+                paid=ledger.done,
+                recorder=Recorder(store, self.llm, job_id, ledger),
                 low_priority=event.spec.priority == Priority.LOW,
             )
             first, _, rest = result.text.partition("\n\n")
-            title, text, usage = first.removeprefix("# ").strip() or event.title, rest, result.usage
+            title, text = first.removeprefix("# ").strip() or event.title, rest
+            usage = await store.job_usage(job_id)  # every call it made, now or before
             translated = True
             note = "; ".join(result.problems)
         out = TextTranslated(

@@ -1,9 +1,9 @@
-"""All SQL of the translator: the translation result of each job, and the segments each job
-paid the LLM for."""
+"""All SQL of the translator: the translation result of each job, and every segment call a job
+made, from its intent to its answer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from seoblog_contracts import TextTranslated, Usage
 from seoblog_runtime import Store, migrations_of
@@ -13,6 +13,12 @@ from seoblog_runtime import Store, migrations_of
 class PaidSegment:
     translation: str
     usage: Usage
+
+
+@dataclass
+class SegmentLedger:
+    done: dict[str, PaidSegment] = field(default_factory=dict)
+    next_attempt: dict[str, int] = field(default_factory=dict)
 
 
 class PgTranslationStore(Store):
@@ -44,43 +50,104 @@ class PgTranslationStore(Store):
             )
         return TextTranslated.model_validate_json(row)
 
-    async def paid_segments(self, job_id: str) -> dict[str, PaidSegment]:
-        """Segments this job already paid for, by segment key."""
+    async def paid_segments(self, job_id: str) -> SegmentLedger:
+        """What this job already did per segment key: the answered segments to reuse, and the
+        next attempt number of every key it began."""
         rows = await self.pool.fetch(
             """
-            SELECT segment_key, translation, prompt_tokens, completion_tokens, cost_usd
-            FROM segment_calls WHERE job_id = $1
+            SELECT segment_key, attempt, state, translation, prompt_tokens, completion_tokens,
+                   cost_usd
+            FROM segment_calls WHERE job_id = $1 ORDER BY attempt
             """,
             job_id,
         )
-        return {
-            row["segment_key"]: PaidSegment(
-                row["translation"],
-                Usage(
-                    prompt_tokens=row["prompt_tokens"],
-                    completion_tokens=row["completion_tokens"],
-                    calls=1,
-                    cost_usd=float(row["cost_usd"]),
-                ),
-            )
-            for row in rows
-        }
+        ledger = SegmentLedger()
+        for row in rows:
+            key = row["segment_key"]
+            ledger.next_attempt[key] = max(ledger.next_attempt.get(key, 0), row["attempt"] + 1)
+            if row["state"] == "done" and key not in ledger.done:
+                ledger.done[key] = PaidSegment(
+                    row["translation"],
+                    Usage(
+                        prompt_tokens=row["prompt_tokens"],
+                        completion_tokens=row["completion_tokens"],
+                        calls=1,
+                        cost_usd=float(row["cost_usd"]),
+                    ),
+                )
+        return ledger
 
-    async def record_segment(
-        self, job_id: str, key: str, model: str, usage: Usage, translation: str, *, batched: bool
+    async def open_segment(
+        self, job_id: str, key: str, attempt: int, model: str, prompt_hash: str, estimate: Usage
     ) -> None:
+        """The intent, written before the call: it counts at its estimate until the answer is
+        recorded (a process killed in between leaves it open)."""
         await self.pool.execute(
             """
-            INSERT INTO segment_calls (job_id, segment_key, model, prompt_tokens,
-                                       completion_tokens, cost_usd, batched, translation)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING
+            INSERT INTO segment_calls (job_id, segment_key, attempt, state, model, prompt_hash,
+                                       prompt_tokens, completion_tokens, cost_usd)
+            VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8)
             """,
             job_id,
             key,
+            attempt,
             model,
+            prompt_hash,
+            estimate.prompt_tokens,
+            estimate.completion_tokens,
+            estimate.cost_usd,
+        )
+
+    async def complete_segment(
+        self, job_id: str, key: str, attempt: int, translation: str, usage: Usage, *, batched: bool
+    ) -> None:
+        await self.pool.execute(
+            """
+            UPDATE segment_calls SET state = 'done', translation = $4, prompt_tokens = $5,
+                   completion_tokens = $6, cost_usd = $7, batched = $8, completed_at = now()
+            WHERE job_id = $1 AND segment_key = $2 AND attempt = $3
+            """,
+            job_id,
+            key,
+            attempt,
+            translation,
             usage.prompt_tokens,
             usage.completion_tokens,
             usage.cost_usd,
             batched,
-            translation,
+        )
+
+    async def fail_segment(self, job_id: str, key: str, attempt: int, error: str) -> None:
+        """No answer came (the provider refused or failed): nothing was billed."""
+        await self.pool.execute(
+            """
+            UPDATE segment_calls SET state = 'failed', error = $4, prompt_tokens = 0,
+                   completion_tokens = 0, cost_usd = 0, completed_at = now()
+            WHERE job_id = $1 AND segment_key = $2 AND attempt = $3 AND state = 'open'
+            """,
+            job_id,
+            key,
+            attempt,
+            error[:500],
+        )
+
+    async def job_usage(self, job_id: str) -> Usage:
+        """What this job's segment calls cost: answered ones at their real usage, ones left open
+        by a killed or cancelled attempt (maybe billed) at their estimate, counted apart."""
+        row = await self.pool.fetchrow(
+            """
+            SELECT count(*) AS calls, count(*) FILTER (WHERE state = 'open') AS unconfirmed,
+                   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+                   coalesce(sum(completion_tokens), 0) AS completion_tokens,
+                   coalesce(sum(cost_usd), 0) AS cost_usd
+            FROM segment_calls WHERE job_id = $1 AND state <> 'failed'
+            """,
+            job_id,
+        )
+        return Usage(
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            calls=row["calls"],
+            cost_usd=round(float(row["cost_usd"]), 8),
+            unconfirmed_calls=row["unconfirmed"],
         )

@@ -10,10 +10,11 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from seoblog_contracts import Usage
 from seoblog_runtime import Cache
-from seoblog_runtime.llm import Llm
+from seoblog_runtime.llm import Llm, LlmResult
 
 from .segment import join_segments, protect, restore, split_segments, structure_signature
 from .store import PaidSegment
@@ -27,7 +28,17 @@ SYSTEM_PROMPT = (
     "unchanged. Reply with the translation only."
 )
 
-RecordSegment = Callable[[str, str, Usage, bool], Awaitable[None]]
+
+class SegmentRecorder(Protocol):
+    """Where a job's segment calls are recorded: the intent before the call, then its answer
+    (or that no answer came)."""
+
+    async def begin(self, key: str, messages: list[dict[str, str]]) -> int:
+        """Write the intent; returns its attempt number."""
+
+    async def done(self, key: str, attempt: int, result: LlmResult) -> None: ...
+
+    async def failed(self, key: str, attempt: int, error: BaseException) -> None: ...
 
 
 def segment_key(segment: str, target: str, model: str, prompt_version: str) -> str:
@@ -74,10 +85,13 @@ async def translate_document(
     concurrency: int,
     on_segment: Callable[[int, int], Awaitable[None]],
     paid: dict[str, PaidSegment] | None = None,
-    record: RecordSegment | None = None,
+    recorder: SegmentRecorder | None = None,
     low_priority: bool = False,
 ) -> Translation:
-    """Translate `text`; usage counts the segments this job paid for (now or before)."""
+    """Translate `text`; usage counts the segments this job paid for (now or before).
+
+    When a segment fails, the others are cancelled and awaited before the error goes up, so
+    whatever they hold (the gate, a breaker probe, a cache lock) is released first."""
     segments = split_segments(text, max_tokens=max_tokens)
     paid = paid or {}
     out = Translation(text="", segments=len(segments))
@@ -85,27 +99,37 @@ async def translate_document(
     gate = asyncio.Semaphore(concurrency)
     model = llm.settings.task_model
     system = SYSTEM_PROMPT.format(target=target)
+    reused: set[str] = set()
 
     async def one(segment: str) -> str:
         nonlocal done
         protected, mapping = protect(segment, glossary)
         key = segment_key(protected, target, model, prompt_version)
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": protected}]
 
         async def call() -> bytes:
-            result = await llm.complete(
-                [{"role": "system", "content": system}, {"role": "user", "content": protected}],
-                purpose="translate",
-                expected_tokens=len(protected) // 3 + 16,
-                low_priority=low_priority,
-            )
-            if record is not None:
-                await record(key, result.text, result.usage, result.batched)
+            attempt = await recorder.begin(key, messages) if recorder is not None else 0
+            try:
+                result = await llm.complete(
+                    messages,
+                    purpose="translate",
+                    expected_tokens=len(protected) // 3 + 16,
+                    low_priority=low_priority,
+                )
+            except Exception as exc:  # no answer: not billed (a cancel leaves the intent open)
+                if recorder is not None:
+                    await recorder.failed(key, attempt, exc)
+                raise
+            if recorder is not None:  # paid for: record it even if this task is cancelled now
+                await asyncio.shield(recorder.done(key, attempt, result))
             out.usage = out.usage + result.usage
             out.calls_made += 1
             return json.dumps({"text": result.text}).encode()
 
         if (before := paid.get(key)) is not None:  # this job paid for it on an earlier delivery
-            out.usage = out.usage + before.usage
+            if key not in reused:  # a segment repeated in the text was paid for once
+                reused.add(key)
+                out.usage = out.usage + before.usage
             translated = before.translation
         else:
             async with gate:
@@ -120,6 +144,7 @@ async def translate_document(
     except BaseException:
         for task in tasks:  # one segment failed the job: stop paying for the others
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # and let them let go
         raise
     out.text = join_segments(list(pieces))
     out.problems = check_translation(text, out.text, glossary)
