@@ -1,5 +1,5 @@
 """The background evaluation: every `evaluate_every_s`, refresh the gauges read from the store
-and from JetStream, fire or resolve the failure rate alert, and prune old event ids."""
+and from JetStream, and fire or resolve the failure rate alert."""
 
 from __future__ import annotations
 
@@ -51,7 +51,6 @@ class Evaluator:
         """One round; a failing step is logged and retried next round, never fatal."""
         try:
             self.metrics.set_jobs(await self.store.job_counts())
-            await self.store.prune_seen_events(self.settings.stream_max_age_s)
         except Exception:
             log.warning("reading the store failed", exc_info=True)
         if not await self.bus.ping():  # not connected yet, or NATS is away

@@ -1,4 +1,5 @@
-"""The monitor's one subscriber: every pipeline event, recorded once, turned into figures."""
+"""The monitor's one subscriber: pipeline events in batches, folded into job states (one
+transaction per batch) and turned into figures."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from seoblog_contracts import (
 from seoblog_runtime import Parts
 
 from .metrics import MonitorMetrics
-from .pipeline import observe, transition_of
+from .pipeline import RecentIds, earliest_per_state, observe_new, transition_of
 from .store import PgMonitorStore
 
 AnyEvent = Annotated[
@@ -38,16 +39,21 @@ AnyEvent = Annotated[
 
 
 def register(parts: Parts[PgMonitorStore], metrics: MonitorMetrics) -> None:
-    """Consume every subject of the stream (`<root>.>`) on one durable consumer."""
+    """Consume every subject of the stream (`<root>.>`) on one durable batch consumer."""
     store = parts.store
+    recent = RecentIds()
 
-    async def observe_event(event: AnyEvent) -> None:
-        transition = transition_of(event)
-        recorded = await store.record(event.event_id, event.type, transition)
-        if not recorded.new_event:
-            return
-        metrics.events.labels(event.type).inc()
-        if transition is not None and recorded.new_state:
-            metrics.observe(transition, observe(transition.state, recorded.times))
+    async def observe_events(events: list[AnyEvent]) -> None:
+        transitions = earliest_per_state(
+            t for t in (transition_of(event) for event in events) if t is not None
+        )
+        recorded = await store.record_batch(transitions)
+        for transition, observation in observe_new(recorded.new, recorded.times):
+            metrics.observe(transition, observation)
+        for event in events:
+            if recent.add(event.event_id):
+                metrics.events.labels(event.type).inc()
 
-    parts.bus.consume(parts.bus.subjects.all, "monitor-observe_event", AnyEvent, observe_event)
+    parts.bus.consume_batch(
+        parts.bus.subjects.all, "monitor-observe_event", AnyEvent, observe_events
+    )

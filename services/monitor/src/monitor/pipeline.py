@@ -1,9 +1,10 @@
 """Pure pipeline rules: which job state an event means, and which stage latencies and
-terminal outcomes a newly recorded state adds to the figures."""
+terminal outcomes newly recorded states add to the figures (one event or a batch at a time)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -106,3 +107,58 @@ def observe(state: JobState, times: Mapping[JobState, datetime]) -> Observation:
         latencies=[(name, seconds) for name, seconds in latencies if seconds >= 0],
         finished=state if state.terminal and not terminal_before else None,
     )
+
+
+def earliest_per_state(transitions: Iterable[Transition]) -> list[Transition]:
+    """One transition per job and state, the earliest, in the order they first appear.
+
+    A state's time is its earliest event (progress 0% before 100%, whatever order they are
+    handled in), so a batch needs to record only that one.
+    """
+    first: dict[tuple[str, JobState], Transition] = {}
+    for transition in transitions:
+        key = (transition.job_id, transition.state)
+        if key not in first or transition.at < first[key].at:
+            first[key] = transition
+    return list(first.values())
+
+
+def observe_new(
+    new: Sequence[Transition], times: Mapping[str, Mapping[JobState, datetime]]
+) -> list[tuple[Transition, Observation]]:
+    """What the states recorded new in one batch add, each latency counted exactly once.
+
+    `times` holds every state of each job after the batch. The new states of one job are
+    observed one after another, each seeing the job's older states and those observed
+    before it, as if they had been recorded one at a time.
+    """
+    unseen: dict[str, set[JobState]] = {}
+    for transition in new:
+        unseen.setdefault(transition.job_id, set()).add(transition.state)
+    observed = []
+    for transition in new:
+        pending = unseen[transition.job_id]
+        pending.discard(transition.state)
+        job_times = times.get(transition.job_id, {})
+        visible = {state: at for state, at in job_times.items() if state not in pending}
+        visible[transition.state] = job_times.get(transition.state, transition.at)
+        observed.append((transition, observe(transition.state, visible)))
+    return observed
+
+
+class RecentIds:
+    """The last `size` event ids seen by this process: a redelivery is counted once."""
+
+    def __init__(self, size: int = 65_536) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, event_id: str) -> bool:
+        """True the first time `event_id` is seen (among the last `size`)."""
+        if event_id in self._ids:
+            self._ids.move_to_end(event_id)
+            return False
+        self._ids[event_id] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return True

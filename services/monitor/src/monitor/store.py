@@ -1,4 +1,4 @@
-"""All SQL of the monitor: job state timestamps, seen event ids and alert history, and the
+"""All SQL of the monitor: when each job entered each state, and alert history, and the
 figures computed from them, so they hold across restarts and replicas."""
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ Announce = Callable[[int], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Recorded:
-    """What recording an event changed: nothing at all for a redelivery."""
+    """What recording a batch changed: the states that are new, and every state's time of
+    the jobs that have one (nothing for a redelivered batch)."""
 
-    new_event: bool
-    new_state: bool = False
-    times: dict[JobState, datetime] = field(default_factory=dict)
+    new: list[Transition] = field(default_factory=list)
+    times: dict[str, dict[JobState, datetime]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,52 +47,51 @@ class PgMonitorStore(Store):
     def __init__(self, database_url: str, schema: str, pool_max: int = 10) -> None:
         super().__init__(database_url, schema, migrations_of(__file__), pool_max=pool_max)
 
-    async def record(
-        self, event_id: str, event_type: str, transition: Transition | None
-    ) -> Recorded:
-        """Remember an event once; with a transition, also the job's state and all its times.
+    async def record_batch(self, transitions: list[Transition]) -> Recorded:
+        """Record job states in one transaction; `transitions` has one per job and state.
 
-        The job is locked for the transaction so, of two states recorded at once, the second
-        sees the first (each latency is then observed exactly once).
+        A state keeps its earliest time. The batch's jobs are locked (in one order, so two
+        replicas cannot deadlock) so that, of two batches touching a job at once, the second
+        sees the first: each latency is then observed exactly once.
         """
+        if not transitions:
+            return Recorded()
+        jobs = sorted({t.job_id for t in transitions})
         async with self.pool.acquire() as conn, conn.transaction():
-            new_event = await conn.fetchval(
-                "INSERT INTO seen_events (event_id, type) VALUES ($1, $2)"
-                " ON CONFLICT DO NOTHING RETURNING true",
-                event_id,
-                event_type,
-            )
-            if not new_event:
-                return Recorded(new_event=False)
-            if transition is None:
-                return Recorded(new_event=True)
             await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+                "SELECT pg_advisory_xact_lock(hashtext($1), hashtext(job_id))"
+                " FROM (SELECT job_id FROM unnest($2::text[]) AS j(job_id) ORDER BY job_id) s",
                 self.schema,
-                transition.job_id,
+                jobs,
             )
-            # A state's time is its earliest event (progress 0% before 100%, whatever order
-            # they are handled in); only a new row counts as news for the live figures.
-            new_state = await conn.fetchval(
+            # xmax = 0 only for a row this statement inserted: the state is news.
+            rows = await conn.fetch(
                 "INSERT INTO job_states AS j (job_id, state, rank, at, stage, code)"
-                " VALUES ($1, $2, $3, $4, $5, $6)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[],"
+                "                      $4::timestamptz[], $5::text[], $6::text[])"
                 " ON CONFLICT (job_id, state) DO UPDATE"
                 "   SET at = EXCLUDED.at, stage = EXCLUDED.stage, code = EXCLUDED.code"
                 "   WHERE EXCLUDED.at < j.at"
-                " RETURNING xmax = 0",
-                transition.job_id,
-                transition.state.value,
-                transition.rank,
-                transition.at,
-                transition.stage,
-                transition.code,
+                " RETURNING job_id, state, xmax = 0 AS inserted",
+                [t.job_id for t in transitions],
+                [t.state.value for t in transitions],
+                [t.rank for t in transitions],
+                [t.at for t in transitions],
+                [t.stage for t in transitions],
+                [t.code for t in transitions],
             )
-            if not new_state:
-                return Recorded(new_event=True)
-            rows = await conn.fetch(
-                "SELECT state, at FROM job_states WHERE job_id = $1", transition.job_id
+            inserted = {(r["job_id"], r["state"]) for r in rows if r["inserted"]}
+            new = [t for t in transitions if (t.job_id, t.state.value) in inserted]
+            if not new:
+                return Recorded()
+            states = await conn.fetch(
+                "SELECT job_id, state, at FROM job_states WHERE job_id = ANY($1::text[])",
+                sorted({t.job_id for t in new}),
             )
-        return Recorded(True, True, {JobState(r["state"]): r["at"] for r in rows})
+        times: dict[str, dict[JobState, datetime]] = {}
+        for r in states:
+            times.setdefault(r["job_id"], {})[JobState(r["state"])] = r["at"]
+        return Recorded(new, times)
 
     async def job_counts(self) -> dict[str, int]:
         """Jobs by current state: the first terminal state, else the furthest stage reached."""
@@ -198,11 +197,3 @@ class PgMonitorStore(Store):
             alert,
         )
         return [dict(r) for r in rows]
-
-    async def prune_seen_events(self, older_than_s: float) -> int:
-        """Forget event ids that can no longer be redelivered (older than the stream keeps)."""
-        status = await self.pool.execute(
-            "DELETE FROM seen_events WHERE seen_at < now() - make_interval(secs => $1)",
-            older_than_s,
-        )
-        return int(status.split()[-1])
