@@ -8,7 +8,7 @@ from seoblog_contracts import PostGenerated, SeoReport, Usage, new_event_id
 
 
 async def publish_post(gateway, jobs, bus, **overrides: object) -> PostGenerated:
-    job = await jobs.submit(gateway)
+    job = await jobs.submit(gateway, max_age=0)  # the same request each time: no cached result
     values: dict = {
         "job_id": job["id"],
         "post_id": new_event_id(),

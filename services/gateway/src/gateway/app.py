@@ -18,9 +18,11 @@ from seoblog_runtime import add_ops_routes, build_parts
 
 from . import errors
 from .auth import Authenticator
-from .handlers import register
+from .deps import Gateway
+from .handlers import Counters, register
 from .limits import BodyLimit, KeyFromQuery, RateLimitHeaders, RejectNul
 from .live import LiveHub
+from .relay import Relay
 from .routes import jobs, keys, posts, web
 from .settings import Settings
 from .snapshots import JobCache
@@ -48,8 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     hub = LiveHub(parts.bus, on_snapshot=jobs_cache.update)
     webhooks = Webhooks(settings, parts.store)
     auth = Authenticator(settings, parts.store)
-    register(parts, jobs_cache, hub, webhooks)
-    parts.registry.register(_GatewayCollector(hub, webhooks))
+    relay = Relay(settings, parts.store, parts.bus)
+    counters = register(parts, jobs_cache, hub, webhooks)
+    parts.registry.register(_GatewayCollector(hub, webhooks, relay, counters))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -57,11 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await auth.start(parts.cache.redis, settings.cache_prefix)
             await hub.start()
             await webhooks.start()
+            await relay.start()
             restore_signals = _close_live_on_signals(hub)
             try:
                 yield
             finally:
                 restore_signals()
+                await relay.stop()
                 await webhooks.stop()
                 await hub.stop()
 
@@ -78,6 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.jobs = jobs_cache
     app.state.webhooks = webhooks
     app.state.auth = auth
+    app.state.relay = relay
+    app.state.counters = counters
+    app.state.gateway = Gateway(parts, settings, jobs_cache, hub, webhooks, relay)
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(posts.router)
@@ -126,8 +134,8 @@ def _close_live_on_signals(hub: LiveHub) -> Callable[[], None]:
 
 
 class _GatewayCollector(Collector):
-    def __init__(self, hub: LiveHub, webhooks: Webhooks) -> None:
-        self.hub, self.webhooks = hub, webhooks
+    def __init__(self, hub: LiveHub, webhooks: Webhooks, relay: Relay, counters: Counters) -> None:
+        self.hub, self.webhooks, self.relay, self.counters = hub, webhooks, relay, counters
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         yield GaugeMetricFamily(
@@ -141,3 +149,13 @@ class _GatewayCollector(Collector):
         for outcome, value in self.webhooks.stats.items():
             deliveries.add_metric([outcome], value)
         yield deliveries
+        yield CounterMetricFamily(
+            "seoblog_gateway_unknown_job_events",
+            "Events for jobs the gateway does not know: ignored and dead-lettered",
+            value=self.counters.unknown_job,
+        )
+        yield CounterMetricFamily(
+            "seoblog_gateway_relay_republished",
+            "Submitted events the relay published again after no confirmation",
+            value=self.relay.republished,
+        )

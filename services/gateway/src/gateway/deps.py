@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request, Security
@@ -18,13 +19,31 @@ from .store import PgJobStore
 
 if TYPE_CHECKING:
     from .live import LiveHub
+    from .relay import Relay
     from .webhooks import Webhooks
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """Everything a route may need, in one dependency (each dependency costs per request)."""
+
+    parts: Parts[PgJobStore]
+    settings: Settings
+    jobs: JobCache
+    hub: LiveHub
+    webhooks: Webhooks
+    relay: Relay
 
 
 # Dependencies are coroutines: FastAPI runs plain functions in a thread pool, per request.
 async def get_parts(request: Request) -> Parts[PgJobStore]:
     parts: Parts[PgJobStore] = request.app.state.parts
     return parts
+
+
+async def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
 
 
 async def get_settings(request: Request) -> Settings:
@@ -47,6 +66,7 @@ async def get_webhooks(request: Request) -> Webhooks:
     return webhooks
 
 
+AppDep = Annotated[Gateway, Depends(get_gateway)]
 PartsDep = Annotated[Parts[PgJobStore], Depends(get_parts)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 HubDep = Annotated["LiveHub", Depends(get_hub)]

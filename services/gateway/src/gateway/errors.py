@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -57,6 +58,29 @@ _HTTP_CODES = {
 }
 
 
+# A database that cannot be reached (down, restarting, refusing connections, a pool that
+# cannot hand out a connection in time): the request may succeed later, so 503, not 500.
+_DATABASE_DOWN = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    # What asyncpg raises on a connection the server dropped mid-conversation.
+    asyncpg.InternalClientError,
+)
+RETRY_AFTER_S = "2"
+
+
+def unavailable(exc: BaseException) -> bool:
+    """A dependency is down (rather than our code being wrong)."""
+    if isinstance(exc, _DATABASE_DOWN):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc).lower()
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -73,7 +97,28 @@ def install(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return error_response(exc.status_code, code, str(exc.detail))
 
+    async def dependency_down(_: Request, exc: Exception) -> JSONResponse:
+        if not unavailable(exc):
+            raise exc  # a real bug: the 500 handler below logs it
+        return _database_unavailable(exc)
+
+    # Handled where the route runs (not re-raised to the server, unlike the catch-all).
+    for kind in (*_DATABASE_DOWN, asyncpg.InterfaceError):
+        app.add_exception_handler(kind, dependency_down)
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if unavailable(exc):  # raised outside the routes (a middleware)
+            return _database_unavailable(exc)
         log.exception("unhandled error")
         return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+def _database_unavailable(exc: Exception) -> JSONResponse:
+    log.warning("database unavailable", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+    return error_response(
+        503,
+        "database_unavailable",
+        "The database is unavailable; please retry.",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )

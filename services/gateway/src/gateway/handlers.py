@@ -1,22 +1,23 @@
-"""Subscribers: project job events onto the jobs read model, keep finished posts, and pass each
-change on to live clients and, when a job ends, to its webhook."""
+"""Subscribers: project job events onto the jobs read model a batch at a time, keep finished
+posts, and pass each change on to live clients and, when a job ends, to its webhook."""
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from seoblog_contracts import (
+    Event,
     JobCancelled,
     JobFailed,
     JobProgress,
-    JobState,
     JobSubmitted,
     PostGenerated,
 )
-from seoblog_runtime import Parts
+from seoblog_runtime import Bus, Parts
 
 from .live import LiveHub
 from .snapshots import JobCache
@@ -28,7 +29,15 @@ log = logging.getLogger("gateway.handlers")
 JobEvent = Annotated[
     JobSubmitted | JobProgress | JobFailed | JobCancelled, Field(discriminator="type")
 ]
-_ENDING = (JobFailed, JobCancelled, PostGenerated)
+BatchHandler = Callable[[list[Any]], Awaitable[None]]
+
+
+class Counters:
+    """What the projection skipped, for /metrics."""
+
+    def __init__(self) -> None:
+        self.unknown_job = 0
+        self.cancelled_posts = 0
 
 
 async def announce(
@@ -45,26 +54,66 @@ async def announce(
     await webhooks.enqueue(snapshot)
 
 
-def register(parts: Parts[PgJobStore], jobs: JobCache, hub: LiveHub, webhooks: Webhooks) -> None:
-    store, subjects = parts.store, parts.bus.subjects
+def consume_batch(
+    bus: Bus, subject: str, durable: str, event_type: Any, handler: BatchHandler
+) -> None:
+    """bus.consume_batch, or one event at a time in stream order where the bus lacks it."""
+    batched = getattr(bus, "consume_batch", None)
+    if batched is not None:
+        batched(subject, durable, event_type, handler)
+        return
 
-    async def project_job(event: JobSubmitted | JobProgress | JobFailed | JobCancelled) -> None:
-        changed = await store.apply(event)
-        if changed or isinstance(event, _ENDING):
-            await announce(jobs, hub, webhooks, event.job_id, changed=changed)
+    async def one(event: Event) -> None:
+        await handler([event])
 
-    async def project_post(event: PostGenerated) -> None:
-        if await store.job_state(event.job_id) == JobState.CANCELLED:
-            log.info("post of a cancelled job not kept")
-            return
-        await store.save_post(event)  # the post first, so a completed job always has it
-        changed = await store.apply(event)
-        await announce(jobs, hub, webhooks, event.job_id, changed=changed)
+    bus.consume(subject, durable, event_type, one, concurrency=1)
+
+
+def register(
+    parts: Parts[PgJobStore], jobs: JobCache, hub: LiveHub, webhooks: Webhooks
+) -> Counters:
+    store, bus, subjects = parts.store, parts.bus, parts.bus.subjects
+    counters = Counters()
+
+    async def project(events: Sequence[Event]) -> None:
+        # The gateway wrote each submitted job's row itself: its own event moves nothing.
+        result = await store.project([e for e in events if not isinstance(e, JobSubmitted)])
+        if result.unknown:
+            counters.unknown_job += len(result.unknown)
+            await _dead_letter_unknown(bus, result.unknown)
+        if result.dropped_posts:
+            counters.cancelled_posts += result.dropped_posts
+            log.info("post of a cancelled job not kept", extra={"count": result.dropped_posts})
+        for job_id in sorted(result.changed | result.ended):
+            await announce(jobs, hub, webhooks, job_id, changed=job_id in result.changed)
 
     # In stream order, so a job's history lists its states as they happened.
-    parts.bus.consume(
-        f"{subjects.root}.job.>", "gateway-project_job", JobEvent, project_job, concurrency=1
-    )
-    parts.bus.consume(
-        subjects.of(PostGenerated), "gateway-project_post", PostGenerated, project_post
-    )
+    consume_batch(bus, f"{subjects.root}.job.>", "gateway-project_job", JobEvent, project)
+    consume_batch(bus, subjects.of(PostGenerated), "gateway-project_post", PostGenerated, project)
+    return counters
+
+
+async def _dead_letter_unknown(bus: Bus, events: list[Event]) -> None:
+    """Events for jobs the gateway never created (an outsider's, or a lost submit's) change
+    nothing; a copy goes to the DLQ with reason `unknown_job` for whoever looks."""
+    for event in events:
+        log.warning(
+            "event for an unknown job dead-lettered",
+            extra={"job_id": event.job_id, "event_type": type(event).__name__},
+        )
+        subject = bus.subjects.of(event)
+        try:
+            await bus.js.publish(
+                bus.subjects.dlq(subject),
+                event.model_dump_json().encode(),
+                timeout=10,
+                stream=bus.subjects.dlq_stream,
+                headers={
+                    "Nats-Msg-Id": f"dlq:gateway-project:{event.event_id}",
+                    "Seoblog-Dlq-Reason": "unknown_job",
+                    "Seoblog-Dlq-Consumer": "gateway-project",
+                    "Seoblog-Dlq-Subject": subject,
+                },
+            )
+        except Exception:  # counted and logged: the event changed nothing either way
+            log.warning("unknown-job event not copied to the DLQ", exc_info=True)

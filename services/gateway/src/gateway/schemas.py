@@ -60,8 +60,19 @@ class JobRequest(JobSpec, NoNul):
         description="POSTed a signed webhook when the job completes, fails or is cancelled",
     )
 
+    max_age: float | None = Field(
+        None,
+        ge=0,
+        le=365 * 86400,
+        description="seconds: reuse the post of an identical request (same URL, keywords, "
+        "language and length) that completed at most this long ago, instead of running the "
+        "pipeline; the job is then created `completed` with `cached_from` set. 0 always "
+        "runs the pipeline; unset uses the server's default (GATEWAY_RESULT_CACHE_MAX_AGE_S)",
+        examples=[3600],
+    )
+
     def spec(self) -> JobSpec:
-        return JobSpec.model_validate(self.model_dump(exclude={"callback_url"}))
+        return JobSpec.model_validate(self.model_dump(exclude={"callback_url", "max_age"}))
 
 
 class BatchRequest(BaseModel):
@@ -131,6 +142,7 @@ JOB_EXAMPLE: dict[str, Any] = {
     "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
     "callback_url": None,
     "post_id": None,
+    "cached_from": None,
     "post": None,
     "links": {"self": f"/v1/jobs/{JOB_ID}", "events": f"/v1/jobs/{JOB_ID}/events", "post": None},
 }
@@ -152,6 +164,11 @@ class Job(BaseModel):
     callback_url: str | None = None
     post_id: str | None = None
     post: PostSummary | None = None
+    cached_from: str | None = Field(
+        None,
+        description="set when the result came from the result cache: the job that made the "
+        "post this job has a copy of (see `max_age`)",
+    )
     links: dict[str, str | None]
 
     @classmethod
@@ -170,6 +187,7 @@ class Job(BaseModel):
             trace_id=row["trace_id"],
             callback_url=row.get("callback_url"),
             post_id=row["post_id"],
+            cached_from=row.get("cached_from"),
             post=None
             if post is None
             else PostSummary(

@@ -27,6 +27,22 @@ class Settings(ServiceSettings):
     status_cache_ttl_s: float = Field(
         2.0, ge=0, description="job status kept in process; changes refresh it at once"
     )
+    publish_timeout_s: float = Field(
+        5.0, gt=0, description="wait this long for the stream to confirm a submitted job"
+    )
+    relay_after_s: float = Field(
+        10.0,
+        gt=0,
+        description="a queued job whose event the stream has not confirmed by then is "
+        "published again (same event id, so the stream keeps one)",
+    )
+    relay_interval_s: float = Field(1.0, gt=0, description="how often the relay looks")
+    result_cache_max_age_s: float = Field(
+        86400.0,
+        ge=0,
+        description="default `max_age` of a request: reuse the post of an identical request "
+        "that completed within this many seconds (0: never)",
+    )
     live_heartbeat_s: float = Field(15.0, gt=0, description="SSE and WebSocket heartbeat")
     webhook_secret: SecretStr | None = Field(
         None, description="HMAC key for webhooks; empty: generated once and kept in the DB"

@@ -4,20 +4,39 @@ search, API keys, idempotency keys, webhook deliveries and the gateway's own sec
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from seoblog_contracts import Event, JobFailed, JobProgress, JobSpec, JobState, PostGenerated
+from seoblog_contracts import (
+    Event,
+    JobCancelled,
+    JobFailed,
+    JobProgress,
+    JobSpec,
+    JobState,
+    PostGenerated,
+)
 from seoblog_runtime import Store, migrations_of
 
 from .projection import advance, state_of
 
+DONE_PROGRESS = {"stage": "generate", "percent": 100, "message": "done"}
+
 
 class IdempotencyConflict(Exception):
     """The idempotency key was used before with a different request body."""
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    """A result-cache hit: the job whose result is reused, and the new job's copy of its post."""
+
+    source_job_id: str
+    post: PostGenerated
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,46 @@ class NewJob:
     trace_id: str | None
     owner: str | None = None
     callback_url: str | None = None
+    request_key: str | None = None
+    publish_after_s: float = 10.0  # the relay republishes the event if not confirmed by then
+    cached: CachedResult | None = None
+
+
+@dataclass
+class Projected:
+    """What projecting a batch did: jobs that changed, jobs that got an ending event, events
+    of unknown jobs, posts of cancelled jobs not kept."""
+
+    changed: set[str] = field(default_factory=set)
+    ended: set[str] = field(default_factory=set)
+    unknown: list[Event] = field(default_factory=list)
+    dropped_posts: int = 0
+
+
+@dataclass
+class _Change:
+    """One job's row as a batch moves it."""
+
+    state: JobState
+    changed: bool = False
+    error: str | None = None
+    post_id: str | None = None
+    progress: str | None = None
+
+    def move(self, event: Event, state: JobState) -> None:
+        self.state, self.changed = state, True
+        if isinstance(event, JobFailed):
+            self.error = json.dumps(
+                {
+                    "code": event.code,
+                    "message": event.message,
+                    "stage": str(event.stage),
+                    "retryable": event.retryable,
+                }
+            )
+        if isinstance(event, PostGenerated):
+            self.post_id = event.post_id
+            self.progress = json.dumps(DONE_PROGRESS)
 
 
 @dataclass(frozen=True)
@@ -50,20 +109,8 @@ class PgJobStore(Store):
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    async def create_job(
-        self,
-        job_id: str,
-        spec: JobSpec,
-        event_id: str,
-        at: datetime,
-        trace_id: str | None,
-        *,
-        owner: str | None = None,
-        callback_url: str | None = None,
-    ) -> None:
-        await self._insert_job(
-            self.pool, NewJob(job_id, spec, event_id, at, trace_id, owner, callback_url)
-        )
+    async def create_job(self, job: NewJob) -> None:
+        await self._insert_job(self.pool, job)
 
     async def create_job_once(self, job: NewJob, key: str, body_hash: str) -> str | None:
         """Create the job under an idempotency key. None if created now; the original job's
@@ -96,93 +143,178 @@ class PgJobStore(Store):
         raise IdempotencyConflict  # pragma: no cover - only under pathological contention
 
     async def _insert_job(self, conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> None:
-        # One statement (one round trip), atomic on its own: the job and its first state.
+        # One statement (one round trip), atomic on its own: the job and its first state(s).
+        if job.cached is None:
+            await conn.execute(
+                "WITH j AS (INSERT INTO jobs (job_id, spec, state, trace_id, created_at,"
+                " updated_at, owner, callback_url, request_key, publish_due)"
+                " VALUES ($1, $2, 'queued', $3, $4, $4, $5, $6, $8,"
+                " $4::timestamptz + make_interval(secs => $9)) RETURNING job_id)"
+                " INSERT INTO job_history (event_id, job_id, state, at)"
+                " SELECT $7, job_id, 'queued', $4 FROM j",
+                job.job_id,
+                job.spec.model_dump_json(),
+                job.trace_id,
+                job.at,
+                job.owner,
+                job.callback_url,
+                job.event_id,
+                job.request_key,
+                job.publish_after_s,
+            )
+            return
+        # A result-cache hit: born completed with its own copy of the post, nothing to publish.
+        post = job.cached.post
         await conn.execute(
             "WITH j AS (INSERT INTO jobs (job_id, spec, state, trace_id, created_at, updated_at,"
-            " owner, callback_url) VALUES ($1, $2, 'queued', $3, $4, $4, $5, $6)"
-            " RETURNING job_id) INSERT INTO job_history (event_id, job_id, state, at)"
-            " SELECT $7, job_id, 'queued', $4 FROM j",
+            " owner, callback_url, request_key, post_id, cached_from, progress, version)"
+            " VALUES ($1, $2, 'completed', $3, $4, $4, $5, $6, $7, $8, $9, $10, 2)"
+            " RETURNING job_id),"
+            " h AS (INSERT INTO job_history (event_id, job_id, state, at)"
+            " SELECT e, job_id, s, $4 FROM j, unnest($11::text[], ARRAY['queued', 'completed'])"
+            " AS x(e, s))"
+            " INSERT INTO posts (post_id, job_id, title, language, event)"
+            " SELECT $8, job_id, $12, $13, $14 FROM j",
             job.job_id,
             job.spec.model_dump_json(),
             job.trace_id,
             job.at,
             job.owner,
             job.callback_url,
-            job.event_id,
+            job.request_key,
+            post.post_id,
+            job.cached.source_job_id,
+            json.dumps(DONE_PROGRESS),
+            [job.event_id, post.event_id],
+            post.title,
+            post.language,
+            post.model_dump_json(),
         )
 
-    async def discard_job(self, job_id: str) -> None:
-        """Forget a job that could not be queued, so a retry with its idempotency key works."""
-        await self.pool.execute("DELETE FROM jobs WHERE job_id = $1", job_id)
+    async def cached_result(self, request_key: str, max_age_s: float) -> tuple[str, str] | None:
+        """(job id, post event JSON) of the newest job that completed the same request
+        within `max_age_s`, not itself a cached copy (so an answer never outlives its age)."""
+        row = await self.pool.fetchrow(
+            "SELECT j.job_id, p.event FROM jobs j JOIN posts p ON p.post_id = j.post_id"
+            " WHERE j.request_key = $1 AND j.state = 'completed' AND j.cached_from IS NULL"
+            " AND j.updated_at >= now() - make_interval(secs => $2)"
+            " ORDER BY j.updated_at DESC LIMIT 1",
+            request_key,
+            max_age_s,
+        )
+        return None if row is None else (str(row["job_id"]), str(row["event"]))
+
+    # -- the submit relay ----------------------------------------------------------------------
+
+    async def mark_published(self, job_ids: list[str]) -> None:
+        """The stream confirmed these jobs' submitted events: the relay can forget them."""
+        await self.pool.execute(
+            "UPDATE jobs SET publish_due = NULL WHERE job_id = ANY($1::text[])"
+            " AND publish_due IS NOT NULL",
+            job_ids,
+        )
+
+    async def claim_unpublished(self, limit: int, lease_s: float) -> list[dict[str, Any]]:
+        """Jobs whose submitted event is overdue, leased to this replica for `lease_s`, with
+        what it takes to publish the same event again (its id from the queued history row).
+        Jobs that ended meanwhile (cancelled) are forgotten instead."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE jobs SET publish_due = NULL WHERE publish_due <= now()"
+                " AND state IN ('completed', 'failed', 'cancelled')"
+            )
+            rows = await conn.fetch(
+                "UPDATE jobs j SET publish_due = now() + make_interval(secs => $2)"
+                " FROM job_history h WHERE h.job_id = j.job_id AND h.state = 'queued'"
+                " AND j.job_id IN (SELECT job_id FROM jobs WHERE publish_due <= now()"
+                " ORDER BY publish_due LIMIT $1 FOR UPDATE SKIP LOCKED)"
+                " RETURNING j.job_id, j.spec, j.trace_id, h.event_id, h.at",
+                limit,
+                lease_s,
+            )
+        return [dict(r) for r in rows]
+
+    # -- the projection ------------------------------------------------------------------------
 
     async def apply(self, event: Event) -> bool:
         """Project one event onto its job; True if anything changed. Idempotent."""
-        announced = state_of(event)
-        if announced is None:
-            return False
+        return event.job_id in (await self.project([event])).changed
+
+    async def project(self, events: Sequence[Event]) -> Projected:
+        """Project a batch of events, in stream order, in one transaction. Idempotent.
+
+        Per job, events apply in order to its state under a row lock (forward-only, see
+        projection.advance); a batch's progress reports collapse to the latest that matches
+        the job's state, and each state change keeps its own history row. Events of jobs the
+        gateway does not know change nothing and are returned as `unknown`."""
+        moving = [(e, s) for e in events if (s := state_of(e)) is not None]
+        result = Projected()
+        if not moving:
+            return result
+        ids = sorted({e.job_id for e, _ in moving})
         async with self.pool.acquire() as conn, conn.transaction():
-            current = await conn.fetchval(
-                "SELECT state FROM jobs WHERE job_id = $1 FOR UPDATE", event.job_id
+            # In id order, so two transactions locking the same jobs cannot deadlock.
+            locked = await conn.fetch(
+                "SELECT job_id, state FROM jobs WHERE job_id = ANY($1::text[])"
+                " ORDER BY job_id FOR UPDATE",
+                ids,
             )
-            if current is None:
-                return False  # not one of ours (or not yet visible); nothing to project
-            new_state = advance(JobState(current), announced)
-            changed = False
-            if new_state is not None:
-                inserted = await conn.fetchval(
-                    "INSERT INTO job_history (event_id, job_id, state, at)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING event_id",
-                    event.event_id,
-                    event.job_id,
-                    new_state.value,
-                    event.occurred_at,
-                )
-                if inserted is not None:
-                    await self._set_state(conn, event, new_state)
-                    changed = True
-            if isinstance(event, JobProgress) and (new_state or JobState(current)) == announced:
-                await conn.execute(
-                    "UPDATE jobs SET progress = $2, updated_at = now(), version = version + 1"
-                    " WHERE job_id = $1",
-                    event.job_id,
-                    json.dumps(
+            jobs = {r["job_id"]: _Change(JobState(r["state"])) for r in locked}
+            history: list[tuple[str, str, str, datetime]] = []
+            posts: list[PostGenerated] = []
+            for event, announced in moving:
+                job = jobs.get(event.job_id)
+                if job is None:
+                    result.unknown.append(event)
+                    continue
+                if isinstance(event, JobFailed | JobCancelled | PostGenerated):
+                    result.ended.add(event.job_id)
+                if isinstance(event, PostGenerated):
+                    if job.state == JobState.CANCELLED:
+                        result.dropped_posts += 1
+                        continue
+                    posts.append(event)  # kept with the job's state change, so a
+                    # completed job always has its post
+                new_state = advance(job.state, announced)
+                if new_state is not None:
+                    history.append(
+                        (event.event_id, event.job_id, new_state.value, event.occurred_at)
+                    )
+                    job.move(event, new_state)
+                if isinstance(event, JobProgress) and job.state == announced:
+                    job.progress = json.dumps(
                         {
                             "stage": event.stage.value,
                             "percent": event.percent,
                             "message": event.message,
                         }
-                    ),
+                    )
+                    job.changed = True
+            if posts:
+                await conn.executemany(
+                    "INSERT INTO posts (post_id, job_id, title, language, event)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    [
+                        (p.post_id, p.job_id, p.title, p.language, p.model_dump_json())
+                        for p in posts
+                    ],
                 )
-                changed = True
-            return changed
-
-    async def _set_state(self, conn: asyncpg.Connection, event: Event, state: JobState) -> None:
-        error = None
-        if isinstance(event, JobFailed):
-            error = json.dumps(
-                {
-                    "code": event.code,
-                    "message": event.message,
-                    "stage": str(event.stage),
-                    "retryable": event.retryable,
-                }
-            )
-        post_id = event.post_id if isinstance(event, PostGenerated) else None
-        await conn.execute(
-            "UPDATE jobs SET state = $2, error = COALESCE($3::jsonb, error),"
-            " post_id = COALESCE($4, post_id), updated_at = now(), version = version + 1"
-            " WHERE job_id = $1",
-            event.job_id,
-            state.value,
-            error,
-            post_id,
-        )
-        if isinstance(event, PostGenerated):
-            await conn.execute(
-                "UPDATE jobs SET progress = $2 WHERE job_id = $1",
-                event.job_id,
-                json.dumps({"stage": "generate", "percent": 100, "message": "done"}),
-            )
+            if history:
+                await conn.executemany(
+                    "INSERT INTO job_history (event_id, job_id, state, at)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    history,
+                )
+            changed = [(i, j) for i, j in jobs.items() if j.changed]
+            if changed:
+                await conn.executemany(
+                    "UPDATE jobs SET state = $2, error = COALESCE($3::jsonb, error),"
+                    " post_id = COALESCE($4, post_id), progress = COALESCE($5::jsonb, progress),"
+                    " updated_at = now(), version = version + 1 WHERE job_id = $1",
+                    [(i, j.state.value, j.error, j.post_id, j.progress) for i, j in changed],
+                )
+        result.changed = {i for i, _ in changed}
+        return result
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
         """The job with its history (and post, when done), in one round trip."""

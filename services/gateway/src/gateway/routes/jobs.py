@@ -16,11 +16,22 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from seoblog_contracts import JobCancelled, JobState, JobSubmitted, new_event_id, stage_event_id
+from seoblog_contracts import (
+    JobCancelled,
+    JobSpec,
+    JobState,
+    JobSubmitted,
+    PostGenerated,
+    Usage,
+    new_event_id,
+    stage_event_id,
+    utcnow,
+)
+from seoblog_runtime import Parts
 from seoblog_telemetry import bind_job, current_trace_id
 
 from ..auth import Authenticator, Principal
-from ..deps import CanRead, CanWrite, HubDep, JobsDep, PartsDep, SettingsDep, WebhooksDep
+from ..deps import AppDep, CanRead, CanWrite, HubDep, JobsDep, PartsDep, SettingsDep, WebhooksDep
 from ..errors import ApiError, validation_details
 from ..handlers import announce
 from ..live import CLOSED, LiveHub, Snapshot
@@ -37,9 +48,9 @@ from ..schemas import (
     WebhookDeliveries,
     WebhookDelivery,
 )
+from ..settings import Settings
 from ..snapshots import JobCache, load_job
-from ..store import IdempotencyConflict, JobFilter, NewJob, PgJobStore
-from ..webhooks import Webhooks
+from ..store import CachedResult, IdempotencyConflict, JobFilter, NewJob, PgJobStore
 
 log = logging.getLogger("gateway.jobs")
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -70,23 +81,82 @@ IdempotencyKey = Annotated[
 ]
 
 
+def _bus_connected(parts: Parts[PgJobStore]) -> bool:
+    try:
+        return bool(parts.bus.nc.is_connected)
+    except Exception:  # not connected yet (start-up waits for NATS)
+        return False
+
+
+def request_key(spec: JobSpec) -> str:
+    """What identifies a result: everything in the spec that changes the post (not its
+    priority), normalized, hashed."""
+    fields = {
+        "url": str(spec.url),
+        "keywords": spec.keywords,
+        "target_language": spec.target_language.lower(),
+        "length": spec.length,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+async def _cached(
+    parts: Parts[PgJobStore], settings: Settings, request: JobRequest, key: str, job_id: str
+) -> CachedResult | None:
+    max_age = settings.result_cache_max_age_s if request.max_age is None else request.max_age
+    if max_age <= 0:
+        return None
+    hit = await parts.store.cached_result(key, max_age)
+    if hit is None:
+        return None
+    source = PostGenerated.model_validate_json(hit[1])
+    # The job's own copy: its ids, and no usage, since reusing the result cost nothing.
+    copy = source.model_copy(
+        update={
+            "event_id": new_event_id(),
+            "job_id": job_id,
+            "post_id": new_event_id(),
+            "occurred_at": utcnow(),
+            "usage": Usage(),
+        }
+    )
+    return CachedResult(hit[0], copy)
+
+
 async def _submit(
-    parts: PartsDep,
-    webhooks: Webhooks,
+    app: AppDep,
     who: Principal,
     request: JobRequest,
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     """Create and queue one job; (job, replayed) where replayed means an earlier request
-    with the same idempotency key created it."""
+    with the same idempotency key created it.
+
+    A submit is either queued or leaves nothing behind: with the bus known to be down,
+    nothing is written (503); once the row is written the job is queued, and an event the
+    stream does not confirm is published again by the relay."""
+    parts, settings, webhooks = app.parts, app.settings, app.webhooks
     callback = str(request.callback_url) if request.callback_url else None
     if callback:
         await webhooks.addresses.check(callback)
     spec = request.spec()
     job_id = new_event_id()
+    key = request_key(spec)
+    cached = await _cached(parts, settings, request, key, job_id)
+    if cached is None and not _bus_connected(parts):
+        raise _bus_unavailable()
     event = JobSubmitted(job_id=job_id, spec=spec)
     new = NewJob(
-        job_id, spec, event.event_id, event.occurred_at, current_trace_id(), who.key_id, callback
+        job_id,
+        spec,
+        event.event_id,
+        event.occurred_at,
+        current_trace_id(),
+        who.key_id,
+        callback,
+        request_key=key,
+        publish_after_s=settings.relay_after_s,
+        cached=cached,
     )
     store = parts.store
     with bind_job(job_id):
@@ -105,23 +175,25 @@ async def _submit(
                 assert found is not None
                 return found[0], True
         else:
-            await store.create_job(
-                job_id,
-                spec,
-                event.event_id,
-                event.occurred_at,
-                new.trace_id,
-                owner=who.key_id,
-                callback_url=callback,
+            await store.create_job(new)
+        if cached is not None:
+            log.info(
+                "job answered from the result cache", extra={"cached_from": cached.source_job_id}
             )
+            await announce(app.jobs, app.hub, webhooks, job_id, changed=True)
+            found = await app.jobs.get(job_id)
+            assert found is not None
+            return found[0], False
         try:
-            await parts.bus.publish(event)
-        except Exception as exc:
-            log.exception("could not publish the job")
-            await store.discard_job(job_id)
-            raise ApiError(
-                503, "bus_unavailable", "The job could not be queued; please retry."
-            ) from exc
+            await asyncio.wait_for(parts.bus.publish(event), settings.publish_timeout_s)
+        except Exception:
+            # It may have reached the stream; the job stays queued and the relay publishes it
+            # again under the same id (the stream keeps one), so a retry finds this job.
+            log.warning(
+                "submitted event not confirmed; the relay will publish it again", exc_info=True
+            )
+        else:
+            app.relay.confirmed(job_id)
         log.info("job submitted", extra={"url": str(spec.url)})
     # What the store now holds, without reading it back.
     row = {
@@ -141,6 +213,15 @@ async def _submit(
     return Job.from_row(row, None), False
 
 
+def _bus_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "bus_unavailable",
+        "The job queue is unavailable; nothing was created. Please retry.",
+        **{"Retry-After": "2"},
+    )
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
@@ -155,12 +236,11 @@ async def _submit(
 async def submit_job(
     request: JobRequest,
     who: CanWrite,
-    parts: PartsDep,
-    webhooks: WebhooksDep,
+    app: AppDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> Job:
-    job, replayed = await _submit(parts, webhooks, who, request, idempotency_key)
+    job, replayed = await _submit(app, who, request, idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if replayed:
         response.status_code = status.HTTP_200_OK
@@ -180,10 +260,9 @@ async def submit_job(
 async def submit_batch(
     batch: BatchRequest,
     who: CanWrite,
-    parts: PartsDep,
-    webhooks: WebhooksDep,
-    settings: SettingsDep,
+    app: AppDep,
 ) -> BatchResponse:
+    settings = app.settings
     if len(batch.jobs) > settings.max_batch:
         raise ApiError(
             422,
@@ -194,7 +273,7 @@ async def submit_batch(
     for index, item in enumerate(batch.jobs):
         try:
             request = JobRequest.model_validate(item)
-            job, _ = await _submit(parts, webhooks, who, request, None)
+            job, _ = await _submit(app, who, request, None)
             results.append(BatchItem(index=index, status=202, job=job))
         except ValidationError as exc:
             details = validation_details(exc.errors())
