@@ -41,6 +41,10 @@ class SegmentRecorder(Protocol):
     async def failed(self, key: str, attempt: int, error: BaseException) -> None: ...
 
 
+class _Skipped(Exception):
+    """A segment not sent because another one already failed the document."""
+
+
 def segment_key(segment: str, target: str, model: str, prompt_version: str) -> str:
     digest = hashlib.sha256(segment.encode()).hexdigest()
     return f"segment:{prompt_version}:{model}:{target}:{digest}"
@@ -90,8 +94,10 @@ async def translate_document(
 ) -> Translation:
     """Translate `text`; usage counts the segments this job paid for (now or before).
 
-    When a segment fails, the others are cancelled and awaited before the error goes up, so
-    whatever they hold (the gate, a breaker probe, a cache lock) is released first."""
+    When a segment fails, segments not yet sent are skipped, but calls already in flight run
+    to their answer and are recorded: the provider bills them either way, a redelivery reuses
+    them, and a half-open breaker's probe settles instead of being cancelled. The first error
+    goes up once every segment has let go. A cancel from outside cancels and awaits them all."""
     segments = split_segments(text, max_tokens=max_tokens)
     paid = paid or {}
     out = Translation(text="", segments=len(segments))
@@ -100,6 +106,7 @@ async def translate_document(
     model = llm.settings.task_model
     system = SYSTEM_PROMPT.format(target=target)
     reused: set[str] = set()
+    errors: list[BaseException] = []
 
     async def one(segment: str) -> str:
         nonlocal done
@@ -133,20 +140,31 @@ async def translate_document(
             translated = before.translation
         else:
             async with gate:
-                translated = json.loads(await cache.get_or_compute(key, call))["text"]
+                if errors:
+                    raise _Skipped  # the document has failed: send nothing more
+                try:
+                    translated = json.loads(await cache.get_or_compute(key, call))["text"]
+                except Exception as exc:
+                    errors.append(exc)  # before the gate lets the next segment in
+                    raise
         done += 1
         await on_segment(done, len(segments))
         return restore(translated, mapping)
 
     tasks = [asyncio.ensure_future(one(s)) for s in segments]
     try:
-        pieces = await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:  # one segment failed the job: stop paying for the others
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    except BaseException:  # cancelled from outside (shutdown, a cancelled job)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)  # and let them let go
+        await asyncio.gather(*tasks, return_exceptions=True)  # let them let go first
         raise
-    out.text = join_segments(list(pieces))
+    if errors:
+        raise errors[0]
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        raise failed[0]
+    out.text = join_segments([r for r in results if isinstance(r, str)])
     out.problems = check_translation(text, out.text, glossary)
     if out.problems:
         log.warning("translation check failed", extra={"problems": out.problems})
