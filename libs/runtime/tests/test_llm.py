@@ -1,14 +1,16 @@
 """The shared LLM client against the fake OpenAI-compatible server: retries, Retry-After,
 timeouts, the circuit breaker, shared rate limits, prices and streaming progress."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from seoblog_runtime import JobError
-from seoblog_runtime.llm import Llm, LlmServiceSettings, retry_after_of
+from seoblog_runtime.llm import Llm, LlmCollector, LlmServiceSettings, retry_after_of
 from seoblog_runtime.resilience import BreakerState
 from seoblog_testing import unique_name, wait_until
 
@@ -191,3 +193,129 @@ def test_retry_after_is_read_in_seconds_milliseconds_or_as_a_date():
     assert retry_after_of(Failure({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 0
     assert retry_after_of(Failure({})) is None
     assert retry_after_of(ValueError()) is None
+
+
+async def test_a_progress_report_that_times_out_never_costs_the_paid_answer(llm, fake_llm):
+    fake_llm.responder = lambda request: " ".join(f"word{i}" for i in range(200))
+    tried: list[int] = []
+
+    async def progress(percent: int) -> None:  # a NATS publish timing out, say
+        tried.append(percent)
+        raise TimeoutError("nats: timeout")
+
+    result = await llm.complete(HELLO, purpose="test", on_progress=progress, expected_tokens=50)
+    assert result.text.startswith("word0 word1")
+    assert len(fake_llm.requests) == 1  # not made twice
+    assert llm.stats.by_outcome == {"ok": 1}
+    await wait_until(lambda: tried)
+
+
+async def test_a_progress_report_that_hangs_does_not_hold_up_the_answer(llm, fake_llm):
+    fake_llm.responder = lambda request: " ".join(f"word{i}" for i in range(200))
+    release = asyncio.Event()
+
+    async def progress(percent: int) -> None:
+        await release.wait()
+
+    try:
+        # The bound only turns a hang into a failure; the call itself takes milliseconds.
+        result = await asyncio.wait_for(
+            llm.complete(HELLO, purpose="test", on_progress=progress, expected_tokens=50), 20
+        )
+    finally:
+        release.set()
+    assert result.text.startswith("word0")
+
+
+async def test_a_provider_that_keeps_timing_out_fails_with_llm_timeout(fake_llm):
+    fake_llm.reset()
+    fake_llm.hang_next(times=2)
+    llm = make_llm(fake_llm, llm_timeout_s=0.3, llm_max_retries=1)
+    try:
+        with pytest.raises(JobError) as failed:
+            await llm.complete(HELLO, purpose="test")
+        assert failed.value.code == "llm_timeout"
+        assert failed.value.retryable is True
+        assert llm.stats.by_outcome == {"APITimeoutError": 2}
+    finally:
+        await llm.close()
+        fake_llm.reset()
+
+
+async def open_then_half_open(llm: Llm, fake_llm) -> None:
+    fake_llm.fail_next(500, times=2)
+    for _ in range(2):
+        with pytest.raises(JobError):
+            await llm.complete(HELLO, purpose="test", expected_tokens=1)
+    assert llm.breaker.state is BreakerState.OPEN
+    await wait_until(lambda: llm.breaker.state is BreakerState.HALF_OPEN, timeout_s=5)
+
+
+async def test_a_cancelled_probe_hands_its_slot_back_and_the_breaker_recovers(fake_llm):
+    fake_llm.reset()
+    llm = make_llm(fake_llm, llm_max_retries=0, llm_breaker_failures=2, llm_breaker_reset_s=0.2)
+    try:
+        await open_then_half_open(llm, fake_llm)
+        fake_llm.hang_next()
+        probe = asyncio.create_task(llm.complete(HELLO, purpose="test"))
+        await wait_until(lambda: len(fake_llm.requests) == 3)  # the probe reached the provider
+        probe.cancel()  # as the translator cancels a failed job's sibling segments
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        assert llm.breaker.state is BreakerState.HALF_OPEN
+        assert (await llm.complete(HELLO, purpose="test")).text  # the next call probes
+        assert llm.breaker.state is BreakerState.CLOSED
+    finally:
+        await llm.close()
+        fake_llm.reset()
+
+
+async def test_a_probe_timed_out_in_the_rate_limiter_hands_its_slot_back(fake_llm):
+    fake_llm.reset()
+    llm = make_llm(
+        fake_llm,
+        llm_max_retries=0,
+        llm_breaker_failures=2,
+        llm_breaker_reset_s=0.2,
+        llm_tpm=6000,  # 100 tokens a second, a bucket of 6000
+        llm_rate_wait_s=0.05,
+    )
+    try:
+        await open_then_half_open(llm, fake_llm)
+        assert llm.tokens_bucket is not None  # another caller just spent the whole budget
+        assert (await llm.tokens_bucket.take("fake-llm", llm.tokens_bucket.capacity)).allowed
+        with pytest.raises(JobError) as throttled:  # the probe cannot get budget in 0.05 s
+            await llm.complete(HELLO, purpose="test", expected_tokens=100)
+        assert throttled.value.code == "llm_rate_limited"
+        assert len(fake_llm.requests) == 2
+        await asyncio.sleep(0.5)  # the bucket refills enough for a small call
+        assert (await llm.complete(HELLO, purpose="test", expected_tokens=1)).text
+        assert llm.breaker.state is BreakerState.CLOSED
+    finally:
+        await llm.close()
+        fake_llm.reset()
+
+
+def breaker_gauge(llm: Llm | None) -> float | None:
+    registry = CollectorRegistry()
+    registry.register(LlmCollector("svc", llm))
+    return registry.get_sample_value("seoblog_llm_breaker_state", {"service": "svc"})
+
+
+async def test_breaker_gauge_shows_closed_open_and_half_open(fake_llm):
+    fake_llm.reset()
+    llm = make_llm(fake_llm, llm_max_retries=0, llm_breaker_failures=2, llm_breaker_reset_s=0.3)
+    try:
+        assert breaker_gauge(None) == 0  # no LLM configured: the series exists, closed
+        assert breaker_gauge(llm) == 0
+        fake_llm.fail_next(500, times=2)
+        for _ in range(2):
+            with pytest.raises(JobError):
+                await llm.complete(HELLO, purpose="test")
+        assert breaker_gauge(llm) == 1
+        await wait_until(lambda: breaker_gauge(llm) == 2, timeout_s=5)
+        await llm.complete(HELLO, purpose="test")
+        assert breaker_gauge(llm) == 0
+    finally:
+        await llm.close()
+        fake_llm.reset()

@@ -97,3 +97,46 @@ def test_wait_without_a_hint_backs_off_exponentially_with_bounded_jitter():
     assert 0.1 <= first <= 0.2
     assert 0.4 <= third <= 0.5
     assert wait(state_after(20, Hinted(None))) == 5
+
+
+def test_a_released_probe_frees_its_slot_and_decides_nothing():
+    clock = Clock()
+    breaker = CircuitBreaker("llm", failure_threshold=1, reset_s=10, clock=clock)
+    breaker.before_call()
+    breaker.on_failure()
+    clock.now += 10
+    ticket = breaker.before_call()  # the probe
+    assert ticket is not None
+    with pytest.raises(CircuitOpenError):
+        breaker.before_call()  # one probe at a time
+    breaker.release(ticket)  # cancelled, or timed out before reaching the provider
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.before_call() is not None  # the next call may probe
+    breaker.on_success()
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_a_stale_probe_ticket_frees_no_slot_of_a_later_half_open_period():
+    clock = Clock()
+    breaker = CircuitBreaker("llm", failure_threshold=1, reset_s=10, clock=clock)
+    breaker.on_failure()
+    clock.now += 10
+    stale = breaker.before_call()
+    breaker.on_failure()  # a non-probe call failed meanwhile: open again
+    clock.now += 10
+    assert breaker.before_call() is not None  # the new period's probe
+    breaker.release(stale)
+    with pytest.raises(CircuitOpenError):
+        breaker.before_call()  # still one probe out
+    assert breaker.state is BreakerState.HALF_OPEN
+
+
+def test_a_closed_breaker_hands_out_no_probe_ticket():
+    breaker = CircuitBreaker("llm", clock=Clock())
+    assert breaker.before_call() is None
+    breaker.release(None)
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_breaker_states_read_as_gauge_numbers():
+    assert [s.gauge for s in BreakerState] == [0.0, 1.0, 2.0]

@@ -5,16 +5,19 @@ the Batch API for low-priority work, and failures mapped to job error codes."""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+import httpx2  # the HTTP client under openai (its errors reach us mid-stream unwrapped)
 import openai
 import redis.asyncio as aioredis
 from opentelemetry.trace import Tracer
@@ -26,7 +29,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from seoblog_contracts import Usage
 
 from .bus import JobError
-from .ratelimit import TokenBucket
+from .ratelimit import RateLimitTimeout, TokenBucket
 from .resilience import BreakerState, CircuitBreaker, CircuitOpenError, wait_retry_after
 from .settings import ServiceSettings
 
@@ -258,7 +261,8 @@ def retry_after_of(exc: BaseException) -> float | None:
 
 def is_transient(exc: BaseException) -> bool:
     """429, 408, 409, 5xx, timeouts and lost connections: worth another attempt."""
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+    # The transport's own errors reach us unwrapped when a streamed answer breaks off.
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
@@ -454,10 +458,17 @@ class Llm:
                 f"The language model is failing; calls are paused ({exc}).",
                 retryable=True,
             ) from exc
-        except TimeoutError as exc:
+        except RateLimitTimeout as exc:
             raise JobError(
                 "llm_rate_limited",
                 f"The LLM rate limit (LLM_RPM/LLM_TPM) left no room in time: {exc}",
+                retryable=True,
+            ) from exc
+        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+            raise JobError(
+                "llm_timeout",
+                f"The language model did not answer within LLM_TIMEOUT_S "
+                f"({s.llm_timeout_s:g} s) in {s.llm_max_retries + 1} attempts.",
                 retryable=True,
             ) from exc
         except openai.APIStatusError as exc:
@@ -473,7 +484,7 @@ class Llm:
                 f"The language model refused the request (HTTP {exc.status_code}).",
                 retryable=False,
             ) from exc
-        except openai.APIConnectionError as exc:
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
             raise JobError(
                 "llm_unavailable",
                 f"The language model did not answer after {s.llm_max_retries + 1} "
@@ -482,28 +493,41 @@ class Llm:
             ) from exc
 
     async def _attempt(self, attempt: Callable[[], Awaitable[T]], tokens: int | None) -> T:
-        self.breaker.before_call()  # raises CircuitOpenError, which is not retried
-        if tokens is not None:
-            await self._take_budget(tokens)
-        self.stats.attempts += 1
+        ticket = self.breaker.before_call()  # raises CircuitOpenError, which is not retried
+        settled = False
         try:
-            result = await attempt()
-        except Exception as exc:
-            outcome = type(exc).__name__
-            self.stats.by_outcome[outcome] = self.stats.by_outcome.get(outcome, 0) + 1
-            self.stats.failed += 1
-            if _provider_failure(exc):
-                self.breaker.on_failure()
-            elif isinstance(exc, openai.APIError):
-                self.breaker.on_success()  # it answered: a 4xx is our problem, not an outage
-            log.warning(
-                "llm attempt failed",
-                extra={"error": f"{outcome}: {exc}"[:300], "breaker": self.breaker.state.value},
-            )
-            raise
-        self.stats.by_outcome["ok"] = self.stats.by_outcome.get("ok", 0) + 1
-        self.breaker.on_success()
-        return result
+            if tokens is not None:
+                await self._take_budget(tokens)
+            self.stats.attempts += 1
+            try:
+                result = await attempt()
+            except Exception as exc:
+                outcome = type(exc).__name__
+                self.stats.by_outcome[outcome] = self.stats.by_outcome.get(outcome, 0) + 1
+                self.stats.failed += 1
+                if _provider_failure(exc):
+                    self.breaker.on_failure()
+                    settled = True
+                elif isinstance(exc, openai.APIError):
+                    self.breaker.on_success()  # it answered: a 4xx is our problem, not an outage
+                    settled = True
+                log.warning(
+                    "llm attempt failed",
+                    extra={
+                        "error": f"{outcome}: {exc}"[:300],
+                        "breaker": self.breaker.state.value,
+                    },
+                )
+                raise
+            self.stats.by_outcome["ok"] = self.stats.by_outcome.get("ok", 0) + 1
+            self.breaker.on_success()
+            settled = True
+            return result
+        finally:
+            # Cancelled (a sibling segment failed the job), timed out in the rate limiter, or
+            # failed on our side: the probe learnt nothing, so its half-open slot goes back.
+            if not settled:
+                self.breaker.release(ticket)
 
     async def _take_budget(self, tokens: int) -> None:
         wait = self.settings.llm_rate_wait_s
@@ -534,28 +558,40 @@ class Llm:
         on_progress: Callable[[int], Awaitable[None]],
         expected_tokens: int,
     ) -> Completion:
-        stream = await self.client.chat.completions.create(
+        """Stream the answer, reporting progress every 10 % of `expected_tokens` through a
+        fire-and-forget relay: a slow or failing callback never fails or delays the call.
+
+        The server-sent events are read as JSON dicts, not turned into openai's pydantic
+        chunk models: building those was 70 % of the client's time on a long answer."""
+        relay = _ProgressRelay(on_progress)
+        parts: list[str] = []
+        append = parts.append
+        chunks = last_percent = 0
+        step = max(expected_tokens, 1) / 10  # chunks per 10 %
+        next_report = math.ceil(step)
+        prompt_tokens = completion_tokens = 0
+        async with self.client.chat.completions.with_streaming_response.create(
             **body,
             stream=True,
             stream_options={"include_usage": True},
             timeout=self.settings.llm_timeout_s,
-        )
-        parts: list[str] = []
-        chunks = 0
-        last_percent = 0
-        prompt_tokens = completion_tokens = 0
-        async for chunk in stream:
-            if chunk.usage is not None:
-                prompt_tokens = chunk.usage.prompt_tokens
-                completion_tokens = chunk.usage.completion_tokens
-            for choice in chunk.choices:
-                if choice.delta.content:
-                    parts.append(choice.delta.content)
-                    chunks += 1
-            percent = min(95, int(100 * chunks / max(expected_tokens, 1)))
-            if percent >= last_percent + 10:
-                last_percent = percent
-                await on_progress(percent)
+        ) as response:
+            async for chunk in _sse_json(response.iter_lines(), response.http_response):
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        append(content)
+                        chunks += 1
+                if (usage := chunk.get("usage")) is not None:
+                    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                    completion_tokens = int(usage.get("completion_tokens") or 0)
+                if chunks >= next_report:
+                    percent = min(95, int(100 * chunks / max(expected_tokens, 1)))
+                    next_report = math.ceil((percent // 10 + 1) * step)
+                    if percent >= last_percent + 10:
+                        last_percent = percent
+                        await relay.report(percent)
+        relay.finish()
         text = "".join(parts)
         if not completion_tokens:  # provider sent no usage: estimate, and say so in the log
             prompt_tokens = prompt_tokens or estimate_tokens(body["messages"])
@@ -564,14 +600,87 @@ class Llm:
         return text, prompt_tokens, completion_tokens
 
 
-class LlmCollector(Collector):
-    """The client's figures for Prometheus: calls, attempts by outcome, tokens, cost, breaker."""
+async def _sse_json(
+    lines: AsyncIterator[str], response: httpx2.Response
+) -> AsyncIterator[dict[str, Any]]:
+    """The JSON data of each server-sent event up to `[DONE]`; an `error` payload raises
+    openai.APIError as the openai client's own stream does."""
+    data: list[str] = []
+    async for line in lines:
+        if line:
+            if line.startswith("data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(" ") else value)
+            continue  # event:, id:, retry: and comments carry nothing we use
+        if not data:
+            continue
+        payload = "\n".join(data)
+        data.clear()
+        if payload.startswith("[DONE]"):
+            return
+        chunk = json.loads(payload)
+        if isinstance(chunk, dict):
+            if chunk.get("error"):
+                error = chunk["error"]
+                message = error.get("message") if isinstance(error, dict) else None
+                raise openai.APIError(
+                    str(message or "An error occurred during streaming"),
+                    response.request,
+                    body=error,
+                )
+            yield chunk
+    if data and not (payload := "\n".join(data)).startswith("[DONE]"):
+        chunk = json.loads(payload)
+        if isinstance(chunk, dict):
+            yield chunk
 
-    def __init__(self, service: str, llm: Llm) -> None:
+
+class _ProgressRelay:
+    """Runs a progress callback beside the LLM call, one report at a time and in order; an
+    error is logged, never raised, and a slow callback only makes reports wait (at most ten
+    a call). `finish` drops the reports not sent yet; one already being sent completes on its
+    own (its message is on the wire already, ahead of anything the caller sends later)."""
+
+    _running: ClassVar[set[asyncio.Task[None]]] = set()  # strong references while running
+
+    def __init__(self, callback: Callable[[int], Awaitable[None]]) -> None:
+        self.callback = callback
+        self.pending: deque[int] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+    async def report(self, percent: int) -> None:
+        self.pending.append(percent)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._send(), name="llm-progress")
+            self._running.add(self.task)
+            self.task.add_done_callback(self._running.discard)
+        await asyncio.sleep(0)  # let it start now: a quick callback is done before we go on
+
+    def finish(self) -> None:
+        self.pending.clear()
+
+    async def _send(self) -> None:
+        while self.pending:
+            percent = self.pending.popleft()
+            try:
+                await self.callback(percent)
+            except Exception as exc:
+                log.warning(
+                    "progress report failed; the LLM call goes on",
+                    extra={"error": f"{type(exc).__name__}: {exc}"[:300], "percent": percent},
+                )
+
+
+class LlmCollector(Collector):
+    """The client's figures for Prometheus: calls, attempts by outcome, tokens, cost, breaker.
+    Registered with `llm=None` when no LLM is configured, so every LLM-using service exports
+    the same series (all zero, breaker closed)."""
+
+    def __init__(self, service: str, llm: Llm | None) -> None:
         self.service, self.llm = service, llm
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        s = self.llm.stats
+        s = self.llm.stats if self.llm is not None else LlmStats()
         attempts = CounterMetricFamily(
             "seoblog_llm_attempts", "LLM attempts by outcome", labels=["service", "outcome"]
         )
@@ -594,9 +703,10 @@ class LlmCollector(Collector):
         cost.add_metric([self.service], s.cost_usd)
         yield cost
         state = GaugeMetricFamily(
-            "seoblog_llm_breaker_open",
-            "1 while the LLM circuit breaker is open",
+            "seoblog_llm_breaker_state",
+            "LLM circuit breaker: 0 closed, 1 open, 2 half-open",
             labels=["service"],
         )
-        state.add_metric([self.service], float(self.llm.breaker.state is BreakerState.OPEN))
+        breaker = BreakerState.CLOSED if self.llm is None else self.llm.breaker.state
+        state.add_metric([self.service], breaker.gauge)
         yield state

@@ -45,6 +45,10 @@ class Decision:
     retry_after_s: float
 
 
+class RateLimitTimeout(TimeoutError):
+    """The budget will not be there within the caller's wait: try later."""
+
+
 class TokenBucket:
     """`rate_per_s` tokens a second up to `capacity`; one bucket per key."""
 
@@ -100,7 +104,7 @@ class TokenBucket:
             if decision.allowed:
                 return waited
             if timeout_s is not None and waited + decision.retry_after_s > timeout_s:
-                raise TimeoutError(
+                raise RateLimitTimeout(
                     f"rate limit {self.prefix}:{key} needs {decision.retry_after_s:.2f}s"
                 )
             pause = max(decision.retry_after_s, 0.005)

@@ -19,6 +19,11 @@ class BreakerState(StrEnum):
     OPEN = "open"
     HALF_OPEN = "half_open"
 
+    @property
+    def gauge(self) -> float:
+        """The state as a number for Prometheus: 0 closed, 1 open, 2 half-open."""
+        return {"closed": 0.0, "open": 1.0, "half_open": 2.0}[self.value]
+
 
 class CircuitOpenError(Exception):
     """The breaker is open: the call was not attempted."""
@@ -53,6 +58,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probes_out = 0
+        self._period = 0  # counts open periods, so a stale probe ticket is recognised
         self.stats = {"opened": 0, "rejected": 0, "failures": 0, "successes": 0}
 
     @property
@@ -61,27 +67,42 @@ class CircuitBreaker:
             return BreakerState.HALF_OPEN
         return self._state
 
-    def before_call(self) -> None:
-        """Raise CircuitOpenError unless a call may go out now (counts a half-open probe)."""
+    def before_call(self) -> int | None:
+        """Raise CircuitOpenError unless a call may go out now. Returns a ticket when the call
+        took a half-open probe slot (None otherwise): settle it with on_success/on_failure,
+        or hand it back with `release` if the call ended without an answer either way."""
         state = self.state
         if state is BreakerState.CLOSED:
-            return
+            return None
         if state is BreakerState.HALF_OPEN:
             if self._state is BreakerState.OPEN:  # the open period just ended
                 self._state = BreakerState.HALF_OPEN
                 self._probes_out = 0
             if self._probes_out < self.probes:
                 self._probes_out += 1
-                return
+                return self._period
             self.stats["rejected"] += 1
             raise CircuitOpenError(self.name, 0.0)
         self.stats["rejected"] += 1
         raise CircuitOpenError(self.name, self.reset_s - (self.clock() - self._opened_at))
 
+    def release(self, ticket: int | None) -> None:
+        """A probe that was cancelled or never reached the provider (say, it timed out in the
+        rate limiter) tells nothing: free its slot for the next call. A ticket from an earlier
+        half-open period (the breaker has reopened or closed since) frees nothing."""
+        if (
+            ticket is not None
+            and ticket == self._period
+            and self._state is BreakerState.HALF_OPEN
+            and self._probes_out > 0
+        ):
+            self._probes_out -= 1
+
     def on_success(self) -> None:
         self.stats["successes"] += 1
         if self._state is not BreakerState.CLOSED:
             log.info("circuit closed", extra={"circuit": self.name})
+            self._period += 1
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._probes_out = 0
@@ -99,6 +120,7 @@ class CircuitBreaker:
             self._state = BreakerState.OPEN
             self._opened_at = self.clock()
             self._probes_out = 0
+            self._period += 1
 
 
 class wait_retry_after(wait_base):  # named like tenacity's own wait strategies
