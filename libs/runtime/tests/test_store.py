@@ -45,3 +45,25 @@ def test_migration_files_must_be_numbered_without_gaps(tmp_path: Path):
 def test_schema_names_are_checked():
     with pytest.raises(ValueError, match="schema"):
         Store("postgresql://x", 'bad"; DROP', MIGRATIONS)
+
+
+async def test_releasing_a_connection_costs_no_reset_round_trip_but_ends_its_transaction(
+    infra, namespace
+):
+    store = Store(infra.database_url, f"{namespace}_probe", MIGRATIONS, pool_max=1)
+    await store.open()
+    sent: list[str] = []
+    try:
+        async with store.pool.acquire() as conn:
+            conn.add_query_logger(lambda record: sent.append(record.query))
+            await conn.execute("SELECT 1")
+        assert sent == ["SELECT 1"]  # no RESET ALL / UNLISTEN * after it
+        conn = await store.pool.acquire()
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("INSERT INTO widgets (id) VALUES ('left-open')")
+        await store.pool.release(conn)  # an unfinished transaction is still rolled back
+        assert await store.pool.fetchval("SELECT count(*) FROM widgets") == 0
+        assert await store.pool.fetchval("SHOW search_path") == f"{namespace}_probe"
+    finally:
+        await store.close()

@@ -35,6 +35,17 @@ def list_migrations(directory: Path) -> list[tuple[int, str, str]]:
     return found
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release, without its round trip.
+
+    asyncpg still rolls back a transaction left open and drops listeners before calling this;
+    what it skips is `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` (6.5 % of the
+    gateway's time). That is safe because no seoblog code leaves session state on a pooled
+    connection: no session SET (search_path comes with the connection), no session advisory
+    locks (migrations take theirs on a connection of their own), no LISTEN, no WITH HOLD
+    cursors. Keep it so: use SET LOCAL and pg_advisory_xact_lock inside transactions."""
+
+
 class StoreNotOpen(RuntimeError):
     """The store has not connected yet (PostgreSQL was down at start-up): answer 503."""
 
@@ -67,6 +78,7 @@ class Store:
             max_size=self.pool_max,
             timeout=connect_timeout_s,
             server_settings={"search_path": self.schema},
+            reset=_keep_session,
         )
 
     async def close(self) -> None:
