@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from seoblog_contracts import PostGenerated, SeoReport, Usage, new_event_id
 from seoblog_testing import settings_for, wait_until
 from seoblog_testing.processes import free_port
 
@@ -83,6 +85,26 @@ async def live_gateway(service_env) -> AsyncIterator[tuple[FastAPI, str]]:
         yield found
 
 
+def make_post(job_id: str, **overrides: object) -> PostGenerated:
+    """A finished post for `job_id`, as the generator would publish it."""
+    values: dict[str, Any] = {
+        "job_id": job_id,
+        "post_id": new_event_id(),
+        "source_url": "https://example.com/post",
+        "language": "ko",
+        "title": "T",
+        "slug": "t",
+        "meta_description": "m",
+        "markdown": "## A\n\nb",
+        "html": "<h2>A</h2><p>b</p>",
+        "keywords": ["seo"],
+        "seo": SeoReport(score=70),
+        "writer": "offline",
+        "usage": Usage(),
+    }
+    return PostGenerated(**(values | overrides))
+
+
 class Jobs:
     """Small steps the tests share: submit a job, wait for a state."""
 
@@ -92,6 +114,7 @@ class Jobs:
     settings = staticmethod(gateway_settings)
     in_process = staticmethod(in_process)
     served = staticmethod(served)
+    post = staticmethod(make_post)
 
     @staticmethod
     async def submit(client: httpx.AsyncClient, **overrides: object) -> dict:
@@ -113,3 +136,42 @@ class Jobs:
 @pytest.fixture
 def jobs() -> type[Jobs]:
     return Jobs
+
+
+@dataclass
+class Receiver:
+    """A local HTTP server standing in for a customer's webhook endpoint."""
+
+    fail_first: int = 0
+    calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    url: str = ""
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.calls.append((headers, body))
+        status = 500 if len(self.calls) <= self.fail_first else 204
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    found = Receiver()
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(found, host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    await wait_until(lambda: server.started)
+    found.url = f"http://127.0.0.1:{port}/hooks/seoblog"
+    yield found
+    server.should_exit = True
+    await task

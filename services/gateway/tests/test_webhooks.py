@@ -5,55 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
-import uvicorn
 
 from gateway.webhooks import sign, verify
 from seoblog_contracts import JobFailed, Stage
 from seoblog_testing import wait_until
-from seoblog_testing.processes import free_port
-
-
-@dataclass
-class Receiver:
-    """A local HTTP server standing in for a customer's webhook endpoint."""
-
-    fail_first: int = 0
-    calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.calls.append((headers, body))
-        status = 500 if len(self.calls) <= self.fail_first else 204
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    found = Receiver()
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(found, host="127.0.0.1", port=port, log_config=None, lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started)
-    found.url = f"http://127.0.0.1:{port}/hooks/seoblog"
-    yield found
-    server.should_exit = True
-    await task
 
 
 async def test_a_failed_job_posts_a_signed_webhook_retried_under_one_delivery_id(

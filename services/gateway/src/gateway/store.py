@@ -170,9 +170,10 @@ class PgJobStore(Store):
             " owner, callback_url, request_key, post_id, cached_from, progress, version)"
             " VALUES ($1, $2, 'completed', $3, $4, $4, $5, $6, $7, $8, $9, $10, 2)"
             " RETURNING job_id),"
+            # Completed a microsecond after queued, so the history lists them in that order.
             " h AS (INSERT INTO job_history (event_id, job_id, state, at)"
-            " SELECT e, job_id, s, $4 FROM j, unnest($11::text[], ARRAY['queued', 'completed'])"
-            " AS x(e, s))"
+            " SELECT e, job_id, s, $4::timestamptz + make_interval(secs => d) FROM j,"
+            " unnest($11::text[], ARRAY['queued', 'completed'], ARRAY[0, 0.000001]) AS x(e, s, d))"
             " INSERT INTO posts (post_id, job_id, title, language, event)"
             " SELECT $8, job_id, $12, $13, $14 FROM j",
             job.job_id,
