@@ -36,7 +36,7 @@ import nats
 from nats.js.api import ConsumerConfig, StreamConfig
 from perf.figures import REQUIRED, Figures, as_json_lines, as_table
 from perf.load import raw_request, run_load
-from perf.procs import Proc, pss_mb, rss_mb, tree, tree_cpu_seconds
+from perf.procs import Proc, cpu_seconds, infra_processes, pss_mb, rss_mb, tree, tree_cpu_seconds
 from perf.system import SERVICES, Jobs, Stack, TimedApp, drop_everything, metric_sum, service_env
 
 from seoblog_devstack.infra import Infra, ensure_infra, free_port, stop_infra
@@ -49,6 +49,7 @@ BENCH = Path(__file__).resolve().parent
 SCORE = shared_dir() / "tools" / "extraction_score.py"
 DATA = shared_dir() / "fixtures" / "extraction"
 CORES = os.cpu_count() or 1
+ONE_PASS = str(BENCH / "perf" / "one_pass.py") + ":extract"
 SPEC = {"keywords": ["science", "research"], "target_language": "de", "length": 600}
 # Uncached work: each job pairs a page with a target language no earlier job of the round used
 # for it (the translator caches segments per language) and keywords of its own (the generator
@@ -85,7 +86,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "extraction": ("extraction.f1",),
     "bound": ("pipeline.bound_jobs_per_min", "extraction.one_pass_ms"),
     "hop": ("bus.hop_p50_ms",),
-    "imports": ("imports.slowest_s",),
+    "imports": ("imports.",),
     "gateway": ("gateway.", "rss.bare_api_mb"),
     "stack": (
         "startup.s",
@@ -159,7 +160,7 @@ def measure_extraction(figs: Figures, baseline: dict[str, Any]) -> None:
 
 def measure_bound(figs: Figures) -> dict[str, Any]:
     log("extraction bound: one trafilatura.extract pass over the fixture pages")
-    one = score(str(BENCH / "perf" / "one_pass.py") + ":extract")
+    one = score(ONE_PASS)
     per_core = one["pages_per_second"]
     figs.add(
         "pipeline.bound_jobs_per_min",
@@ -213,33 +214,46 @@ def measure_hop(figs: Figures, infra: Infra, ns: str, count: int) -> float:
 
 
 def measure_imports(figs: Figures, reps: int) -> float:
-    """The slowest service's `import <service>.__main__` with compiled bytecode (kept in a
-    private PYTHONPYCACHEPREFIX, so the shared virtualenv is untouched)."""
+    """The five services' imports (`import <service>.__main__`) with compiled bytecode, kept
+    in a private PYTHONPYCACHEPREFIX so the shared virtualenv is untouched, all five at once.
+
+    The baseline is CPU time, which a shared machine's load does not stretch: the slowest
+    import's CPU, or all five's CPU spread over the cores, whichever is longer; the earliest
+    the five could have imported here."""
     log("service imports with bytecode")
     cache = ROOT / ".seoblog" / "bench" / "pycache"
     cache.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPYCACHEPREFIX=str(cache))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
 
-    def timed(name: str) -> float:
+    def timed() -> tuple[float, dict[str, float]]:
         began = time.perf_counter()
-        subprocess.run(  # noqa: S603 - our interpreter
-            [sys.executable, "-c", f"import {name}.__main__"], env=env, check=True, timeout=120
-        )
-        return time.perf_counter() - began
+        running = {
+            subprocess.Popen(  # noqa: S603 - our interpreter
+                [sys.executable, "-c", f"import {name}.__main__"], env=env
+            ).pid: name
+            for name in SERVICES
+        }
+        cpu = {}
+        for pid, name in running.items():
+            _, status, usage = os.wait4(pid, 0)
+            if status != 0:
+                raise RuntimeError(f"import {name}.__main__ failed ({status})")
+            cpu[name] = usage.ru_utime + usage.ru_stime
+        return time.perf_counter() - began, cpu
 
-    for name in SERVICES:
-        timed(name)  # writes the bytecode (a no-op when it is already there)
-    each = {name: min(timed(name) for _ in range(reps)) for name in SERVICES}
-    slowest = max(each, key=each.__getitem__)
+    timed()  # writes the bytecode (next to nothing when it is already there)
+    wall, cpu = min((timed() for _ in range(reps)), key=lambda t: sum(t[1].values()))
+    floor = max(max(cpu.values()), sum(cpu.values()) / CORES)
     figs.add(
-        "imports.slowest_s",
-        each[slowest],
+        "imports.cpu_floor_s",
+        floor,
         None,
         "s",
-        f"{slowest}; " + ", ".join(f"{n} {s:.2f}" for n, s in each.items()),
+        f"CPU of the imports: {', '.join(f'{n} {c:.2f}' for n, c in cpu.items())}; "
+        f"all five at once took {wall:.1f} s wall",
     )
-    return each[slowest]
+    return floor
 
 
 async def _gateway_loads(
@@ -262,21 +276,27 @@ async def _gateway_loads(
         )
         made.raise_for_status()
         bare_id = made.json()["id"]
-    out: dict[str, Any] = {}
+    out: dict[Any, Any] = {}
+    # Gateway and bare take turns, twice per cell; the better turn of each counts (a shared
+    # machine's noise only ever slows a turn down).
     for conns in (16, 64):
         for what in ("submit", "status"):
-            for side, proc, port, job_id, k in (
-                ("gateway", gw, gw_port, gw_id, key),
-                ("bare", bare, bare_port, bare_id, None),
-            ):
-                raw = (
-                    raw_request("POST", "/v1/jobs", body, k)
-                    if what == "submit"
-                    else raw_request("GET", f"/v1/jobs/{job_id}", b"", k)
-                )
-                out[(what, conns, side)] = await run_load(
-                    port, raw, conns, seconds, lambda p=proc: tree_cpu_seconds(p.pid)
-                )
+            for _ in range(2):
+                for side, proc, port, job_id, k in (
+                    ("gateway", gw, gw_port, gw_id, key),
+                    ("bare", bare, bare_port, bare_id, None),
+                ):
+                    raw = (
+                        raw_request("POST", "/v1/jobs", body, k)
+                        if what == "submit"
+                        else raw_request("GET", f"/v1/jobs/{job_id}", b"", k)
+                    )
+                    result = await run_load(
+                        port, raw, conns, seconds, lambda p=proc: tree_cpu_seconds(p.pid)
+                    )
+                    best = out.get((what, conns, side))
+                    if best is None or result.rps > best.rps:
+                        out[(what, conns, side)] = result
     return out
 
 
@@ -375,8 +395,13 @@ def _wait_ready(proc: Proc, url: str, timeout_s: float = 90) -> None:
     raise RuntimeError(f"{proc.name} not ready in {timeout_s:g} s:\n{proc.tail()}")
 
 
-def _stack_cpu(stack: Stack) -> float:
-    return sum(tree_cpu_seconds(p.pid) for p in stack.procs.values())
+def _stack_cpu(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each service (with its children) and of the infrastructure
+    processes on this machine (shared with whatever else runs here: an upper bound)."""
+    cpu = {name: tree_cpu_seconds(p.pid) for name, p in stack.procs.items()}
+    for pid, comm in infra_processes():
+        cpu[comm] = cpu.get(comm, 0.0) + cpu_seconds(pid)
+    return cpu
 
 
 async def _stack_work(
@@ -412,6 +437,18 @@ async def _stack_work(
         ids = await jobs.submit_many(bodies, 16)
         last = await jobs.wait_all(ids, timeout_s=max(300, jobs_n))
         cpu1 = _stack_cpu(stack)
+        used = {name: cpu1.get(name, 0.0) - cpu0.get(name, 0.0) for name in cpu1}
+        for name, seconds in used.items():
+            shared = name not in SERVICES
+            figs.add(
+                f"stage.{name}.cpu_ms_per_job",
+                1000 * seconds / jobs_n,
+                None,
+                "ms CPU",
+                "machine-wide, shared with other work: an upper bound" if shared else "",
+            )
+            if not shared and seconds > 0:
+                figs.add(f"stage.{name}.jobs_per_s_per_core", jobs_n / seconds, None, "jobs/s")
         per_min = 60 * jobs_n / (last - began)
         failed = jobs.failed(ids)
         figs.add(
@@ -424,7 +461,7 @@ async def _stack_work(
         figs.add("pipeline.ratio", per_min / bound, None, "× bound")
         figs.add(
             "pipeline.cpu_s_per_job",
-            (cpu1 - cpu0) / jobs_n,
+            sum(used[n] for n in SERVICES) / jobs_n,
             None,
             "s CPU",
             "all five service processes and their children over the run ÷ jobs",
@@ -516,7 +553,7 @@ def measure_stack(
                 startup,
                 imports_s,
                 "s",
-                "all five started at once; baseline the slowest service's import with "
+                "all five started at once; baseline the CPU floor of their imports with "
                 "bytecode"
                 + (
                     ""
@@ -587,33 +624,27 @@ def run(args: argparse.Namespace) -> Figures:
     log(f"logs in {logs}")
     infra = ensure_infra(ROOT / ".seoblog" / "bench", embedded_redis=True)
     try:
-        if "extraction" in wanted or "bound" in wanted:
-            one = (
-                measure_bound(figs)
-                if "bound" in wanted
-                else score(str(BENCH / "perf" / "one_pass.py") + ":extract")
-            )
-            if "extraction" in wanted:
-                measure_extraction(figs, one)
+        first_pass: dict[str, Any] | None = None
         for r in range(rounds):
             round_id = secrets.token_hex(3)
             log(f"round {r + 1} of {rounds} ({round_id})")
             bound = hop = imports_s = bare_rss = float("nan")
-            if "bound" in wanted and r > 0:
-                one = measure_bound(figs)
-            if "bound" in wanted:
-                bound = CORES * one["pages_per_second"] * 60
             if "hop" in wanted:
                 ns = unique_name("bench")
                 namespaces.append(ns)
                 hop = measure_hop(figs, infra, ns, 100 if args.quick else 300)
-            if "imports" in wanted:
-                imports_s = measure_imports(figs, 1 if args.quick else 2)
             if "gateway" in wanted:
                 ns = unique_name("bench")
                 namespaces.append(ns)
                 bare_rss = measure_gateway(figs, infra, ns, logs, args.seconds, registry)
                 asyncio.run(drop_everything(infra, ns))
+            if "bound" in wanted:
+                one = measure_bound(figs)
+                first_pass = first_pass or one
+                bound = CORES * one["pages_per_second"] * 60
+            # Right before the stack starts, so both see the same machine.
+            if "imports" in wanted:
+                imports_s = measure_imports(figs, 1 if args.quick else 2)
             if "stack" in wanted:
                 ns = unique_name("bench")
                 namespaces.append(ns)
@@ -621,6 +652,8 @@ def run(args: argparse.Namespace) -> Figures:
                     figs, infra, ns, logs, args, round_id, bound, hop, bare_rss, imports_s, registry
                 )
                 asyncio.run(drop_everything(infra, ns))
+        if "extraction" in wanted:
+            measure_extraction(figs, first_pass or score(ONE_PASS))
     finally:
         for proc in registry:
             proc.stop()

@@ -38,6 +38,21 @@ def children(pid: int) -> list[int]:
     return found
 
 
+INFRA = ("nats-server", "postgres", "redis-server")
+
+
+def infra_processes() -> list[tuple[int, str]]:
+    """(pid, name) of every NATS, PostgreSQL and Redis process on this machine."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                comm = (entry / "comm").read_text().strip()
+                if comm in INFRA:
+                    found.append((int(entry.name), comm))
+    return found
+
+
 def tree(pid: int) -> list[int]:
     return [pid, *children(pid)]
 
