@@ -326,18 +326,26 @@ class World:
         return None
 
     async def submit_all(
-        self, tags: Iterable[str], answers: Counter[str], concurrency: int = 8, **spec: Any
+        self,
+        tags: Iterable[str],
+        answers: Counter[str],
+        concurrency: int = 8,
+        rate_per_s: float | None = None,
+        **spec: Any,
     ) -> dict[str, str]:
         slots = asyncio.Semaphore(concurrency)
         ids: dict[str, str] = {}
+        began = time.monotonic()
 
-        async def one(t: str) -> None:
+        async def one(i: int, t: str) -> None:
+            if rate_per_s:
+                await asyncio.sleep(max(0.0, began + i / rate_per_s - time.monotonic()))
             async with slots:
                 job = await self.submit(t, answers, **spec)
                 if job:
                     ids[t] = job
 
-        await asyncio.gather(*(one(t) for t in tags))
+        await asyncio.gather(*(one(i, t) for i, t in enumerate(tags)))
         return ids
 
     async def breaker_states(self) -> dict[str, float | None]:
@@ -392,7 +400,7 @@ class Progress:
             "crawler": "accepted",
             "translator": "crawler",
             "generator": "translator",
-            "gateway": "accepted",
+            "gateway": "generator",
             "monitor": "gateway",
         }
         while True:
@@ -407,9 +415,10 @@ class Progress:
                     prev = self.last.get(stage)
                     if prev is None or prev[0] != n:
                         self.last[stage] = (n, now)
-                    pending = counts.get(upstream[stage], 0) - n - counts.get("failed", 0)
-                    if stage == "gateway":
-                        pending = counts.get("accepted", 0) - n
+                    failed = counts.get("failed", 0)
+                    pending = counts.get(upstream[stage], 0) - n - failed
+                    if stage == "gateway":  # it projects posts; failures count as finished
+                        pending = counts.get("generator", 0) - (n - failed)
                     if pending > 0 and self.measure_from is not None:
                         since = max(self.last[stage][1], self.measure_from)
                         self.max_stall[stage] = max(self.max_stall[stage], now - since)

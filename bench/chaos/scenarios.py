@@ -45,14 +45,14 @@ class Sizes:
         return cls(
             kill_jobs=120,
             restart_jobs=30,
-            cluster_jobs=40,
+            cluster_jobs=30,
             fault_jobs=20,
             poison_rounds=2,
             good_jobs=6,
             outage_s=30,
-            long_outage_s=60,
+            long_outage_s=45,
             stuck_after_s=30,
-            kill_budget_s=120,
+            kill_budget_s=100,
         )
 
     @classmethod
@@ -119,7 +119,11 @@ async def kill(world: World, sizes: Sizes, seed: int = 9) -> Result:
     assert world.stack is not None
     rng = random.Random(seed)
     async with Scenario(world, "kill", "kil", sizes.kill_jobs) as sc:
-        submitting = asyncio.create_task(world.submit_all(sc.tags, sc.answers, concurrency=4))
+        # Paced so that the kills land all through the run, not after the load is done.
+        rate = len(sc.tags) / (sizes.kill_budget_s * 0.7)
+        submitting = asyncio.create_task(
+            world.submit_all(sc.tags, sc.answers, concurrency=4, rate_per_s=rate)
+        )
         kills: list[str] = []
         began = time.monotonic()
         sc.progress.measure_from = began
@@ -246,6 +250,7 @@ async def cluster(world: World, sizes: Sizes) -> Result:
         await submitting
         await sc.progress.drain(len(sc.tags), sizes.stuck_after_s, 300)
         sc.result.extra.update(
+            stream_replicas_after=await _stream_replicas(world, upgrade=False),
             killed_nodes=killed,
             stream_replicas_declared_by_services=declared,
             stream_replicas=running,
@@ -303,11 +308,10 @@ async def llm_outage(world: World, sizes: Sizes, seconds: float, long: bool) -> 
         if long:
             sc.result.extra["finished_while_down"] = sc.progress.counts.get("gateway", 0)
         await sc.progress.drain(len(sc.tags), sizes.stuck_after_s, 300)
-        # The breaker must close again once calls succeed: probe with one more job.
-        if not long:
-            probe = tag(kind, 99999)
-            await world.submit(probe, sc.answers)
-        await asyncio.sleep(5)
+        # The breaker must close again once calls succeed: one more job after recovery.
+        probe = await _timed_jobs(world, [tag("prb" if long else "pro", 0)], sc)
+        sc.result.extra["probe_job_after_recovery_s"] = round(probe[0], 1) if probe else None
+        await asyncio.sleep(2)
         stop.set()
         await watcher
         final = await world.breaker_states()
