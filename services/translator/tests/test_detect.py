@@ -56,3 +56,36 @@ def test_detect_language_reuses_one_detector_and_stays_fast_after_the_first_call
     for _ in range(20):
         assert detect_language(ENGLISH) == "en"
     assert time.perf_counter() - started < 1.0
+
+
+async def test_detection_runs_in_its_own_thread_not_on_the_event_loop(monkeypatch) -> None:
+    import threading
+
+    import translator.detect as detect
+
+    seen: list[str] = []
+    real = detect.detect_language
+
+    def spy(text: str, languages: tuple[str, ...]) -> str | None:
+        seen.append(threading.current_thread().name)
+        return real(text, languages)
+
+    monkeypatch.setattr(detect, "detect_language", spy)
+    assert await detect.detect_language_off_loop(ENGLISH) == "en"
+    assert seen
+    assert seen[0].startswith("detect")
+
+
+def test_the_language_set_is_a_setting_and_unknown_codes_are_refused() -> None:
+    from pydantic import ValidationError
+
+    from translator.settings import Settings
+
+    assert Settings(_env_file=None).detect_languages[:3] == ["en", "de", "fr"]
+    assert Settings(_env_file=None, detect_languages=["EN", "sw"]).detect_languages == ["en", "sw"]
+    with pytest.raises(ValidationError, match="xx"):
+        Settings(_env_file=None, detect_languages=["en", "xx"])
+
+
+def test_all_languages_when_the_set_is_empty() -> None:
+    assert detect_language("Habari ya asubuhi, rafiki yangu mpendwa.", ()) == "sw"

@@ -8,6 +8,7 @@ from seoblog_contracts import Stage
 from seoblog_runtime import build_parts
 from seoblog_runtime.llm import Llm, LlmCollector
 
+from .detect import preload
 from .handlers import TranslatePage, register
 from .settings import Settings
 from .store import PgTranslationStore
@@ -18,6 +19,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     parts = build_parts(settings, PgTranslationStore, stage=Stage.TRANSLATE)
     llm = Llm(settings, parts.telemetry.tracer) if settings.llm_configured else None
     register(parts, TranslatePage(parts, settings, llm))
+
+    async def load_detector() -> None:
+        await preload(tuple(settings.detect_languages))  # the first job is not the slow one
+
+    parts.on_start.append(load_detector)
     if llm is not None:
         client = llm
 

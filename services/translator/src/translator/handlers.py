@@ -18,7 +18,7 @@ from seoblog_contracts import (
 from seoblog_runtime import Parts
 from seoblog_runtime.llm import Llm, LlmResult, estimate_tokens
 
-from .detect import detect_language
+from .detect import detect_language_off_loop
 from .settings import Settings
 from .store import PgTranslationStore, SegmentLedger
 from .translate import translate_document
@@ -73,6 +73,7 @@ class TranslatePage:
         self.parts = parts
         self.settings = settings
         self.llm = llm
+        self.languages = tuple(settings.detect_languages)
 
     async def __call__(self, event: PageCrawled) -> None:
         bus, store = self.parts.bus, self.parts.store
@@ -81,7 +82,7 @@ class TranslatePage:
             return
         await bus.publish(JobProgress(job_id=event.job_id, stage=Stage.TRANSLATE, percent=0))
         target = event.spec.target_language
-        source = detect_language(event.text) or event.language
+        source = await detect_language_off_loop(event.text, self.languages) or event.language
         title, text, usage = event.title, event.text, Usage()
         translated, note = False, ""
         if same_language(source, target):
