@@ -9,13 +9,15 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from seoblog_devstack.infra import nats_server_binary
-from seoblog_testing import wait_until
+from seoblog_runtime import ServiceSettings, Store, build_parts
+from seoblog_testing import settings_for, wait_until
 from seoblog_testing.processes import ServiceProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -165,3 +167,43 @@ async def test_service_waiting_for_its_dependencies_stops_cleanly(service_env):
     assert "Application shutdown complete" in logs
     assert "Traceback" not in logs
     assert '"level": "error"' not in logs
+
+
+async def test_start_hooks_run_once_the_dependencies_answer_and_a_failing_hook_is_retried(
+    service_env, infra
+):
+    migrations = Path(__file__).parent / "migrations_ok"
+    pg_port = free_port()
+    settings = settings_for(
+        ServiceSettings,
+        service_env,
+        service="probe",
+        database_url=f"postgresql://postgres@127.0.0.1:{pg_port}/postgres",
+        connect_timeout_s=1,
+        connect_retry_initial_s=0.1,
+        connect_retry_max_s=0.5,
+    )
+    parts = build_parts(
+        settings, lambda url, schema, pool_max: Store(url, schema, migrations, pool_max=pool_max)
+    )
+    calls: list[str] = []
+
+    async def flaky_hook() -> None:
+        calls.append("flaky")
+        if len(calls) == 1:
+            raise RuntimeError("not yet")
+
+    async def second_hook() -> None:
+        calls.append("second")
+
+    parts.on_start += [flaky_hook, second_hook]
+    async with parts.running():
+        await asyncio.sleep(0.5)
+        assert not parts.ready.is_set()
+        assert calls == []  # nothing runs before the store is open
+        assert not await parts.readiness_checks()["postgres"]()
+        async with postgres_on(pg_port, infra.database_url):
+            await wait_until(parts.ready.is_set, timeout_s=30)
+            assert calls == ["flaky", "flaky", "second"]  # resumed at the hook that failed
+            assert await parts.readiness_checks()["nats"]()
+            assert await parts.store.pool.fetchval("SELECT count(*) FROM widgets") == 0

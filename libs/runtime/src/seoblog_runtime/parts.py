@@ -31,6 +31,7 @@ from .store import Store
 log = logging.getLogger("seoblog.service")
 
 S = TypeVar("S", bound=Store)
+FIRST_ATTEMPT_S = 1.0
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -63,7 +64,8 @@ class Parts(Generic[S]):
         starting = _Startup(self)
         task: asyncio.Task[None] | None = None
         try:
-            if not await starting.attempt():
+            # The first attempt is bounded tighter: it holds up the HTTP server (and /healthz).
+            if not await starting.attempt(min(self.settings.connect_timeout_s, FIRST_ATTEMPT_S)):
                 task = asyncio.create_task(starting.until_ready(), name="seoblog-startup")
             yield
         finally:
@@ -106,9 +108,9 @@ class _Startup:
         self.attempts = 0
         self.delay = parts.settings.connect_retry_initial_s  # before the next attempt
 
-    async def attempt(self) -> bool:
+    async def attempt(self, bound_s: float | None = None) -> bool:
         """One pass over the missing steps; True once the service is consuming."""
-        p, timeout = self.parts, self.settings.connect_timeout_s
+        p, timeout = self.parts, bound_s or self.settings.connect_timeout_s
         self.attempts += 1
         dependency = "postgres"
         try:
