@@ -5,6 +5,7 @@ trafilatura finds the main content; nothing here touches the network, the broker
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import re
@@ -15,23 +16,46 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import trafilatura
 from lxml import etree
+from trafilatura.core import ESCALATION_MAX_LENGTH, ESCALATION_PAGE_SHARE
 from trafilatura.settings import Document
 from trafilatura.utils import load_html
 from trafilatura.xml import xmltotxt
 
 # Measured on shared/fixtures/extraction (4-gram F1): favor_precision 0.966, default 0.961,
 # favor_recall 0.963 with comments left out; keeping reader comments costs about 0.005.
-# Precision mode sometimes stops short of the article (a teaser, a caption); when the recall
-# mode finds at least _SHORT_BY times as many words, precision missed it and recall is used:
-# 0.973 on the same fixtures (any ratio from about 1.7 to 3.3 gives the same).
+# Precision mode sometimes stops short of the article (a teaser, a caption). trafilatura's own
+# rule for "stopped short" (its recall escalation, balanced mode only) is a result under
+# ESCALATION_MAX_LENGTH characters covering under ESCALATION_PAGE_SHARE of the page's text;
+# only then is recall mode asked as well (8 of the 121 fixtures), and its body is used when it
+# has at least _SHORT_BY times as many words: 0.973, as with recall run on every page.
 _BASE_OPTIONS: dict[str, Any] = {
     "include_comments": False,
     "include_tables": True,
     "include_formatting": True,
+    # Not "python": that renders the body as text once more, which nobody here reads.
+    "output_format": "markdown",
 }
 _PRECISION: dict[str, Any] = _BASE_OPTIONS | {"favor_precision": True}
-_RECALL: dict[str, Any] = _BASE_OPTIONS | {"favor_recall": True}
+# fast: no readability/justext comparison; recall mode alone scores the same either way here.
+_RECALL: dict[str, Any] = _BASE_OPTIONS | {"favor_recall": True, "fast": True}
 _SHORT_BY = 2.0
+_SHORT_CHARS = ESCALATION_MAX_LENGTH
+_SHORT_SHARE = ESCALATION_PAGE_SHARE
+_PAGE_TEXT = etree.XPath("//body//text()[not(parent::script or parent::style or parent::noscript)]")
+# Characters of text (whitespace aside) on each side of a link that must be in the body too.
+_CONTEXT = 30
+# A link's sentence does not go past these (an inline wrapper such as <strong> it does).
+_BLOCK_LEVEL = frozenset(
+    {
+        *("address", "article", "aside", "blockquote", "body", "caption", "dd", "details"),
+        *("dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form"),
+        *("h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "html", "li", "main"),
+        *("menu", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody", "td"),
+        *("tfoot", "th", "thead", "tr", "ul"),
+    }
+)
+_CHROME = frozenset({"nav", "header", "footer", "aside", "menu"})
+_SPACE_RE = re.compile(r"\s+")
 _WORD_RE = re.compile(r"\w+")
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}")
 _WEB_SCHEMES = ("http", "https")
@@ -68,22 +92,22 @@ class Article:
 
 def extract_article(html: str, url: str | None = None) -> Article:
     """The article in `html`, its body as markdown; `url` resolves relative links."""
-    found = _main_content(html, url)
-    if found is None:
+    tree = _parse(html)
+    document = _main_content(tree, url) if tree is not None else None
+    if tree is None or document is None:
         raise ExtractionError(code="no_content", message=_no_content_message(url))
-    document, options = found
-    plain = xmltotxt(document.body, include_formatting=False)
-    tree = load_html(html)
+    body = document.body
+    plain = xmltotxt(body, include_formatting=False)
     return Article(
         title=document.title or "",
-        text=_markdown(document.body),
+        text=_markdown(body),
         author=document.author or None,
         published=document.date or None,
         site_name=document.sitename or None,
         language=_declared_language(tree),
         canonical_url=_canonical_url(tree, url),
         image=_absolute_web_url(document.image, url),
-        links=_body_links(html, url, options),
+        links=_body_links(tree, plain, url),
         content_hash=hashlib.sha256(_normalise(plain).encode("utf-8")).hexdigest(),
         word_count=len(_WORD_RE.findall(plain)),
     )
@@ -91,37 +115,59 @@ def extract_article(html: str, url: str | None = None) -> Article:
 
 def extract_text(html: str, url: str | None = None) -> str | None:
     """The article body as plain text (no markdown), or None when there is none."""
-    found = _main_content(html, url)
-    if found is None:
-        return None
-    return xmltotxt(found[0].body, include_formatting=False)
+    tree = _parse(html)
+    document = _main_content(tree, url) if tree is not None else None
+    return None if document is None else xmltotxt(document.body, include_formatting=False)
 
 
-def _main_content(html: str, url: str | None) -> tuple[Document, dict[str, Any]] | None:
-    """trafilatura's document with metadata and the options that found it, or None when no
-    body text was found: precision mode, unless it missed most of what recall mode finds.
+def warm_up() -> None:
+    """Load what the first extraction would otherwise load lazily (trafilatura's and
+    htmldate's modules, compiled expressions, justext's stop lists)."""
+    words = " ".join(["Warming up the extractor with a paragraph of ordinary words."] * 8)
+    page = f"<html lang=en><head><title>Warm up</title></head><body><p>{words}</p></body></html>"
+    with contextlib.suppress(ExtractionError):
+        extract_article(page, "https://example.com/warm-up")
+
+
+def _parse(html: str) -> Any:
+    """The page parsed once; every pass below reads it (trafilatura copies what it changes)."""
+    return load_html(html) if html and html.strip() else None
+
+
+def _main_content(tree: Any, url: str | None) -> Document | None:
+    """trafilatura's document with metadata, or None when no body text was found: precision
+    mode, unless it stopped short and recall mode finds at least _SHORT_BY times as much.
 
     A leading heading that repeats the title is dropped: the title is a field of its own.
     """
-    document = trafilatura.bare_extraction(html, url=url, with_metadata=True, **_PRECISION)
-    if not isinstance(document, Document):
+    document = trafilatura.bare_extraction(tree, url=url, with_metadata=True, **_PRECISION)
+    if not isinstance(document, Document) or document.body is None:
         return None
-    options = _PRECISION
-    recall = trafilatura.bare_extraction(html, url=url, **_RECALL)
-    recall_body = recall.body if isinstance(recall, Document) else None
-    if recall_body is not None and _word_count(recall_body) >= _SHORT_BY * _word_count(
-        document.body
-    ):
-        document.body, options = recall_body, _RECALL
-    if document.body is None:
-        return None
+    if _stopped_short(document, tree):
+        recall = trafilatura.bare_extraction(tree, url=url, **_RECALL)
+        recall_body = recall.body if isinstance(recall, Document) else None
+        if recall_body is not None and _word_count(recall_body) >= _SHORT_BY * _word_count(
+            document.body
+        ):
+            document.body = recall_body
     body = document.body
     title = document.title
     if len(body) and body[0].tag == "head" and title and _words(_text_of(body[0])) == _words(title):
         body.remove(body[0])
     if not xmltotxt(body, include_formatting=False).strip():
         return None
-    return document, options
+    return document
+
+
+def _stopped_short(document: Document, tree: Any) -> bool:
+    """trafilatura's test for a short result covering little of the page (on the text it
+    measured itself), with the page's text counted without scripts and styles: cheaper than
+    its html2txt, and about the same."""
+    found = len(document.raw_text or "")
+    if found >= _SHORT_CHARS:
+        return False
+    page = sum(len(text.strip()) for text in _PAGE_TEXT(tree))
+    return found < _SHORT_SHARE * page
 
 
 def _word_count(body: Any) -> int:
@@ -147,25 +193,82 @@ def _quoted(markdown: str) -> str:
     return "\n".join(f"> {line}" if line.strip() else ">" for line in markdown.split("\n"))
 
 
-def _body_links(html: str, url: str | None, options: dict[str, Any]) -> list[str]:
+def _body_links(tree: Any, body_text: str, url: str | None) -> list[str]:
     """Absolute http(s) links inside the article body, in order, without duplicates.
 
-    A separate pass: asking trafilatura to keep links changes which text it keeps, and the
-    body text must not pay for that.
+    Read from the parsed page, not from a pass of trafilatura that keeps links (that pass
+    keeps different text and costs a whole extraction): a link is in the body when its text,
+    with the words just around it, is in the body text (whitespace aside); a link alone in its
+    paragraph or list item must be a line of the body of its own. Links in navigation,
+    headers, footers and asides never are.
     """
-    document = trafilatura.bare_extraction(html, url=url, include_links=True, **options)
-    if not isinstance(document, Document) or document.body is None:
-        return []
+    haystack = _squash(body_text)
+    lines = {_squash(cell) for line in body_text.splitlines() for cell in line.split("|")}
     own = urldefrag(url).url if url else None
     links: list[str] = []
-    for ref in document.body.iter("ref"):
-        link = _absolute_web_url(ref.get("target"), url)
+    for anchor in tree.iterfind(".//a[@href]"):
+        text = _squash(_text_of(anchor))
+        if not text or text not in haystack or _in_chrome(anchor):
+            continue
+        before, after = _context(anchor)
+        if not (before + text + after in haystack if before or after else text in lines):
+            continue
+        link = _absolute_web_url(anchor.get("href"), url)
         if link is None:
             continue
         link = urldefrag(link).url
         if link != own and link not in links:
             links.append(link)
     return links
+
+
+def _context(anchor: Any) -> tuple[str, str]:
+    """Up to _CONTEXT characters (whitespace aside) of the text before and after `anchor` in
+    its paragraph, looking past inline wrappers such as <strong><a>...</a></strong>."""
+    element = anchor
+    while True:
+        before, after = _text_before(element), _text_after(element)
+        parent = element.getparent()
+        if before or after or parent is None or parent.tag in _BLOCK_LEVEL:
+            return before, after
+        element = parent
+
+
+def _text_before(element: Any) -> str:
+    """The last _CONTEXT or so characters before `element` inside its parent."""
+    pieces: list[str] = []
+    size = 0
+    for sibling in element.itersiblings(preceding=True):
+        for piece in (sibling.tail or "", _text_of(sibling)):
+            pieces.append(piece)
+            size += len(piece)
+        if size >= _CONTEXT:
+            break
+    else:
+        parent = element.getparent()
+        pieces.append(str(parent.text or "") if parent is not None else "")
+    return _squash("".join(reversed(pieces)))[-_CONTEXT:]
+
+
+def _text_after(element: Any) -> str:
+    """The first _CONTEXT or so characters after `element` inside its parent."""
+    pieces = [str(element.tail or "")]
+    size = len(pieces[0])
+    for sibling in element.itersiblings():
+        if size >= _CONTEXT:
+            break
+        for piece in (_text_of(sibling), sibling.tail or ""):
+            pieces.append(piece)
+            size += len(piece)
+    return _squash("".join(pieces))[:_CONTEXT]
+
+
+def _in_chrome(element: Any) -> bool:
+    return any(ancestor.tag in _CHROME for ancestor in element.iterancestors())
+
+
+def _squash(text: str) -> str:
+    return _SPACE_RE.sub("", text)
 
 
 def _canonical_url(tree: Any, url: str | None) -> str | None:
