@@ -153,8 +153,30 @@ async def _postgres_answers(url: str, seconds: float) -> bool:
             await conn.close(timeout=seconds)
 
 
+def _refused(url: str, default_port: int) -> bool:
+    """True when nothing listens at url's host and port (the connection is refused at once).
+
+    nats-py spends its whole connect timeout on a refused port; this answers in microseconds.
+    Anything but a plain refusal (a timeout, a name that does not resolve) says nothing.
+    """
+    try:
+        parts = urlsplit(url.split(",", 1)[0])
+        host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+    except ValueError:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
 def nats_answers(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
     """True when a NATS server at url accepts a connection and JetStream answers."""
+    if _refused(url, 4222):
+        return False
     try:
         return _run(asyncio.wait_for(_nats_answers(url, timeout), timeout + 0.5))
     except TimeoutError:
@@ -370,29 +392,34 @@ def ensure_infra(
         logger.info("SEOBLOG_EMBEDDED is set: starting embedded NATS and PostgreSQL")
 
     infra = Infra(nats_url=nats_url, database_url=database_url, redis_url=None)
-    try:
-        if not forced and nats_answers(nats_url):
-            logger.info("found NATS with JetStream at %s", mask_url(nats_url))
-        else:
-            if not forced:
-                logger.info("no NATS with JetStream at %s; starting one", mask_url(nats_url))
-            infra.nats_url, infra._nats_process = _start_nats(data_dir)
-            infra.started.append("nats")
-
-        if not forced and postgres_answers(database_url):
-            logger.info("found PostgreSQL at %s", mask_url(database_url))
-        else:
-            if not forced:
-                logger.info("no PostgreSQL at %s; starting one", mask_url(database_url))
-            infra.database_url, infra._pg_server = _start_postgres(data_dir)
-            infra.started.append("postgres")
-    except BaseException:
+    probe_redis = want_redis and not (forced and embedded_redis)
+    # NATS, PostgreSQL and Redis are probed (and NATS and PostgreSQL started) at once: a
+    # cold embedded PostgreSQL takes seconds, and nothing here waits for the other two.
+    with concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="infra") as pool:
+        nats_job = pool.submit(_find_or_start_nats, data_dir, nats_url, forced)
+        pg_job = pool.submit(_find_or_start_postgres, data_dir, database_url, forced)
+        redis_job = pool.submit(redis_answers, redis_url) if probe_redis else None
+        failure: BaseException | None = None
+        try:
+            infra.nats_url, infra._nats_process = nats_job.result()
+        except BaseException as exc:
+            failure = exc
+        try:
+            infra.database_url, infra._pg_server = pg_job.result()
+        except BaseException as exc:
+            failure = failure or exc
+        redis_found = redis_job.result() if redis_job is not None else False
+    if infra._nats_process is not None:
+        infra.started.append("nats")
+    if infra._pg_server is not None:
+        infra.started.append("postgres")
+    if failure is not None:
         stop_infra(infra)
-        raise
+        raise failure
 
     if not want_redis:
         logger.info("Redis not wanted; running without it")
-    elif not (forced and embedded_redis) and redis_answers(redis_url):
+    elif redis_found:
         infra.redis_url = redis_url
         logger.info("found Redis at %s", mask_url(redis_url))
     elif embedded_redis:
@@ -407,6 +434,26 @@ def ensure_infra(
             "no Redis at %s; running without it (in-process cache only)", mask_url(redis_url)
         )
     return infra
+
+
+def _find_or_start_nats(
+    data_dir: Path, url: str, forced: bool
+) -> tuple[str, subprocess.Popen[bytes] | None]:
+    if not forced and nats_answers(url):
+        logger.info("found NATS with JetStream at %s", mask_url(url))
+        return url, None
+    if not forced:
+        logger.info("no NATS with JetStream at %s; starting one", mask_url(url))
+    return _start_nats(data_dir)
+
+
+def _find_or_start_postgres(data_dir: Path, url: str, forced: bool) -> tuple[str, Any]:
+    if not forced and postgres_answers(url):
+        logger.info("found PostgreSQL at %s", mask_url(url))
+        return url, None
+    if not forced:
+        logger.info("no PostgreSQL at %s; starting one", mask_url(url))
+    return _start_postgres(data_dir)
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
