@@ -138,7 +138,21 @@ def run_job(client: httpx.Client, gateway_port: int, url: str) -> float:
     raise RuntimeError(f"job {job_id} not completed within {JOB_TIMEOUT:.0f}s")
 
 
-def one_run(site: FixtureSite, articles: list[str], embedded: bool) -> tuple[float, float, float]:
+def stage_latencies(client: httpx.Client, monitor_port: int) -> dict[str, float]:
+    """The monitor's figures for the one job done so far: where the first job spent its time."""
+    deadline = time.perf_counter() + 10
+    while time.perf_counter() < deadline:
+        body = client.get(f"http://127.0.0.1:{monitor_port}/v1/summary").json()
+        spans = body["latency_s"]
+        if spans["end_to_end"]["count"] >= 1:
+            return {name: figures["p50"] for name, figures in spans.items()}
+        time.sleep(0.05)
+    return {}
+
+
+def one_run(
+    site: FixtureSite, articles: list[str], embedded: bool
+) -> tuple[float, float, float, dict[str, float]]:
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     env = dict(
         os.environ,
@@ -157,6 +171,7 @@ def one_run(site: FixtureSite, articles: list[str], embedded: bool) -> tuple[flo
             with httpx.Client(timeout=5.0) as client:
                 ready = up.wait_ready(client)
                 first = run_job(client, up.gateway_port, site.article_url(articles[0]))
+                stages = stage_latencies(client, up.ports["monitor"])
                 second = run_job(client, up.gateway_port, site.article_url(articles[1]))
         finally:
             up.stop()
@@ -169,7 +184,7 @@ def one_run(site: FixtureSite, articles: list[str], embedded: bool) -> tuple[flo
                     redis_url=None,
                 )
                 asyncio.run(drop_namespace(infra, namespace))
-    return ready, first, second
+    return ready, first, second, stages
 
 
 def figure(name: str, values: list[float], baseline: float, unit: str) -> dict[str, object]:
@@ -192,13 +207,16 @@ def main() -> None:
     args = parser.parse_args()
 
     readies, firsts, seconds, imports = [], [], [], []
+    stages: dict[str, list[float]] = {}
     with FixtureSite() as site:
         ids = site.article_ids()
         for rep in range(args.reps):
             # Interleaved with the runs, so both see the same load on the machine.
             imports.append(import_baseline(1))
             pair = [ids[(2 * rep) % len(ids)], ids[(2 * rep + 1) % len(ids)]]
-            ready, first, second = one_run(site, pair, args.embedded)
+            ready, first, second, spans = one_run(site, pair, args.embedded)
+            for span, seconds_ in spans.items():
+                stages.setdefault(span, []).append(seconds_)
             readies.append(ready)
             firsts.append(first)
             seconds.append(second)
@@ -208,6 +226,7 @@ def main() -> None:
         figure("startup.s", readies, slowest, "s"),
         figure("first_job.s", firsts, min(seconds), "s"),
     ]
+    rows += [figure(f"first_job.{span}.s", v, min(v), "s") for span, v in stages.items()]
     rows += [figure(f"startup.import.{s}.s", [t], t, "s") for s, t in per_service.items()]
     if args.json:
         for row in rows:
@@ -221,7 +240,8 @@ def main() -> None:
         )
     print(  # noqa: T201
         "startup.s baseline: slowest `import <service>.app` with compiled bytecode;"
-        " first_job.s baseline: the second job (services warm)"
+        " first_job.s baseline: the second job (services warm); first_job.<span>.s: the"
+        " monitor's figures for the first job"
     )
 
 
