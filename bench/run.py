@@ -432,6 +432,7 @@ async def _stack_work(
         # Throughput: N jobs on distinct URLs, submitted as fast as 16 connections go.
         log(f"pipeline: {jobs_n} jobs on distinct URLs")
         bodies = [fresh.body(i) for i in range(jobs_n)]
+        await jobs.wait_idle()
         cpu0, calls0 = _stack_cpu(stack), llm.calls
         began = time.perf_counter()
         ids = await jobs.submit_many(bodies, 16)
@@ -471,6 +472,7 @@ async def _stack_work(
         log(f"cached: {cached_n} identical jobs")
         same = fresh.body(1)
         await jobs.wait_one(await jobs.submit(same), 120)
+        await jobs.wait_idle()
         calls0 = llm.calls
         began = time.perf_counter()
         ids = await jobs.submit_many([same] * cached_n, 16)
@@ -487,6 +489,7 @@ async def _stack_work(
 
         # Overhead: sequential jobs on fresh URLs; what is left after fetch, LLM, extraction.
         log(f"overhead: {sequential_n} sequential jobs")
+        await jobs.wait_idle()
         overheads, e2es, parts = [], [], {"fetch": [], "llm": [], "extract": []}
         async with httpx.AsyncClient(base_url=stack.url("crawler"), timeout=10) as crawler:
 

@@ -254,6 +254,21 @@ class Jobs:
                 raise TimeoutError(f"job {job_id} not finished in {timeout_s:g} s")
         return self.done[job_id][1]
 
+    async def wait_idle(self, timeout_s: float = 60.0) -> None:
+        """Until every consumer of the namespace's stream has nothing pending or unacked, so a
+        part does not pay for the backlog the one before it left (best effort)."""
+        js = self.nc.jetstream()
+        stream = f"{self.ns.upper()}_SEO"
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            try:
+                consumers = await js.consumers_info(stream)
+            except Exception:  # a missing stream or API: nothing to wait for
+                return
+            if all(c.num_pending == 0 and c.num_ack_pending == 0 for c in consumers):
+                return
+            await asyncio.sleep(0.1)
+
     def failed(self, ids: list[str]) -> int:
         return sum(1 for i in ids if self.done.get(i, ("", 0))[0] != "completed")
 
