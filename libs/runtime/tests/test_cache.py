@@ -1,4 +1,5 @@
 import asyncio
+import sys
 
 import pytest
 
@@ -116,4 +117,51 @@ async def test_lock_of_a_crashed_replica_lapses_and_another_takes_over(redis_url
         assert await cache.get_or_compute("k", compute) == b"fresh"
         assert cache.stats["coalesced"] >= 1
     finally:
+        await cache.close()
+
+
+_HOLDER = """
+import asyncio, sys
+from seoblog_runtime import Cache
+
+async def main() -> None:
+    cache = Cache(sys.argv[1], sys.argv[2])  # the production lock lifetime
+    await cache.open()
+
+    async def forever() -> bytes:
+        print("holding", flush=True)
+        await asyncio.sleep(3600)
+        return b"never"
+
+    await cache.get_or_compute("k", forever)
+
+asyncio.run(main())
+"""
+
+
+async def test_lock_of_a_killed_holder_lapses_soon_and_a_waiter_computes(redis_url):
+    prefix = unique_name()
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLDER, prefix, redis_url, stdout=asyncio.subprocess.PIPE
+    )
+    cache = Cache(prefix, redis_url)
+    await cache.open()
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 30) == b"holding\n"
+        await asyncio.sleep(cache.lock_ttl_s / 2)  # the holder has renewed its lock by now
+        holder.kill()  # kill -9: no release, no more renewals
+        await holder.wait()
+
+        async def compute() -> bytes:
+            return b"fresh"
+
+        # A waiter stalls until the dead holder's lock lapses, not for minutes (issue 9 B).
+        value = await asyncio.wait_for(cache.get_or_compute("k", compute), timeout=20)
+        assert value == b"fresh"
+        assert cache.stats["coalesced"] >= 1
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
         await cache.close()

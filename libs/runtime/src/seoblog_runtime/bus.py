@@ -146,6 +146,7 @@ class Bus:
         self.stats: dict[str, ConsumerStats] = {}
         self._consumers: list[_Consumer] = []
         self._running = False
+        self.fetch_timeout_s = _IDLE_FETCH_S
         # Set by Parts for pipeline stages: events of a cancelled job are acked and dropped
         # before their handler runs, so no stage's handler needs to know about cancelling.
         self.cancelled: CancelledCheck | None = None
@@ -410,7 +411,7 @@ class Bus:
                     msgs = await sub.fetch(want, timeout=_BACKLOG_FETCH_S)
                     backlog = len(msgs) == want
                 else:
-                    msgs = await sub.fetch(1, timeout=_IDLE_FETCH_S)
+                    msgs = await sub.fetch(1, timeout=self.fetch_timeout_s)
                     backlog = True
                 errors = 0
             except TimeoutError:  # no message: nats-py raises asyncio's or its own subclass

@@ -37,7 +37,9 @@ class Cache:
         local_items: int = 1024,
         local_ttl_s: float = 300,
         default_ttl_s: float = 3600,
-        lock_ttl_s: float = 120,
+        # Short, and renewed every third of it by the live holder: a killed holder's lock
+        # lapses within this, so waiters in other replicas stall at most this long.
+        lock_ttl_s: float = 10,
     ) -> None:
         self.prefix = prefix
         self.redis_url = redis_url
