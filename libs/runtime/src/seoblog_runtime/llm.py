@@ -617,6 +617,9 @@ async def _sse_json(
         payload = "\n".join(data)
         data.clear()
         if payload.startswith("[DONE]"):
+            # Read the body's end (a few bytes), so HTTP/1.1 can reuse the connection.
+            async for _ in lines:
+                pass
             return
         chunk = json.loads(payload)
         if isinstance(chunk, dict):
