@@ -283,7 +283,7 @@ async def test_a_probe_timed_out_in_the_rate_limiter_hands_its_slot_back(fake_ll
     try:
         await open_then_half_open(llm, fake_llm)
         assert llm.tokens_bucket is not None  # another caller just spent the whole budget
-        assert (await llm.tokens_bucket.take("fake-llm", llm.tokens_bucket.capacity)).allowed
+        await llm.tokens_bucket.acquire("fake-llm", llm.tokens_bucket.capacity, timeout_s=10)
         with pytest.raises(JobError) as throttled:  # the probe cannot get budget in 0.05 s
             await llm.complete(HELLO, purpose="test", expected_tokens=100)
         assert throttled.value.code == "llm_rate_limited"
