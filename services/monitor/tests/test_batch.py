@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import datetime, timedelta
 
 import asyncpg
+import pytest
 
 from monitor.pipeline import (
     SPANS,
     RecentIds,
     Transition,
+    bucket_value,
     earliest_per_state,
     observe_new,
+    sketch_bucket,
+    sketch_quantile,
 )
 from monitor.settings import Settings
 from monitor.store import PgMonitorStore
-from seoblog_contracts import JobState
+from seoblog_contracts import JobState, utcnow
 from seoblog_testing import settings_for
 
 T0 = datetime(2026, 1, 1, 12, 0, 0).astimezone()
@@ -83,6 +88,21 @@ def test_recent_ids_counts_a_redelivery_once_and_forgets_the_oldest():
     assert recent.add("b")
 
 
+def test_sketch_buckets_hold_values_within_one_percent():
+    for seconds in (0.0012, 0.5, 1, 2, 3.7, 60, 3600 * 4):
+        assert bucket_value(sketch_bucket(seconds)) == pytest.approx(seconds, rel=0.01)
+
+
+def test_sketch_quantile_interpolates_like_percentile_cont():
+    buckets = {sketch_bucket(0.5): 1, sketch_bucket(1.0): 1}
+    assert sketch_quantile(buckets, 0.5) == pytest.approx(0.75, rel=0.01)
+    assert sketch_quantile(buckets, 0.95) == pytest.approx(0.975, rel=0.01)
+    many = Counter(sketch_bucket(float(v)) for v in range(1, 101))
+    assert sketch_quantile(many, 0.5) == pytest.approx(50.5, rel=0.01)
+    assert sketch_quantile(many, 0.95) == pytest.approx(95.05, rel=0.01)
+    assert sketch_quantile({}, 0.5) is None
+
+
 async def _store(service_env: dict[str, str]) -> PgMonitorStore:
     settings = settings_for(Settings, service_env)
     store = PgMonitorStore(settings.database_url, settings.schema_name, pool_max=4)
@@ -99,15 +119,40 @@ async def test_a_batch_is_recorded_once_and_a_redelivered_batch_changes_nothing(
         again = await store.record_batch(batch)
         earlier = await store.record_batch([Transition("a", JobState.CRAWLING, t(0.5))])
 
-        assert [(x.job_id, x.state) for x in first.new] == [(x.job_id, x.state) for x in batch]
-        assert first.times["a"][JobState.COMPLETED] == t(10)
-        assert again.new == []
-        assert earlier.new == []
+        assert [(x.job_id, x.state) for x, _ in first] == [(x.job_id, x.state) for x in batch]
+        assert again == []
+        assert earlier == []  # an earlier time for a known state is kept, and is no news
         latency = await store.latencies()
         assert latency["end_to_end"].count == 1
+        assert latency["end_to_end"].p50 == pytest.approx(10, rel=0.01)
         assert latency["queue"].count == 2
-        assert latency["queue"].p50 == 0.75  # a's crawl start moved to its earlier event
         assert await store.job_counts() == {"completed": 1, "crawling": 1}
+    finally:
+        await store.close()
+
+
+async def test_rollups_answer_windows_and_outlive_the_pruned_job_states(service_env):
+    store = await _store(service_env)
+    now = utcnow()
+    old = [
+        Transition("old", JobState.QUEUED, now - timedelta(minutes=30)),
+        Transition("old", JobState.FAILED, now - timedelta(minutes=29), "crawl", "not_found"),
+    ]
+    recent = [
+        Transition("new", JobState.QUEUED, now - timedelta(seconds=3)),
+        Transition("new", JobState.COMPLETED, now - timedelta(seconds=1)),
+    ]
+    try:
+        await store.record_batch(old + recent)
+
+        assert await store.failures() == {"crawl:not_found": 1}
+        assert await store.failures(window_s=120) == {}
+        finished = await store.finished_jobs(120)
+        assert (finished.completed, finished.failed) == (1, 0)
+        assert (await store.latencies(120))["end_to_end"].count == 1
+        assert await store.prune_job_states(older_than_s=600) == 2  # "old" finished long ago
+        assert await store.job_counts() == {"completed": 1, "failed": 1}
+        assert await store.failures() == {"crawl:not_found": 1}
     finally:
         await store.close()
 
@@ -122,13 +167,10 @@ async def test_two_replicas_recording_one_job_at_once_observe_each_span_once(ser
             results = await asyncio.gather(
                 *(s.record_batch(h) for s, h in zip(stores, halves, strict=True))
             )
-            spans = [
-                name
-                for recorded in results
-                for _, o in observe_new(recorded.new, recorded.times)
-                for name, _ in o.latencies
-            ]
+            spans = [name for observed in results for _, o in observed for name, _ in o.latencies]
             assert sorted(spans) == sorted(span.name for span in SPANS), round_
+        latency = await stores[0].latencies()
+        assert all(latency[span.name].count == 10 for span in SPANS)
     finally:
         for store in stores:
             await store.close()

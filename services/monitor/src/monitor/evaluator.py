@@ -1,5 +1,5 @@
 """The background evaluation: every `evaluate_every_s`, refresh the gauges read from the store
-and from JetStream, and fire or resolve the failure rate alert."""
+and from JetStream, fire or resolve the failure rate alert, and forget finished jobs' states."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ class Evaluator:
         """One round; a failing step is logged and retried next round, never fatal."""
         try:
             self.metrics.set_jobs(await self.store.job_counts())
+            await self.store.prune_job_states(self.settings.stream_max_age_s)
         except Exception:
             log.warning("reading the store failed", exc_info=True)
         if not await self.bus.ping():  # not connected yet, or NATS is away

@@ -1,5 +1,5 @@
-"""The monitor's one subscriber: pipeline events in batches, folded into job states (one
-transaction per batch) and turned into figures."""
+"""The monitor's one subscriber: pipeline events in batches, folded into job states and
+per-minute rollups (one transaction per batch) and turned into figures."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from seoblog_contracts import (
 from seoblog_runtime import Parts
 
 from .metrics import MonitorMetrics
-from .pipeline import RecentIds, earliest_per_state, observe_new, transition_of
+from .pipeline import RecentIds, earliest_per_state, transition_of
 from .store import PgMonitorStore
 
 AnyEvent = Annotated[
@@ -47,8 +47,7 @@ def register(parts: Parts[PgMonitorStore], metrics: MonitorMetrics) -> None:
         transitions = earliest_per_state(
             t for t in (transition_of(event) for event in events) if t is not None
         )
-        recorded = await store.record_batch(transitions)
-        for transition, observation in observe_new(recorded.new, recorded.times):
+        for transition, observation in await store.record_batch(transitions):
             metrics.observe(transition, observation)
         for event in events:
             if recent.add(event.event_id):

@@ -3,10 +3,11 @@ terminal outcomes newly recorded states add to the figures (one event or a batch
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import math
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from seoblog_contracts import (
     STAGE_STATE,
@@ -162,3 +163,79 @@ class RecentIds:
         if len(self._ids) > self.size:
             self._ids.popitem(last=False)
         return True
+
+
+# -- rollups: what a batch adds to the per-minute figures ---------------------------------
+
+# Latency sketch: log-spaced buckets with 1 % relative error (DDSketch's mapping), so a
+# quantile of any number of spans is read from a few hundred counters per span and minute.
+SKETCH_ALPHA = 0.01
+_GAMMA = (1 + SKETCH_ALPHA) / (1 - SKETCH_ALPHA)
+_LOG_GAMMA = math.log(_GAMMA)
+SKETCH_MIN_S = 1e-4  # shorter spans share the lowest bucket
+
+
+def sketch_bucket(seconds: float) -> int:
+    return math.ceil(math.log(max(seconds, SKETCH_MIN_S)) / _LOG_GAMMA)
+
+
+def bucket_value(bucket: int) -> float:
+    """The value a bucket stands for: within SKETCH_ALPHA of every value in it."""
+    return 2 * _GAMMA**bucket / (_GAMMA + 1)
+
+
+def sketch_quantile(buckets: Mapping[int, int], q: float) -> float | None:
+    """The q-quantile of the counted values, interpolated between neighbours like
+    PostgreSQL's percentile_cont, from bucket values (so within SKETCH_ALPHA)."""
+    total = sum(buckets.values())
+    if total == 0:
+        return None
+    rank = q * (total - 1)
+    low, high = math.floor(rank), math.ceil(rank)
+    values: dict[int, float] = {}
+    seen = 0
+    for bucket in sorted(buckets):
+        count = buckets[bucket]
+        for wanted in (low, high):
+            if seen <= wanted < seen + count:
+                values[wanted] = bucket_value(bucket)
+        seen += count
+        if high in values:
+            break
+    return values[low] + (rank - low) * (values[high] - values[low])
+
+
+def minute_of(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+@dataclass
+class Rollup:
+    """Counts one batch adds, keyed as the rollup tables are: by the minute things happened."""
+
+    states: Counter[tuple[datetime, str, str, str]] = field(default_factory=Counter)
+    outcomes: Counter[tuple[datetime, str]] = field(default_factory=Counter)
+    spans: Counter[tuple[datetime, str, int]] = field(default_factory=Counter)
+
+
+def rollup_of(
+    observed: Iterable[tuple[Transition, Observation]],
+    times: Mapping[str, Mapping[JobState, datetime]],
+) -> Rollup:
+    """Jobs entering each state (failures with stage and code), first terminal states, and
+    span lengths in sketch buckets, each by the minute its (end) state was entered."""
+    rollup = Rollup()
+    for transition, observation in observed:
+        minute = minute_of(transition.at)
+        rollup.states[
+            (minute, transition.state.value, transition.stage or "", transition.code or "")
+        ] += 1
+        if observation.finished is not None:
+            rollup.outcomes[(minute, observation.finished.value)] += 1
+        for name, seconds in observation.latencies:
+            end = times.get(transition.job_id, {}).get(SPAN_BY_NAME[name].end, transition.at)
+            rollup.spans[(minute_of(end), name, sketch_bucket(seconds))] += 1
+    return rollup
+
+
+SPAN_BY_NAME = {span.name: span for span in SPANS}

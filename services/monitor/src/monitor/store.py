@@ -1,10 +1,11 @@
-"""All SQL of the monitor: when each job entered each state, and alert history, and the
-figures computed from them, so they hold across restarts and replicas."""
+"""All SQL of the monitor: when each job entered each state (while its events can still
+arrive), per-minute rollups of states, outcomes and latency sketches, and alert history; the
+figures are read from these, so they hold across restarts and replicas."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,18 +13,20 @@ from seoblog_contracts import JobState
 from seoblog_runtime import Store, migrations_of
 
 from .alert_rules import FinishedJobs
-from .pipeline import SPANS, TERMINAL_RANK, Transition
+from .pipeline import (
+    SPANS,
+    TERMINAL_RANK,
+    Observation,
+    Rollup,
+    Transition,
+    observe_new,
+    rollup_of,
+    sketch_quantile,
+)
+
+Observed = tuple[Transition, Observation]
 
 Announce = Callable[[int], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """What recording a batch changed: the states that are new, and every state's time of
-    the jobs that have one (nothing for a redelivered batch)."""
-
-    new: list[Transition] = field(default_factory=list)
-    times: dict[str, dict[JobState, datetime]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,15 +50,16 @@ class PgMonitorStore(Store):
     def __init__(self, database_url: str, schema: str, pool_max: int = 10) -> None:
         super().__init__(database_url, schema, migrations_of(__file__), pool_max=pool_max)
 
-    async def record_batch(self, transitions: list[Transition]) -> Recorded:
-        """Record job states in one transaction; `transitions` has one per job and state.
+    async def record_batch(self, transitions: list[Transition]) -> list[Observed]:
+        """Record job states and their rollups in one transaction; `transitions` has one per
+        job and state. Returns what the states that are new add (nothing for a redelivery).
 
         A state keeps its earliest time. The batch's jobs are locked (in one order, so two
         replicas cannot deadlock) so that, of two batches touching a job at once, the second
-        sees the first: each latency is then observed exactly once.
+        sees the first: each latency is then counted exactly once.
         """
         if not transitions:
-            return Recorded()
+            return []
         jobs = sorted({t.job_id for t in transitions})
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -83,75 +87,89 @@ class PgMonitorStore(Store):
             inserted = {(r["job_id"], r["state"]) for r in rows if r["inserted"]}
             new = [t for t in transitions if (t.job_id, t.state.value) in inserted]
             if not new:
-                return Recorded()
+                return []
             states = await conn.fetch(
                 "SELECT job_id, state, at FROM job_states WHERE job_id = ANY($1::text[])",
                 sorted({t.job_id for t in new}),
             )
-        times: dict[str, dict[JobState, datetime]] = {}
-        for r in states:
-            times.setdefault(r["job_id"], {})[JobState(r["state"])] = r["at"]
-        return Recorded(new, times)
+            times: dict[str, dict[JobState, datetime]] = {}
+            for r in states:
+                times.setdefault(r["job_id"], {})[JobState(r["state"])] = r["at"]
+            observed = observe_new(new, times)
+            await _add_rollup(conn, rollup_of(observed, times))
+        return observed
 
     async def job_counts(self) -> dict[str, int]:
-        """Jobs by current state: the first terminal state, else the furthest stage reached."""
+        """Jobs by current state: the first terminal state (from the rollups, so also for
+        jobs whose states were pruned), else the furthest stage reached."""
         rows = await self.pool.fetch(
-            "SELECT state, count(*)::int AS n FROM ("
-            "  SELECT DISTINCT ON (job_id) job_id, state FROM job_states"
+            "SELECT state, count(*)::bigint AS n FROM ("
+            "  SELECT DISTINCT ON (job_id) job_id, state FROM job_states j"
+            "  WHERE NOT EXISTS (SELECT 1 FROM job_states t"
+            "                    WHERE t.job_id = j.job_id AND t.rank = $1)"
             "  ORDER BY job_id, rank DESC, at, state"
             ") current GROUP BY state"
-        )
-        return {r["state"]: r["n"] for r in rows}
-
-    async def finished_jobs(self, window_s: float) -> FinishedJobs:
-        """Jobs whose first terminal state falls in the last `window_s` seconds."""
-        row = await self.pool.fetchrow(
-            "SELECT count(*) FILTER (WHERE s.state = 'completed')::int AS completed,"
-            "       count(*) FILTER (WHERE s.state = 'failed')::int AS failed"
-            " FROM job_states s"
-            " WHERE s.rank = $2 AND s.at >= now() - make_interval(secs => $1)"
-            "   AND NOT EXISTS (SELECT 1 FROM job_states e WHERE e.job_id = s.job_id"
-            "                   AND e.rank = $2 AND (e.at, e.state) < (s.at, s.state))",
-            window_s,
+            " UNION ALL SELECT outcome, sum(n)::bigint FROM outcome_minutes GROUP BY outcome",
             TERMINAL_RANK,
         )
-        return FinishedJobs(completed=row["completed"], failed=row["failed"])
+        return {r["state"]: int(r["n"]) for r in rows}
+
+    async def finished_jobs(self, window_s: float) -> FinishedJobs:
+        """Jobs whose first terminal state falls in the last `window_s` seconds (whole
+        minutes: the minute the window starts in counts in full)."""
+        row = await self.pool.fetchrow(
+            "SELECT coalesce(sum(n) FILTER (WHERE outcome = 'completed'), 0)::bigint AS completed,"
+            "       coalesce(sum(n) FILTER (WHERE outcome = 'failed'), 0)::bigint AS failed"
+            " FROM outcome_minutes"
+            " WHERE minute >= date_trunc('minute', now() - make_interval(secs => $1::float8))",
+            window_s,
+        )
+        return FinishedJobs(completed=int(row["completed"]), failed=int(row["failed"]))
 
     async def latencies(self, window_s: float | None = None) -> dict[str, Latency]:
         """p50, p95 and count of every span (see pipeline.SPANS), optionally for spans that
-        ended in the last `window_s` seconds."""
+        ended in the last `window_s` seconds (whole minutes), read from the sketches."""
         rows = await self.pool.fetch(
-            "SELECT span,"
-            "  percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS p50,"
-            "  percentile_cont(0.95) WITHIN GROUP (ORDER BY secs) AS p95,"
-            "  count(*)::int AS n"
-            " FROM ("
-            "  SELECT d.span, extract(epoch FROM e.at - s.at)::float8 AS secs"
-            "  FROM unnest($1::text[], $2::text[], $3::text[]) AS d(span, start_state, end_state)"
-            "  JOIN job_states s ON s.state = d.start_state"
-            "  JOIN job_states e ON e.job_id = s.job_id AND e.state = d.end_state"
-            "  WHERE e.at >= s.at"
-            "    AND ($4::float8 IS NULL OR e.at >= now() - make_interval(secs => $4::float8))"
-            " ) spans GROUP BY span",
-            [span.name for span in SPANS],
-            [span.start.value for span in SPANS],
-            [span.end.value for span in SPANS],
+            "SELECT span, bucket, sum(n)::bigint AS n FROM span_minutes"
+            " WHERE $1::float8 IS NULL"
+            "    OR minute >= date_trunc('minute', now() - make_interval(secs => $1::float8))"
+            " GROUP BY span, bucket",
             window_s,
         )
-        found = {r["span"]: Latency(r["p50"], r["p95"], r["n"]) for r in rows}
+        sketches: dict[str, dict[int, int]] = {}
+        for r in rows:
+            sketches.setdefault(r["span"], {})[r["bucket"]] = int(r["n"])
+        found = {}
+        for span, buckets in sketches.items():
+            found[span] = Latency(
+                sketch_quantile(buckets, 0.5), sketch_quantile(buckets, 0.95), sum(buckets.values())
+            )
         return {span.name: found.get(span.name, Latency(None, None, 0)) for span in SPANS}
 
     async def failures(self, window_s: float | None = None) -> dict[str, int]:
-        """Failed jobs by "<stage>:<code>"."""
+        """Failed jobs by "<stage>:<code>" (whole minutes of the window)."""
         rows = await self.pool.fetch(
-            "SELECT coalesce(stage, 'unknown') || ':' || coalesce(code, 'unknown') AS key,"
-            "       count(*)::int AS n"
-            " FROM job_states WHERE state = 'failed'"
-            "   AND ($1::float8 IS NULL OR at >= now() - make_interval(secs => $1::float8))"
+            "SELECT coalesce(nullif(stage, ''), 'unknown') || ':'"
+            "       || coalesce(nullif(code, ''), 'unknown') AS key, sum(n)::bigint AS n"
+            " FROM state_minutes WHERE state = 'failed'"
+            "   AND ($1::float8 IS NULL"
+            "        OR minute >= date_trunc('minute', now() - make_interval(secs => $1::float8)))"
             " GROUP BY 1 ORDER BY 1",
             window_s,
         )
-        return {r["key"]: r["n"] for r in rows}
+        return {r["key"]: int(r["n"]) for r in rows}
+
+    async def prune_job_states(self, older_than_s: float) -> int:
+        """Forget the states of jobs that finished longer ago than the stream keeps events
+        (none of theirs can arrive any more); their figures stay in the rollups."""
+        status = await self.pool.execute(
+            "DELETE FROM job_states WHERE job_id IN ("
+            "  SELECT job_id FROM job_states"
+            "  WHERE rank = $2 AND at < now() - make_interval(secs => $1))",
+            older_than_s,
+            TERMINAL_RANK,
+        )
+        return int(status.split()[-1])
 
     async def active_alerts(self) -> list[ActiveAlert]:
         rows = await self.pool.fetch(
@@ -197,3 +215,36 @@ class PgMonitorStore(Store):
             alert,
         )
         return [dict(r) for r in rows]
+
+
+async def _add_rollup(conn: Any, rollup: Rollup) -> None:
+    """Add a batch's counts to the rollup rows. Keys go in sorted order, so replicas adding
+    to the same minute's rows lock them in one order and cannot deadlock."""
+    if rollup.states:
+        keys = sorted(rollup.states)
+        await conn.execute(
+            "INSERT INTO state_minutes AS m (minute, state, stage, code, n)"
+            " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],"
+            "                      $5::bigint[])"
+            " ON CONFLICT (minute, state, stage, code) DO UPDATE SET n = m.n + EXCLUDED.n",
+            *zip(*keys, strict=True),
+            [rollup.states[k] for k in keys],
+        )
+    if rollup.outcomes:
+        outcome_keys = sorted(rollup.outcomes)
+        await conn.execute(
+            "INSERT INTO outcome_minutes AS m (minute, outcome, n)"
+            " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::bigint[])"
+            " ON CONFLICT (minute, outcome) DO UPDATE SET n = m.n + EXCLUDED.n",
+            *zip(*outcome_keys, strict=True),
+            [rollup.outcomes[k] for k in outcome_keys],
+        )
+    if rollup.spans:
+        span_keys = sorted(rollup.spans)
+        await conn.execute(
+            "INSERT INTO span_minutes AS m (minute, span, bucket, n)"
+            " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int[], $4::bigint[])"
+            " ON CONFLICT (minute, span, bucket) DO UPDATE SET n = m.n + EXCLUDED.n",
+            *zip(*span_keys, strict=True),
+            [rollup.spans[k] for k in span_keys],
+        )
