@@ -195,6 +195,13 @@ def test_count_keyword_counts_every_occurrence() -> None:
     assert count_keyword("SEO tips. More seo, less Seo-ish.", "seo") == 3
 
 
+def test_count_keyword_skips_a_match_inside_a_word_and_finds_the_next_one() -> None:
+    assert count_keyword("seoseo seo", "seo") == 1  # "seoseo" is one word, not two matches
+    assert count_keyword("water  \n\t plumes and water plumes", "Water Plumes") == 2
+    assert count_keyword("नमस्ते दुनिया", "नमस") == 0  # a vowel sign continues the word
+    assert count_keyword("東京東京", "東京") == 2  # no spaces: every occurrence counts
+
+
 @pytest.mark.parametrize(
     ("title", "slug"),
     [
