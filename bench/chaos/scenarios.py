@@ -48,11 +48,11 @@ class Sizes:
             cluster_jobs=30,
             fault_jobs=20,
             poison_rounds=2,
-            good_jobs=6,
+            good_jobs=4,
             outage_s=30,
-            long_outage_s=45,
+            long_outage_s=40,
             stuck_after_s=30,
-            kill_budget_s=100,
+            kill_budget_s=90,
         )
 
     @classmethod
@@ -125,13 +125,16 @@ async def kill(world: World, sizes: Sizes, seed: int = 9) -> Result:
             world.submit_all(sc.tags, sc.answers, concurrency=4, rate_per_s=rate)
         )
         kills: list[str] = []
+        order: list[str] = []
         began = time.monotonic()
         sc.progress.measure_from = began
         while time.monotonic() - began < sizes.kill_budget_s:
             await asyncio.sleep(sizes.kill_every_s * rng.uniform(0.8, 1.2))
             if submitting.done() and sc.progress.done(len(sc.tags)):
                 break
-            victim = rng.choice(sorted(world.stack.services))
+            if not order:  # every process once, in a random order, then again
+                order = rng.sample(sorted(world.stack.services), len(world.stack.services))
+            victim = order.pop()
             world.stack.services[victim].kill()
             kills.append(victim)
             await asyncio.sleep(0.5)

@@ -105,10 +105,11 @@ class ServiceProcess:
         except httpx.HTTPError:
             return False
 
-    def stop(self, timeout_s: float = 10) -> None:
+    def stop(self, timeout_s: float = 10, *, signalled: bool = False) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        if not signalled:  # a second SIGTERM would make uvicorn skip its graceful shutdown
+            self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -150,9 +151,15 @@ class Stack:
                     raise RuntimeError(f"not ready in {timeout_s} s: {pending}\n{self.logs()}")
                 time.sleep(0.2)
 
-    def stop(self) -> None:
-        for svc in reversed(list(self.services.values())):
-            svc.stop()
+    def stop(self, timeout_s: float = 10) -> None:
+        """SIGTERM every process at once, then wait for each (kill -9 after `timeout_s`)."""
+        running = [s for s in reversed(list(self.services.values())) if s.alive]
+        for svc in running:
+            assert svc.process is not None
+            svc.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for svc in running:
+            svc.stop(max(0.1, deadline - time.monotonic()), signalled=True)
 
 
 def build_stack(
