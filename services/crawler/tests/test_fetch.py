@@ -1,5 +1,7 @@
+import asyncio
 import pickle
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -268,3 +270,25 @@ def test_fetch_error_survives_pickling() -> None:
 
     assert (copy.code, copy.message) == ("http_5xx", "Bad gateway")
     assert (copy.retryable, copy.status) == (True, 502)
+
+
+async def test_an_attempt_lasts_the_configured_timeout_not_httpx_default_of_5_s(
+    fixture_site: FixtureSite,
+) -> None:
+    slow, slower = unique_path(), unique_path()
+    fixture_site.route(slow, body=PAGE, delay_s=5.5)
+    fixture_site.route(slower, body=PAGE, delay_s=30)
+
+    async def timed_error(url: str) -> tuple[FetchError, float]:
+        started = time.monotonic()
+        error = await fetch_error(url, timeout_s=6.5)
+        return error, time.monotonic() - started
+
+    page, (error, waited) = await asyncio.gather(
+        fetch(fixture_site.url(slow), timeout_s=9), timed_error(fixture_site.url(slower))
+    )
+
+    assert page.html == PAGE
+    assert error.code == "timeout"
+    assert error.message == f"Timed out after 6.5 s fetching {fixture_site.url(slower)}"
+    assert waited >= 6.4

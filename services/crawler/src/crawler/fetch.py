@@ -120,7 +120,11 @@ class Fetcher:
         self._politeness = politeness
         self._metrics = metrics or (politeness.metrics if politeness else CrawlerMetrics())
         guard = AddressGuard(policy or AddressPolicy(), resolver)
-        self._client = guarded_client(guard, per_origin_connections=per_host_connections)
+        # The attempt's budget (asyncio.timeout in _follow) is the one timeout that counts;
+        # httpx's per-operation bound is the same, so it never fires sooner.
+        self._client = guarded_client(
+            guard, per_origin_connections=per_host_connections, timeout_s=limits.timeout_s
+        )
         self._headers = {
             "user-agent": limits.user_agent,
             "accept": _ACCEPT,

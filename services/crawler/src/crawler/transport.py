@@ -217,12 +217,18 @@ class _Released(httpx.AsyncByteStream):
                 self._origin = None
 
 
-def guarded_client(guard: AddressGuard, *, per_origin_connections: int = 8) -> httpx.AsyncClient:
+def guarded_client(
+    guard: AddressGuard, *, per_origin_connections: int = 8, timeout_s: float | None = None
+) -> httpx.AsyncClient:
     """An httpx client that can only reach addresses `guard` allows (no proxies from the
     environment: a proxy would connect on our behalf, out of the guard's sight). Redirects
-    are not followed unless a request asks; robots.txt does, up to five (RFC 9309)."""
+    are not followed unless a request asks; robots.txt does, up to five (RFC 9309).
+
+    `timeout_s` bounds each network operation (None: unbounded); without it httpx's own
+    default of 5 s would cut every slower answer short, whatever budget the caller gives."""
     return httpx.AsyncClient(
         transport=PerOriginTransport(guard, per_origin_connections=per_origin_connections),
         trust_env=False,
         max_redirects=5,
+        timeout=httpx.Timeout(timeout_s),
     )
