@@ -37,6 +37,7 @@ from nats.js.api import ConsumerConfig, StreamConfig
 from perf.figures import REQUIRED, Figures, as_json_lines, as_table
 from perf.load import raw_request, run_load
 from perf.procs import Proc, cpu_seconds, infra_processes, pss_mb, rss_mb, tree, tree_cpu_seconds
+from perf.profile import Profiles
 from perf.system import SERVICES, Jobs, Stack, TimedApp, drop_everything, metric_sum, service_env
 
 from seoblog_devstack.infra import Infra, ensure_infra, free_port, stop_infra
@@ -95,6 +96,8 @@ PARTS: dict[str, tuple[str, ...]] = {
         "cached.",
         "overhead.",
         "rss.",
+        "stage.",
+        "storage.",
     ),
 }
 
@@ -418,6 +421,7 @@ async def _stack_work(
     cached_n: int,
     bound: float,
     hop_ms: float,
+    profile: Path | None,
 ) -> dict[str, float]:
     fresh = Fresh(site, round_id)
     async with Jobs(stack.url("gateway"), infra, ns) as jobs:
@@ -433,12 +437,45 @@ async def _stack_work(
         log(f"pipeline: {jobs_n} jobs on distinct URLs")
         bodies = [fresh.body(i) for i in range(jobs_n)]
         await jobs.wait_idle()
+        store0 = await jobs.footprint()
+        profiles = (
+            Profiles(profile / round_id, {n: p.pid for n, p in stack.procs.items()})
+            if profile is not None
+            else None
+        )
         cpu0, calls0 = _stack_cpu(stack), llm.calls
         began = time.perf_counter()
-        ids = await jobs.submit_many(bodies, 16)
-        last = await jobs.wait_all(ids, timeout_s=max(300, jobs_n))
+        try:
+            ids = await jobs.submit_many(bodies, 16)
+            last = await jobs.wait_all(ids, timeout_s=max(300, jobs_n))
+        finally:
+            if profiles is not None:
+                profiles.stop()
         cpu1 = _stack_cpu(stack)
         used = {name: cpu1.get(name, 0.0) - cpu0.get(name, 0.0) for name in cpu1}
+        await jobs.wait_idle()
+        store1 = await jobs.footprint()
+        figs.add(
+            "storage.stream_msgs_per_job",
+            (store1[0] - store0[0]) / jobs_n,
+            None,
+            "msgs",
+            "messages the pipeline added to the namespace's stream, per job",
+        )
+        figs.add(
+            "storage.stream_kb_per_job",
+            (store1[1] - store0[1]) / jobs_n / 1024,
+            None,
+            "KB",
+            "stream bytes per job (kept for SEOBLOG stream_max_age_s)",
+        )
+        figs.add(
+            "storage.pg_kb_per_job",
+            (store1[2] - store0[2]) / jobs_n / 1024,
+            None,
+            "KB",
+            "growth of the namespace's PostgreSQL tables (with indexes and TOAST) per job",
+        )
         for name, seconds in used.items():
             shared = name not in SERVICES
             figs.add(
@@ -579,6 +616,7 @@ def measure_stack(
                     args.cached,
                     bound,
                     hop_ms,
+                    args.profile,
                 )
             )
             figs.add(
@@ -686,6 +724,12 @@ def main() -> None:
     parser.add_argument("--cached", type=int, default=300, help="identical jobs")
     parser.add_argument("--seconds", type=float, default=None, help="gateway: seconds a cell")
     parser.add_argument("--pool", type=int, default=4, help="PostgreSQL pool per service")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy the services during the pipeline part into this folder",
+    )
     parser.add_argument("--log-level", default="INFO", help="the services' LOG_LEVEL")
     args = parser.parse_args()
     args.jobs = args.jobs or (121 if args.quick else 363)

@@ -269,6 +269,21 @@ class Jobs:
                 return
             await asyncio.sleep(0.1)
 
+    async def footprint(self) -> tuple[int, int, int]:
+        """(messages, bytes) in the namespace's stream and bytes of its PostgreSQL schemas."""
+        messages = size = 0
+        with contextlib.suppress(Exception):
+            info = await self.nc.jetstream().stream_info(f"{self.ns.upper()}_SEO")
+            messages, size = int(info.state.messages), int(info.state.bytes)
+        assert self.pg is not None
+        tables = await self.pg.fetchval(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname LIKE $1 AND c.relkind IN ('r', 'm')",
+            f"{self.ns}\\_%",
+        )
+        return messages, size, int(tables)
+
     def failed(self, ids: list[str]) -> int:
         return sum(1 for i in ids if self.done.get(i, ("", 0))[0] != "completed")
 
