@@ -591,7 +591,6 @@ class Llm:
                     if percent >= last_percent + 10:
                         last_percent = percent
                         await relay.report(percent)
-        relay.finish()
         text = "".join(parts)
         if not completion_tokens:  # provider sent no usage: estimate, and say so in the log
             prompt_tokens = prompt_tokens or estimate_tokens(body["messages"])
@@ -640,9 +639,10 @@ async def _sse_json(
 
 class _ProgressRelay:
     """Runs a progress callback beside the LLM call, one report at a time and in order; an
-    error is logged, never raised, and a slow callback only makes reports wait (at most ten
-    a call). `finish` drops the reports not sent yet; one already being sent completes on its
-    own (its message is on the wire already, ahead of anything the caller sends later)."""
+    error is logged, never raised. A slow callback only makes reports wait (at most ten a
+    call): the call returns at once and what is left is sent in the background. Progress
+    is advisory, so one arriving after the stage's next event is harmless (the gateway keeps
+    a stage's progress only while the job is in that stage)."""
 
     _running: ClassVar[set[asyncio.Task[None]]] = set()  # strong references while running
 
@@ -658,9 +658,6 @@ class _ProgressRelay:
             self._running.add(self.task)
             self.task.add_done_callback(self._running.discard)
         await asyncio.sleep(0)  # let it start now: a quick callback is done before we go on
-
-    def finish(self) -> None:
-        self.pending.clear()
 
     async def _send(self) -> None:
         while self.pending:
