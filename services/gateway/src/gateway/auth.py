@@ -3,15 +3,17 @@ each request names its key (Bearer or X-API-Key) and spends a token of that key'
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from cachetools import TTLCache
 
-from seoblog_runtime.ratelimit import TokenBucket
+from seoblog_runtime.ratelimit import Decision, TokenBucket
 
 from .errors import ApiError
 from .settings import Settings
@@ -67,13 +69,23 @@ OPEN = Principal(None, frozenset(SCOPES))
 
 class Authenticator:
     """Key lookups (cached for a few seconds, so revocation reaches every replica in that
-    time) and per-key token buckets in Redis."""
+    time) and per-key token buckets in Redis.
+
+    A replica takes a key's tokens from Redis a few at a time (at most a tenth of the burst,
+    and what the rate refills in LEASE_S) and spends them locally, so most requests skip the
+    Redis round trip; leased tokens left unspent lapse after LEASE_S, which can only make
+    the limit stricter, never looser."""
+
+    LEASE_S = 0.5
 
     def __init__(self, settings: Settings, store: PgJobStore, cache_ttl_s: float = 5.0) -> None:
         self.settings = settings
         self.store = store
         self._keys: TTLCache[str, Principal | None] = TTLCache(maxsize=10_000, ttl=cache_ttl_s)
         self._buckets: dict[tuple[float, int], TokenBucket] = {}
+        # key id: (tokens left, lapses at); bounded, whatever the number of keys
+        self._leases: TTLCache[str, tuple[int, float]] = TTLCache(10_000, ttl=self.LEASE_S)
+        self._refills: dict[str, asyncio.Future[None]] = {}
         self.redis: Any = None
         self.prefix = ""
 
@@ -121,6 +133,32 @@ class Authenticator:
             )
         return found
 
+    async def _take(self, bucket: TokenBucket, key_id: str, rate: float, burst: int) -> Decision:
+        while True:
+            now = time.monotonic()
+            left, lapses = self._leases.get(key_id, (0, 0.0))
+            if left > 0 and now < lapses:
+                self._leases[key_id] = (left - 1, lapses)
+                return Decision(True, 0.0)
+            refill = self._refills.get(key_id)
+            if refill is None:
+                break
+            await refill  # another request is leasing tokens for this key: share them
+        done = asyncio.get_running_loop().create_future()
+        self._refills[key_id] = done
+        try:
+            chunk = max(1, min(burst // 10, int(rate * self.LEASE_S)))
+            decision = await bucket.take(key_id, chunk)
+            if not decision.allowed and chunk > 1:
+                chunk = 1
+                decision = await bucket.take(key_id)
+            if decision.allowed:
+                self._leases[key_id] = (chunk - 1, now + self.LEASE_S)
+            return decision
+        finally:
+            del self._refills[key_id]
+            done.set_result(None)
+
     async def limit(self, who: Principal) -> dict[str, str]:
         """Spend one token of the caller's bucket; the RateLimit headers to answer with.
         Raises a 429 ApiError with Retry-After when the bucket is empty."""
@@ -132,7 +170,7 @@ class Authenticator:
         if bucket is None:
             bucket = TokenBucket(f"{self.prefix}:ratelimit", rate, burst, redis=self.redis)
             self._buckets[(rate, burst)] = bucket
-        decision = await bucket.take(who.key_id)
+        decision = await self._take(bucket, who.key_id, rate, burst)
         window = max(1, math.ceil(burst / rate))
         headers = {
             "RateLimit-Limit": str(burst),

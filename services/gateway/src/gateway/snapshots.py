@@ -33,6 +33,17 @@ class JobCache:
         self._items: TTLCache[str, Found] | None = (
             TTLCache(maxsize=size, ttl=ttl_s) if ttl_s > 0 else None
         )
+        # The JSON of each cached job, made once: a status poll is then a dict lookup.
+        self._bodies: TTLCache[str, tuple[Job, bytes]] = TTLCache(maxsize=size, ttl=max(ttl_s, 1))
+
+    def body(self, job: Job) -> bytes:
+        """The job as the API answers it (JSON), encoded once per version of the job."""
+        hit = self._bodies.get(job.id)
+        if hit is not None and hit[0] is job:
+            return hit[1]
+        encoded = job.model_dump_json().encode()
+        self._bodies[job.id] = (job, encoded)
+        return encoded
 
     async def get(self, job_id: str) -> Found | None:
         if self._items is not None and (hit := self._items.get(job_id)) is not None:

@@ -19,12 +19,38 @@ from seoblog_contracts import (
     JobSpec,
     JobState,
     PostGenerated,
+    Usage,
+    new_event_id,
+    utcnow,
 )
 from seoblog_runtime import Store, migrations_of
 
 from .projection import advance, state_of
 
 DONE_PROGRESS = {"stage": "generate", "percent": 100, "message": "done"}
+
+# A queued job and its first state ($1 job, $2 spec, $3 trace, $4 at, $5 owner, $6 callback,
+# $7 event id, $8 request key, $9 seconds until the relay republishes its event).
+_INSERT_QUEUED = (
+    "INSERT INTO jobs (job_id, spec, state, trace_id, created_at, updated_at, owner,"
+    " callback_url, request_key, publish_due) SELECT $1, $2, 'queued', $3, $4, $4, $5, $6, $8,"
+    " $4::timestamptz + make_interval(secs => $9)"
+)
+_FIRST_STATE = (
+    "INSERT INTO job_history (event_id, job_id, state, at) SELECT $7, job_id, 'queued', $4 FROM j"
+)
+_QUEUED = f"WITH j AS ({_INSERT_QUEUED} RETURNING job_id) {_FIRST_STATE}"
+# The same, unless a job with the same request completed within $10 seconds: then nothing is
+# inserted and that job and its post come back.
+# Fixed fragments only; every value is a parameter.
+_QUEUED_UNLESS_CACHED = (
+    "WITH hit AS (SELECT c.job_id, p.event FROM jobs c JOIN posts p ON p.post_id = c.post_id"  # noqa: S608
+    " WHERE c.request_key = $8 AND c.state = 'completed' AND c.cached_from IS NULL"
+    " AND c.updated_at >= now() - make_interval(secs => $10)"
+    " ORDER BY c.updated_at DESC LIMIT 1),"
+    f" j AS ({_INSERT_QUEUED} WHERE NOT EXISTS (SELECT 1 FROM hit) RETURNING job_id),"
+    f" h AS ({_FIRST_STATE}) SELECT job_id, event FROM hit"
+)
 
 
 class IdempotencyConflict(Exception):
@@ -39,6 +65,21 @@ class CachedResult:
     post: PostGenerated
 
 
+def copy_post(event_json: str, job_id: str) -> PostGenerated:
+    """A finished post as another job's own copy: new ids, and no usage, since reusing a
+    result costs nothing."""
+    source = PostGenerated.model_validate_json(event_json)
+    return source.model_copy(
+        update={
+            "event_id": new_event_id(),
+            "job_id": job_id,
+            "post_id": new_event_id(),
+            "occurred_at": utcnow(),
+            "usage": Usage(),
+        }
+    )
+
+
 @dataclass(frozen=True)
 class NewJob:
     job_id: str
@@ -50,7 +91,6 @@ class NewJob:
     callback_url: str | None = None
     request_key: str | None = None
     publish_after_s: float = 10.0  # the relay republishes the event if not confirmed by then
-    cached: CachedResult | None = None
 
 
 @dataclass
@@ -109,12 +149,17 @@ class PgJobStore(Store):
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    async def create_job(self, job: NewJob) -> None:
-        await self._insert_job(self.pool, job)
+    async def create_job(self, job: NewJob, max_age_s: float = 0) -> CachedResult | None:
+        """Create the job: queued, or, when the same request completed within `max_age_s`,
+        completed at once with a copy of that post (returned)."""
+        return await self._create(self.pool, job, max_age_s)
 
-    async def create_job_once(self, job: NewJob, key: str, body_hash: str) -> str | None:
-        """Create the job under an idempotency key. None if created now; the original job's
-        id if the key was used with the same body; IdempotencyConflict if with another."""
+    async def create_job_once(
+        self, job: NewJob, key: str, body_hash: str, max_age_s: float = 0
+    ) -> tuple[str | None, CachedResult | None]:
+        """Create the job under an idempotency key: (None, cached?) if created now; (the
+        original job's id, None) if the key was used with the same body; IdempotencyConflict
+        if with another."""
         owner = job.owner or ""
         for _ in range(3):
             existing = await self.pool.fetchrow(
@@ -125,10 +170,10 @@ class PgJobStore(Store):
             if existing is not None:
                 if existing["body_hash"] != body_hash:
                     raise IdempotencyConflict
-                return str(existing["job_id"])
+                return str(existing["job_id"]), None
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    await self._insert_job(conn, job)
+                    cached = await self._create(conn, job, max_age_s)
                     await conn.execute(
                         "INSERT INTO idempotency_keys (owner, key, body_hash, job_id)"
                         " VALUES ($1, $2, $3, $4)",
@@ -137,34 +182,43 @@ class PgJobStore(Store):
                         body_hash,
                         job.job_id,
                     )
-                return None
+                return None, cached
             except asyncpg.UniqueViolationError:
                 continue  # a concurrent request with the same key won; read its job
         raise IdempotencyConflict  # pragma: no cover - only under pathological contention
 
-    async def _insert_job(self, conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> None:
-        # One statement (one round trip), atomic on its own: the job and its first state(s).
-        if job.cached is None:
-            await conn.execute(
-                "WITH j AS (INSERT INTO jobs (job_id, spec, state, trace_id, created_at,"
-                " updated_at, owner, callback_url, request_key, publish_due)"
-                " VALUES ($1, $2, 'queued', $3, $4, $4, $5, $6, $8,"
-                " $4::timestamptz + make_interval(secs => $9)) RETURNING job_id)"
-                " INSERT INTO job_history (event_id, job_id, state, at)"
-                " SELECT $7, job_id, 'queued', $4 FROM j",
-                job.job_id,
-                job.spec.model_dump_json(),
-                job.trace_id,
-                job.at,
-                job.owner,
-                job.callback_url,
-                job.event_id,
-                job.request_key,
-                job.publish_after_s,
-            )
-            return
-        # A result-cache hit: born completed with its own copy of the post, nothing to publish.
-        post = job.cached.post
+    async def _create(
+        self, conn: asyncpg.Connection | asyncpg.Pool, job: NewJob, max_age_s: float
+    ) -> CachedResult | None:
+        # One statement (one round trip), atomic on its own: look for a finished identical
+        # request and, finding none, insert the queued job and its first state.
+        args = [
+            job.job_id,
+            job.spec.model_dump_json(),
+            job.trace_id,
+            job.at,
+            job.owner,
+            job.callback_url,
+            job.event_id,
+            job.request_key,
+            job.publish_after_s,
+        ]
+        if max_age_s <= 0 or job.request_key is None:
+            await conn.execute(_QUEUED, *args)
+            return None
+        hit = await conn.fetchrow(_QUEUED_UNLESS_CACHED, *args, max_age_s)
+        if hit is None:
+            return None
+        cached = CachedResult(str(hit["job_id"]), copy_post(str(hit["event"]), job.job_id))
+        await self._insert_cached(conn, job, cached)
+        return cached
+
+    async def _insert_cached(
+        self, conn: asyncpg.Connection | asyncpg.Pool, job: NewJob, cached: CachedResult
+    ) -> None:
+        """A result-cache hit: born completed with its own copy of the post, nothing to
+        publish; one statement."""
+        post = cached.post
         await conn.execute(
             "WITH j AS (INSERT INTO jobs (job_id, spec, state, trace_id, created_at, updated_at,"
             " owner, callback_url, request_key, post_id, cached_from, progress, version)"
@@ -184,7 +238,7 @@ class PgJobStore(Store):
             job.callback_url,
             job.request_key,
             post.post_id,
-            job.cached.source_job_id,
+            cached.source_job_id,
             json.dumps(DONE_PROGRESS),
             [job.event_id, post.event_id],
             post.title,

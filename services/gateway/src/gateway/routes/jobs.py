@@ -21,11 +21,8 @@ from seoblog_contracts import (
     JobSpec,
     JobState,
     JobSubmitted,
-    PostGenerated,
-    Usage,
     new_event_id,
     stage_event_id,
-    utcnow,
 )
 from seoblog_runtime import Parts
 from seoblog_telemetry import bind_job, current_trace_id
@@ -48,9 +45,8 @@ from ..schemas import (
     WebhookDeliveries,
     WebhookDelivery,
 )
-from ..settings import Settings
 from ..snapshots import JobCache, load_job
-from ..store import CachedResult, IdempotencyConflict, JobFilter, NewJob, PgJobStore
+from ..store import IdempotencyConflict, JobFilter, NewJob, PgJobStore
 
 log = logging.getLogger("gateway.jobs")
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -100,29 +96,6 @@ def request_key(spec: JobSpec) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-async def _cached(
-    parts: Parts[PgJobStore], settings: Settings, request: JobRequest, key: str, job_id: str
-) -> CachedResult | None:
-    max_age = settings.result_cache_max_age_s if request.max_age is None else request.max_age
-    if max_age <= 0:
-        return None
-    hit = await parts.store.cached_result(key, max_age)
-    if hit is None:
-        return None
-    source = PostGenerated.model_validate_json(hit[1])
-    # The job's own copy: its ids, and no usage, since reusing the result cost nothing.
-    copy = source.model_copy(
-        update={
-            "event_id": new_event_id(),
-            "job_id": job_id,
-            "post_id": new_event_id(),
-            "occurred_at": utcnow(),
-            "usage": Usage(),
-        }
-    )
-    return CachedResult(hit[0], copy)
-
-
 async def _submit(
     app: AppDep,
     who: Principal,
@@ -141,9 +114,12 @@ async def _submit(
         await webhooks.addresses.check(callback)
     spec = request.spec()
     job_id = new_event_id()
+    max_age = settings.result_cache_max_age_s if request.max_age is None else request.max_age
     key = request_key(spec)
-    cached = await _cached(parts, settings, request, key, job_id)
-    if cached is None and not _bus_connected(parts):
+    # Without the bus nothing is written, unless the result cache answers the request.
+    if not _bus_connected(parts) and (
+        max_age <= 0 or await parts.store.cached_result(key, max_age) is None
+    ):
         raise _bus_unavailable()
     event = JobSubmitted(job_id=job_id, spec=spec)
     new = NewJob(
@@ -156,14 +132,15 @@ async def _submit(
         callback,
         request_key=key,
         publish_after_s=settings.relay_after_s,
-        cached=cached,
     )
     store = parts.store
     with bind_job(job_id):
         if idempotency_key is not None:
             body_hash = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
             try:
-                original = await store.create_job_once(new, idempotency_key, body_hash)
+                original, cached = await store.create_job_once(
+                    new, idempotency_key, body_hash, max_age
+                )
             except IdempotencyConflict as exc:
                 raise ApiError(
                     409,
@@ -175,7 +152,7 @@ async def _submit(
                 assert found is not None
                 return found[0], True
         else:
-            await store.create_job(new)
+            cached = await store.create_job(new, max_age)
         if cached is not None:
             log.info(
                 "job answered from the result cache", extra={"cached_from": cached.source_job_id}
@@ -369,8 +346,11 @@ async def _visible_job(jobs: JobCache, who: Principal, job_id: str) -> Job:
     summary="Get a job: state, progress, history, error, and the post when done",
     description="Needs the `jobs:read` scope.",
 )
-async def get_job(job_id: str, who: CanRead, jobs: JobsDep) -> Job:
-    return await _visible_job(jobs, who, job_id)
+async def get_job(job_id: str, who: CanRead, jobs: JobsDep) -> Response:
+    # The hot path of polling clients: the cached job's JSON as it is, not re-validated
+    # against the response model on every request.
+    job = await _visible_job(jobs, who, job_id)
+    return Response(jobs.body(job), media_type="application/json")
 
 
 @router.post(
