@@ -147,10 +147,11 @@ class GeneratePost:
         )
 
         async def progress(percent: int) -> None:
-            await self.parts.bus.publish(
+            await self.parts.bus.publish(  # progress: fire and forget, never fails the call
                 JobProgress(
                     job_id=event.job_id, stage=Stage.GENERATE, percent=percent, message="writing"
-                )
+                ),
+                ack=False,
             )
 
         draft = await self._paid(
@@ -165,7 +166,8 @@ class GeneratePost:
                     stage=Stage.GENERATE,
                     percent=96,
                     message=f"revising (SEO score {report.score} < {s.revise_below})",
-                )
+                ),
+                ack=False,
             )
             feedback = build_revision(
                 s.revise_prompt_version,

@@ -104,7 +104,8 @@ class TranslatePage:
                         stage=Stage.TRANSLATE,
                         percent=percent,
                         message=f"segment {done}/{total}",
-                    )
+                    ),
+                    ack=False,  # progress needs no confirmed write; the stage's result does
                 )
 
             ledger = await store.paid_segments(job_id)
