@@ -736,11 +736,16 @@ def main() -> None:
     args = parser.parse_args()
     args.jobs = args.jobs or (121 if args.quick else 363)
     args.seconds = args.seconds or (1.5 if args.quick else 5.0)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    # SIGINT too: a shell that starts us in the background ignores it, and so would Python.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     load0 = os.getloadavg()[0]
     began = time.perf_counter()
-    figs = run(args)
+    try:
+        figs = run(args)
+    except KeyboardInterrupt as stop:
+        log(f"interrupted ({stop}); everything it started is stopped and its namespaces dropped")
+        sys.exit(130)
     rows = figs.rows()
     if args.json:
         sys.stdout.write(as_json_lines(rows) + "\n")
