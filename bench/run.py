@@ -666,6 +666,13 @@ def run(args: argparse.Namespace) -> Figures:
     logs = Path(tempfile.mkdtemp(prefix="seoblog-bench-"))
     log(f"logs in {logs}")
     infra = ensure_infra(ROOT / ".seoblog" / "bench", embedded_redis=True)
+
+    def new_namespace() -> str:
+        ns = unique_name("bench")
+        namespaces.append(ns)
+        log(f"namespace {ns}")
+        return ns
+
     try:
         first_pass: dict[str, Any] | None = None
         for r in range(rounds):
@@ -673,12 +680,10 @@ def run(args: argparse.Namespace) -> Figures:
             log(f"round {r + 1} of {rounds} ({round_id})")
             bound = hop = imports_s = bare_rss = float("nan")
             if "hop" in wanted:
-                ns = unique_name("bench")
-                namespaces.append(ns)
+                ns = new_namespace()
                 hop = measure_hop(figs, infra, ns, 100 if args.quick else 300)
             if "gateway" in wanted:
-                ns = unique_name("bench")
-                namespaces.append(ns)
+                ns = new_namespace()
                 bare_rss = measure_gateway(figs, infra, ns, logs, args.seconds, registry)
                 asyncio.run(drop_everything(infra, ns))
             if "bound" in wanted:
@@ -689,8 +694,7 @@ def run(args: argparse.Namespace) -> Figures:
             if "imports" in wanted:
                 imports_s = measure_imports(figs, 1 if args.quick else 2)
             if "stack" in wanted:
-                ns = unique_name("bench")
-                namespaces.append(ns)
+                ns = new_namespace()
                 measure_stack(
                     figs, infra, ns, logs, args, round_id, bound, hop, bare_rss, imports_s, registry
                 )

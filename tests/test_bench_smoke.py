@@ -3,7 +3,9 @@ numbers are not checked here (speed targets live in the benchmark, not in tests)
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"name", "value", "baseline", "ratio", "unit"}
 
 
-def test_one_cheap_figure_prints_one_json_object_per_line():
-    done = subprocess.run(
+async def test_one_cheap_figure_prints_one_json_object_per_line_and_leaves_no_namespace(
+    nats_client,
+):
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "bench/run.py", "--quick", "--json", "--only", "bus.hop_p50_ms"],
         cwd=ROOT,
         capture_output=True,
@@ -31,6 +36,10 @@ def test_one_cheap_figure_prints_one_json_object_per_line():
     assert rows[0].keys() >= KEYS
     assert rows[0]["value"] > 0
     assert rows[0]["unit"] == "ms"
+    used = re.findall(r"namespace (\w+)", done.stderr)
+    assert used
+    streams = [s.config.name for s in await nats_client.jetstream().streams_info()]
+    assert not [s for s in streams if s.startswith(tuple(ns.upper() + "_" for ns in used))]
 
 
 def test_repeated_figures_report_the_median_and_the_ratio_of_each_run():
