@@ -51,7 +51,7 @@ CancelledCheck = Callable[[str], Awaitable[bool]]
 # a message that arrives meanwhile is handed over at once.
 _IDLE_FETCH_S = 5.0
 # While a backlog drains, a pull for several messages returns what is there; this bounds its
-# wait when the backlog has just run out, before the consumer falls back to the idle pull.
+# wait when the backlog ran out meanwhile, before the consumer falls back to the idle pull.
 _BACKLOG_FETCH_S = 0.02
 
 
@@ -409,10 +409,11 @@ class Bus:
             try:
                 if backlog and want > 1:
                     msgs = await sub.fetch(want, timeout=_BACKLOG_FETCH_S)
-                    backlog = len(msgs) == want
                 else:
                     msgs = await sub.fetch(1, timeout=self.fetch_timeout_s)
-                    backlog = True
+                # The server tells how many more wait for this consumer: pull for several
+                # only then, so a lone message is never held up by a half-empty batch.
+                backlog = bool(msgs) and msgs[-1].metadata.num_pending > 0
                 errors = 0
             except TimeoutError:  # no message: nats-py raises asyncio's or its own subclass
                 backlog = False
