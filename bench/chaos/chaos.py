@@ -127,11 +127,14 @@ class World:
         replicas: dict[str, int] | None = None,
         llm_latency_s: float = 0.2,
         extra_env: dict[str, str] | None = None,
+        pg: PostgresServer | None = None,
     ) -> None:
         self.root = scratch_dir()
         self.cluster = cluster
         self.replicas = replicas if replicas is not None else {"generator": 2, "translator": 2}
-        self.pg = PostgresServer(self.root / "pg")
+        # A PostgreSQL may be shared by worlds (each has its own namespace); its owner stops it.
+        self.own_pg = pg is None
+        self.pg = pg or PostgresServer(self.root / "pg")
         self.nats: NatsServer | NatsCluster = (
             NatsCluster(self.root / "nats") if cluster else NatsServer(self.root / "nats")
         )
@@ -180,7 +183,8 @@ class World:
 
     async def start(self) -> World:
         began = time.monotonic()
-        await asyncio.to_thread(self.pg.start)
+        if not self.pg.alive:
+            await asyncio.to_thread(self.pg.start)
         await asyncio.to_thread(self.nats.start)
         self.llm.start()
         self.site.start()
@@ -201,8 +205,9 @@ class World:
                 part.stop()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.nats.stop)
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.pg.stop)
+        if self.own_pg:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.pg.stop)
         if os.environ.get("CHAOS_KEEP"):
             log.warning("kept %s", self.root)
         else:

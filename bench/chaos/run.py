@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaos import Result, World
 from scenarios import Sizes, cluster, kill, llm_faults, llm_outage, poison, restart
+
+from seoblog_testing.cluster import PostgresServer, scratch_dir
 
 log = logging.getLogger("chaos")
 
@@ -58,27 +61,39 @@ def _plan(sizes: Sizes) -> dict[str, Callable[[World], Awaitable[Result]]]:
 
 
 async def run(names: list[str], sizes: Sizes, emit: Callable[[Result], None]) -> list[Result]:
+    """The single-node scenarios in one world, the cluster in a second one that starts while
+    the first stops; both share one private PostgreSQL (each world has its own namespace)."""
     plan = _plan(sizes)
     results: list[Result] = []
-    single = [n for n in names if n != "cluster"]
-    if single:
-        world = World()
+    root = scratch_dir()
+    pg = PostgresServer(root / "pg")
+    try:
+        await asyncio.to_thread(pg.start)
+        first = World(pg=pg) if any(n != "cluster" for n in names) else None
+        if first is not None:
+            try:
+                await first.start()
+                for name in (n for n in names if n != "cluster"):
+                    log.info("scenario %s", name)
+                    results.append(await plan[name](first))
+                    emit(results[-1])
+            except BaseException:
+                await first.stop()
+                raise
+        second = World(cluster=True, pg=pg) if "cluster" in names else None
         try:
-            await world.start()
-            for name in single:
-                log.info("scenario %s", name)
-                results.append(await plan[name](world))
+            await asyncio.gather(
+                *([first.stop()] if first else []), *([second.start()] if second else [])
+            )
+            if second is not None:
+                results.append(await plan["cluster"](second))
                 emit(results[-1])
         finally:
-            await world.stop()
-    if "cluster" in names:
-        world = World(cluster=True)
-        try:
-            await world.start()
-            results.append(await plan["cluster"](world))
-            emit(results[-1])
-        finally:
-            await world.stop()
+            if second is not None:
+                await second.stop()
+    finally:
+        await asyncio.to_thread(pg.stop)
+        shutil.rmtree(root, ignore_errors=True)
     return results
 
 

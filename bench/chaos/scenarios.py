@@ -67,7 +67,7 @@ class Sizes:
             outage_s=30,
             long_outage_s=150,
             stuck_after_s=60,
-            kill_budget_s=1800,
+            kill_budget_s=900,
         )
 
 
