@@ -253,10 +253,21 @@ def restart_delay(service: Service, ran_s: float) -> float:
     return RESTART_BACKOFF_S[min(max(service.early_exits - 1, 0), len(RESTART_BACKOFF_S) - 1)]
 
 
+def _exited(process: subprocess.Popen[bytes]) -> bool:
+    """True once the process has exited; it stays a zombie (not reaped), so its pid, which
+    names its process group, cannot be reused before _note_exit kills what it left behind."""
+    if process.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return process.poll() is not None
+
+
 def _note_exit(service: Service, console: Console, now: float) -> None:
     assert service.process is not None
-    code = service.process.returncode
     _signal_group(service.process, signal.SIGKILL)  # children it left behind (workers)
+    code = service.process.wait()
     if service.pump is not None:
         service.pump.join(timeout=2)
     delay = restart_delay(service, now - service.started_at)
@@ -289,7 +300,7 @@ def supervise(
                     if service.restart_at is not None and now >= service.restart_at:
                         start_service(service, infra, console, key)
                     continue
-                if service.process.poll() is not None:
+                if _exited(service.process):
                     _note_exit(service, console, now)
                 elif not service.ready and _answers_ready(client, service):
                     service.ready = True
