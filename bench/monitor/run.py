@@ -6,7 +6,7 @@ of events (submitted, progress per stage, page, translation, post: about 10 per 
 stream, waits until the monitor's consumer has acked them all, and reads the process's CPU
 time (user + system) before and after. Min and median over --reps runs.
 
-    uv run python bench/monitor/run.py [--jobs 300] [--reps 3] [--json]
+    uv run python bench/monitor/run.py [--jobs 600] [--reps 3] [--json]
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ async def one_run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--jobs", type=int, default=600)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args()
