@@ -9,6 +9,7 @@ import json
 
 import httpx
 
+from gateway.snapshots import load_job
 from seoblog_contracts import Usage
 from seoblog_testing import wait_until
 
@@ -19,7 +20,9 @@ async def finished(gateway, jobs, bus, **spec: object) -> dict:  # type: ignore[
     return await jobs.wait_for_state(gateway, job["id"], "completed")
 
 
-async def test_an_identical_request_is_answered_from_the_finished_job(gateway, jobs, bus, events):
+async def test_an_identical_request_is_answered_from_the_finished_job(
+    gateway, gateway_app, jobs, bus, events
+):
     first = await finished(gateway, jobs, bus)
     answer = await gateway.post("/v1/jobs", json=jobs.good | {"priority": "high"})
     assert answer.status_code == 202, answer.text
@@ -31,9 +34,15 @@ async def test_an_identical_request_is_answered_from_the_finished_job(gateway, j
     assert [h["state"] for h in cached["history"]] == ["queued", "completed"]
     assert cached["post"]["usage"]["calls"] == 0  # reusing a result costs nothing
 
+    # What the answer says is what the store holds.
+    stored = await load_job(gateway_app[0].state.parts.store, cached["id"])
+    assert stored is not None
+    assert stored[0].model_dump(mode="json") == cached
+
     post = (await gateway.get(f"/v1/posts/{cached['post_id']}")).json()
     assert post["title"] == "Cached"
     assert post["job_id"] == cached["id"]
+    assert post["usage"]["calls"] == 0
     again = (await gateway.get(f"/v1/jobs/{cached['id']}")).json()
     assert again["cached_from"] == first["id"]
     await asyncio.sleep(0.3)

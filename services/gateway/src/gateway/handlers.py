@@ -20,6 +20,7 @@ from seoblog_contracts import (
 from seoblog_runtime import Bus, Parts
 
 from .live import LiveHub
+from .schemas import Job
 from .snapshots import JobCache
 from .store import PgJobStore
 from .webhooks import Webhooks
@@ -51,6 +52,16 @@ async def announce(
     snapshot = found[0].model_dump(mode="json")
     if changed:
         await hub.publish(snapshot)
+    await webhooks.enqueue(snapshot)
+
+
+async def announce_job(
+    jobs: JobCache, hub: LiveHub, webhooks: Webhooks, job: Job, owner: str | None
+) -> None:
+    """`announce` for a job the caller already holds whole (no read back)."""
+    jobs.put(job, owner)
+    snapshot = job.model_dump(mode="json")
+    await hub.publish(snapshot)
     await webhooks.enqueue(snapshot)
 
 

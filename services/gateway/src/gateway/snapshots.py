@@ -57,6 +57,10 @@ class JobCache:
             self._items[job_id] = found
         return found
 
+    def put(self, job: Job, owner: str | None) -> None:
+        if self._items is not None:
+            self._items[job.id] = (job, owner)
+
     def update(self, snapshot: dict[str, Any]) -> None:
         """A newer snapshot from the live fan-out replaces a cached one (the owner stays)."""
         if self._items is None:

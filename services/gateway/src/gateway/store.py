@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from pydantic import TypeAdapter
 
 from seoblog_contracts import (
     Event,
@@ -40,8 +41,9 @@ _FIRST_STATE = (
     "INSERT INTO job_history (event_id, job_id, state, at) SELECT $7, job_id, 'queued', $4 FROM j"
 )
 _QUEUED = f"WITH j AS ({_INSERT_QUEUED} RETURNING job_id) {_FIRST_STATE}"
-# The same, unless a job with the same request completed within $10 seconds: then nothing is
-# inserted and that job and its post come back.
+# The same, unless a job with the same request completed within $10 seconds: then the new
+# job is created completed instead, with its own copy of that job's post ($11 post id, $12
+# post event id, $13 its time, $14 its usage), and the source job and its post come back.
 # Fixed fragments only; every value is a parameter.
 _QUEUED_UNLESS_CACHED = (
     "WITH hit AS (SELECT c.job_id, p.event FROM jobs c JOIN posts p ON p.post_id = c.post_id"  # noqa: S608
@@ -49,7 +51,20 @@ _QUEUED_UNLESS_CACHED = (
     " AND c.updated_at >= now() - make_interval(secs => $10)"
     " ORDER BY c.updated_at DESC LIMIT 1),"
     f" j AS ({_INSERT_QUEUED} WHERE NOT EXISTS (SELECT 1 FROM hit) RETURNING job_id),"
-    f" h AS ({_FIRST_STATE}) SELECT job_id, event FROM hit"
+    f" h AS ({_FIRST_STATE}),"
+    " cj AS (INSERT INTO jobs (job_id, spec, state, trace_id, created_at, updated_at, owner,"
+    " callback_url, request_key, post_id, cached_from, progress, version)"
+    " SELECT $1, $2, 'completed', $3, $4, $4, $5, $6, $8, $11, hit.job_id, $15, 2 FROM hit"
+    " RETURNING job_id),"
+    # Completed a microsecond after queued, so the history lists them in that order.
+    " ch AS (INSERT INTO job_history (event_id, job_id, state, at)"
+    " SELECT e, job_id, s, $4::timestamptz + make_interval(secs => d) FROM cj,"
+    " unnest(ARRAY[$7, $12], ARRAY['queued', 'completed'], ARRAY[0, 0.000001]) AS x(e, s, d)),"
+    " cp AS (INSERT INTO posts (post_id, job_id, title, language, event)"
+    " SELECT $11, cj.job_id, hit.event->>'title', hit.event->>'language',"
+    " hit.event || jsonb_build_object('job_id', $1::text, 'post_id', $11::text,"
+    " 'event_id', $12::text, 'occurred_at', $13::text, 'usage', $14::jsonb) FROM hit, cj)"
+    " SELECT job_id, event FROM hit"
 )
 
 
@@ -65,19 +80,32 @@ class CachedResult:
     post: PostGenerated
 
 
-def copy_post(event_json: str, job_id: str) -> PostGenerated:
-    """A finished post as another job's own copy: new ids, and no usage, since reusing a
-    result costs nothing."""
-    source = PostGenerated.model_validate_json(event_json)
-    return source.model_copy(
-        update={
-            "event_id": new_event_id(),
-            "job_id": job_id,
-            "post_id": new_event_id(),
-            "occurred_at": utcnow(),
-            "usage": Usage(),
-        }
-    )
+_MOMENT: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+class PostCopy:
+    """The ids of a post copied to another job, and the copy itself: no usage, since reusing
+    a result costs nothing. The store writes the same fields into the stored copy."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.post_id = new_event_id()
+        self.event_id = new_event_id()
+        self.at = utcnow()
+        self.occurred_at: str = _MOMENT.dump_python(self.at, mode="json")
+        self.usage = Usage().model_dump_json()
+
+    def of(self, event_json: str) -> PostGenerated:
+        source = PostGenerated.model_validate_json(event_json)
+        return source.model_copy(
+            update={
+                "event_id": self.event_id,
+                "job_id": self.job_id,
+                "post_id": self.post_id,
+                "occurred_at": self.at,
+                "usage": Usage(),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -206,45 +234,20 @@ class PgJobStore(Store):
         if max_age_s <= 0 or job.request_key is None:
             await conn.execute(_QUEUED, *args)
             return None
-        hit = await conn.fetchrow(_QUEUED_UNLESS_CACHED, *args, max_age_s)
+        copy = PostCopy(job.job_id)
+        hit = await conn.fetchrow(
+            _QUEUED_UNLESS_CACHED,
+            *args,
+            max_age_s,
+            copy.post_id,
+            copy.event_id,
+            copy.occurred_at,
+            copy.usage,
+            json.dumps(DONE_PROGRESS),
+        )
         if hit is None:
             return None
-        cached = CachedResult(str(hit["job_id"]), copy_post(str(hit["event"]), job.job_id))
-        await self._insert_cached(conn, job, cached)
-        return cached
-
-    async def _insert_cached(
-        self, conn: asyncpg.Connection | asyncpg.Pool, job: NewJob, cached: CachedResult
-    ) -> None:
-        """A result-cache hit: born completed with its own copy of the post, nothing to
-        publish; one statement."""
-        post = cached.post
-        await conn.execute(
-            "WITH j AS (INSERT INTO jobs (job_id, spec, state, trace_id, created_at, updated_at,"
-            " owner, callback_url, request_key, post_id, cached_from, progress, version)"
-            " VALUES ($1, $2, 'completed', $3, $4, $4, $5, $6, $7, $8, $9, $10, 2)"
-            " RETURNING job_id),"
-            # Completed a microsecond after queued, so the history lists them in that order.
-            " h AS (INSERT INTO job_history (event_id, job_id, state, at)"
-            " SELECT e, job_id, s, $4::timestamptz + make_interval(secs => d) FROM j,"
-            " unnest($11::text[], ARRAY['queued', 'completed'], ARRAY[0, 0.000001]) AS x(e, s, d))"
-            " INSERT INTO posts (post_id, job_id, title, language, event)"
-            " SELECT $8, job_id, $12, $13, $14 FROM j",
-            job.job_id,
-            job.spec.model_dump_json(),
-            job.trace_id,
-            job.at,
-            job.owner,
-            job.callback_url,
-            job.request_key,
-            post.post_id,
-            cached.source_job_id,
-            json.dumps(DONE_PROGRESS),
-            [job.event_id, post.event_id],
-            post.title,
-            post.language,
-            post.model_dump_json(),
-        )
+        return CachedResult(str(hit["job_id"]), copy.of(str(hit["event"])))
 
     async def cached_result(self, request_key: str, max_age_s: float) -> tuple[str, str] | None:
         """(job id, post event JSON) of the newest job that completed the same request

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, WebSocket, status
@@ -30,7 +30,7 @@ from seoblog_telemetry import bind_job, current_trace_id
 from ..auth import Authenticator, Principal
 from ..deps import AppDep, CanRead, CanWrite, HubDep, JobsDep, PartsDep, SettingsDep, WebhooksDep
 from ..errors import ApiError, validation_details
-from ..handlers import announce
+from ..handlers import announce, announce_job
 from ..live import CLOSED, LiveHub, Snapshot
 from ..schemas import (
     JOB_EXAMPLE,
@@ -46,7 +46,7 @@ from ..schemas import (
     WebhookDelivery,
 )
 from ..snapshots import JobCache, load_job
-from ..store import IdempotencyConflict, JobFilter, NewJob, PgJobStore
+from ..store import DONE_PROGRESS, CachedResult, IdempotencyConflict, JobFilter, NewJob, PgJobStore
 
 log = logging.getLogger("gateway.jobs")
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -157,10 +157,9 @@ async def _submit(
             log.info(
                 "job answered from the result cache", extra={"cached_from": cached.source_job_id}
             )
-            await announce(app.jobs, app.hub, webhooks, job_id, changed=True)
-            found = await app.jobs.get(job_id)
-            assert found is not None
-            return found[0], False
+            done = _job(new, "completed", cached)
+            await announce_job(app.jobs, app.hub, webhooks, done, who.key_id)
+            return done, False
         try:
             await asyncio.wait_for(parts.bus.publish(event), settings.publish_timeout_s)
         except Exception:
@@ -172,22 +171,36 @@ async def _submit(
         else:
             app.relay.confirmed(job_id)
         log.info("job submitted", extra={"url": str(spec.url)})
-    # What the store now holds, without reading it back.
-    row = {
-        "job_id": job_id,
-        "state": "queued",
-        "spec": spec.model_dump_json(),
+    return _job(new, "queued", None), False
+
+
+def _job(new: NewJob, state: str, cached: CachedResult | None) -> Job:
+    """What the store now holds, without reading it back."""
+    history: list[dict[str, Any]] = [{"state": "queued", "at": new.at}]
+    row: dict[str, Any] = {
+        "job_id": new.job_id,
+        "state": state,
+        "spec": new.spec.model_dump_json(),
         "created_at": new.at,
         "updated_at": new.at,
         "version": 1,
         "progress": None,
-        "history": [{"state": "queued", "at": new.at}],
+        "history": history,
         "error": None,
         "trace_id": new.trace_id,
-        "callback_url": callback,
+        "callback_url": new.callback_url,
         "post_id": None,
     }
-    return Job.from_row(row, None), False
+    if cached is None:
+        return Job.from_row(row, None)
+    history.append({"state": "completed", "at": new.at + timedelta(microseconds=1)})
+    row |= {
+        "version": 2,
+        "progress": json.dumps(DONE_PROGRESS),
+        "post_id": cached.post.post_id,
+        "cached_from": cached.source_job_id,
+    }
+    return Job.from_row(row, cached.post)
 
 
 def _bus_unavailable() -> ApiError:
@@ -214,15 +227,19 @@ async def submit_job(
     request: JobRequest,
     who: CanWrite,
     app: AppDep,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> Job:
+) -> Response:
     job, replayed = await _submit(app, who, request, idempotency_key)
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    headers = {"Location": f"/v1/jobs/{job.id}"}
     if replayed:
-        response.status_code = status.HTTP_200_OK
-        response.headers["Idempotent-Replayed"] = "true"
-    return job
+        headers["Idempotent-Replayed"] = "true"
+    # The job is ours and valid: encoded as it is, not re-validated against the model.
+    return Response(
+        job.model_dump_json(),
+        status_code=status.HTTP_200_OK if replayed else status.HTTP_202_ACCEPTED,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 @router.post(
