@@ -3,6 +3,7 @@ below the threshold, store it, announce it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -243,7 +244,10 @@ class GeneratePost:
         except Exception as exc:  # no answer came: nothing billed (a cancel leaves it open)
             await store.fail_call(event.job_id, purpose, attempt, f"{type(exc).__name__}: {exc}")
             raise
-        await store.complete_call(event.job_id, purpose, attempt, result.text, result.usage)
+        # Paid for: the record is written even if this delivery is cancelled right now.
+        await asyncio.shield(
+            store.complete_call(event.job_id, purpose, attempt, result.text, result.usage)
+        )
         return parse(result.text)  # an unusable answer fails the attempt; it stays counted
 
 
