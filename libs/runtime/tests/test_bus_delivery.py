@@ -283,3 +283,24 @@ async def test_progress_published_without_ack_is_stored_in_the_stream(service_en
 async def _acked_all(bus: Bus, durable: str) -> bool:
     info = await bus.js.consumer_info(bus.subjects.stream, durable)
     return info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_a_deleted_consumer_is_declared_again_and_consuming_goes_on(service_env):
+    bus = make_bus(service_env)
+    got: list[str] = []
+
+    async def handle(event: JobProgress) -> None:
+        got.append(event.job_id)
+
+    bus.consume(bus.subjects.of(JobProgress), "probe-lost", JobProgress, handle)
+    bus.fetch_timeout_s = 0.5
+    await bus.start()
+    try:
+        await bus.publish(progress("before"))
+        await wait_until(lambda: got == ["before"])
+        await bus.js.delete_consumer(bus.subjects.stream, "probe-lost")
+        await bus.publish(progress("after"))
+        # Declared afresh, it delivers the stream from the start (handlers are idempotent).
+        await wait_until(lambda: "after" in got, timeout_s=30)
+    finally:
+        await bus.stop()

@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 from opentelemetry import propagate
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Tracer
@@ -53,6 +53,9 @@ _IDLE_FETCH_S = 5.0
 # While a backlog drains, a pull for several messages returns what is there; this bounds its
 # wait when the backlog ran out meanwhile, before the consumer falls back to the idle pull.
 _BACKLOG_FETCH_S = 0.02
+# Every this many empty pulls in a row, check that the consumer still exists (a deleted or
+# lost consumer answers nothing, just like an idle one).
+_IDLE_CHECKS = 12
 
 
 class JobError(Exception):
@@ -175,15 +178,9 @@ class Bus:
         self._running = True
         for consumer in self._consumers:
             if consumer.task is None:
-                sub = await self.js.pull_subscribe(
-                    consumer.subject,
-                    durable=consumer.durable,
-                    stream=self.subjects.stream,
-                    config=consumer.config,
-                )
-                consumer.sub = sub
+                await self._subscribe(consumer)
                 consumer.task = asyncio.create_task(
-                    self._pull(consumer, sub), name=f"pull:{consumer.durable}"
+                    self._pull(consumer), name=f"pull:{consumer.durable}"
                 )
 
     async def stop(self) -> None:
@@ -392,16 +389,44 @@ class Bus:
         )
         self._consumers.append(consumer)
 
-    async def _pull(self, c: _Consumer, sub: JetStreamContext.PullSubscription) -> None:
+    async def _subscribe(self, c: _Consumer) -> JetStreamContext.PullSubscription:
+        """Bind to the durable consumer, creating it when it does not exist (yet or anymore)."""
+        if c.sub is not None:
+            with contextlib.suppress(Exception):
+                await c.sub.unsubscribe()
+        c.sub = await self.js.pull_subscribe(
+            c.subject, durable=c.durable, stream=self.subjects.stream, config=c.config
+        )
+        return c.sub
+
+    async def _ensure_consumer(
+        self, c: _Consumer, sub: JetStreamContext.PullSubscription
+    ) -> JetStreamContext.PullSubscription:
+        try:
+            await self.js.consumer_info(self.subjects.stream, c.durable)
+            return sub
+        except NotFoundError:
+            log.warning("consumer vanished; declaring it again", extra={"consumer": c.durable})
+        except Exception:  # NATS unreachable: the pull loop keeps retrying anyway
+            return sub
+        try:
+            return await self._subscribe(c)
+        except Exception:
+            log.warning("consumer not declared", extra={"consumer": c.durable}, exc_info=True)
+            return sub
+
+    async def _pull(self, c: _Consumer) -> None:
         """Fetch as many messages as there are free slots and hand each to its own task.
 
         An idle consumer waits in a single-message pull, which returns the moment a message
         arrives (a pull for many waits out its timeout after the first one); while messages
         keep coming, it pulls for all free slots without waiting.
         """
+        assert c.sub is not None
+        sub = c.sub
         slots = _Slots(c.slots if c.kind == "one" else 1)
         backlog = False
-        errors = 0
+        errors = idle = 0
         while self._running:
             free = await slots.take_all()
             want = c.slots if c.kind == "batch" else free
@@ -414,9 +439,12 @@ class Bus:
                 # The server tells how many more wait for this consumer: pull for several
                 # only then, so a lone message is never held up by a half-empty batch.
                 backlog = bool(msgs) and msgs[-1].metadata.num_pending > 0
-                errors = 0
+                errors = idle = 0
             except TimeoutError:  # no message: nats-py raises asyncio's or its own subclass
                 backlog = False
+                idle += 1
+                if idle % _IDLE_CHECKS == 0:  # a deleted consumer looks just like an idle one
+                    sub = await self._ensure_consumer(c, sub)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -427,6 +455,8 @@ class Bus:
                     extra={"consumer": c.durable, "error": f"{type(exc).__name__}: {exc}"[:300]},
                 )
                 await asyncio.sleep(min(0.2 * errors, 2.0))
+                if errors % 5 == 0:
+                    sub = await self._ensure_consumer(c, sub)
             if not msgs:
                 slots.give(free)
                 continue
