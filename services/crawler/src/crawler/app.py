@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
 import multiprocessing
 import os
+import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from seoblog_contracts import Stage
-from seoblog_runtime import build_parts
+from seoblog_runtime import add_ops_routes, build_parts
 
 from .addresses import AddressPolicy
+from .analysis import warm_up_worker
 from .fetch import Fetcher, FetchLimits
 from .handlers import CrawlPage, register
 from .metrics import CrawlerMetrics
@@ -19,6 +27,53 @@ from .politeness import Politeness, PolitenessRules
 from .priority import PrioritySlots
 from .settings import Settings
 from .store import PgPageStore
+
+log = logging.getLogger("crawler.app")
+
+
+class WarmPool:
+    """Starts every extraction process at start-up rather than on the first pages (each
+    worker loads the extractor as it starts), and says when that is done: the `extractor`
+    readiness check, so a ready crawler's first job costs what later ones do."""
+
+    def __init__(self, executor: ProcessPoolExecutor, workers: int) -> None:
+        self.executor = executor
+        self.workers = workers
+        self.done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._warm(), name="crawler-warm-up")
+
+    async def ready(self) -> bool:
+        return self.done.is_set()
+
+    async def _warm(self) -> None:
+        started = time.perf_counter()
+        try:
+            # Submitting starts the forkserver and forks, which blocks: off the event loop.
+            await asyncio.to_thread(self._start_all)
+        except Exception:  # a broken pool shows on the first job; readiness must not hang
+            log.warning("extraction workers failed to start", exc_info=True)
+        else:
+            log.info(
+                "extraction workers ready",
+                extra={"workers": self.workers, "seconds": round(time.perf_counter() - started, 2)},
+            )
+        finally:
+            self.done.set()
+
+    def _start_all(self) -> None:
+        # One task per worker: each submit that finds no idle worker starts another one.
+        futures = [self.executor.submit(os.getpid) for _ in range(self.workers)]
+        for future in concurrent.futures.as_completed(futures):
+            future.result()
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -60,9 +115,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Extraction is CPU-bound: a process pool keeps it off the event loop.
     # forkserver: forking a process that already runs threads (uvicorn, OTel) is unsafe.
+    # Each worker loads and exercises the extractor as it starts (initializer), not on its
+    # first page; only the workers import trafilatura, the service process never does.
+    workers = settings.extract_workers or os.cpu_count() or 1
     executor = ProcessPoolExecutor(
-        max_workers=settings.extract_workers or os.cpu_count() or 1,
+        max_workers=workers,
         mp_context=multiprocessing.get_context("forkserver"),
+        initializer=warm_up_worker,
     )
     slots = PrioritySlots(settings.global_concurrency, settings.starvation_limit, metrics)
     handler = CrawlPage(parts, settings, fetcher, executor, slots, metrics)
@@ -72,7 +131,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await fetcher.aclose()
         executor.shutdown(wait=False, cancel_futures=True)
 
+    warm = WarmPool(executor, workers)
     parts.on_stop.append(close)
-    app = parts.ops_app("seoblog crawler")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        warm.start()  # alongside connecting to the dependencies, not after
+        try:
+            async with parts.running():
+                yield
+        finally:
+            await warm.stop()
+
+    app = FastAPI(title="seoblog crawler", lifespan=lifespan, docs_url=None, redoc_url=None)
+    add_ops_routes(app, parts.registry, parts.readiness_checks() | {"extractor": warm.ready})
     app.state.crawl_page = handler  # tests and operators reach the handler and its slots here
     return app

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 import unicodedata
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -31,6 +31,10 @@ from trafilatura.metadata import (
 from trafilatura.settings import Document, set_date_params
 from trafilatura.utils import load_html
 from trafilatura.xml import xmltotxt
+
+from .article import Article, ExtractionError
+
+__all__ = ["Article", "ExtractionError", "extract_article", "extract_text", "warm_up"]
 
 # Measured on shared/fixtures/extraction (4-gram F1): favor_precision 0.966, default 0.961,
 # favor_recall 0.963 with comments left out; keeping reader comments costs about 0.005.
@@ -72,34 +76,6 @@ _WEB_SCHEMES = ("http", "https")
 _XML_NAMESPACE = "http://www.w3.org/XML/1998/namespace"
 
 
-class ExtractionError(Exception):
-    """The HTML holds no article we can use; `code` is machine-readable, `message` is not."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __reduce__(self) -> tuple[type[ExtractionError], tuple[str, str]]:
-        # Extraction runs in a process pool: the error must survive pickling back.
-        return (type(self), (self.code, self.message))
-
-
-@dataclass(frozen=True)
-class Article:
-    title: str
-    text: str
-    author: str | None
-    published: str | None
-    site_name: str | None
-    language: str | None
-    canonical_url: str | None
-    image: str | None
-    links: list[str]
-    content_hash: str
-    word_count: int
-
-
 def extract_article(html: str, url: str | None = None) -> Article:
     """The article in `html`, its body as markdown; `url` resolves relative links."""
     tree = _parse(html)
@@ -131,12 +107,17 @@ def extract_text(html: str, url: str | None = None) -> str | None:
 
 
 def warm_up() -> None:
-    """Load what the first extraction would otherwise load lazily (trafilatura's and
-    htmldate's modules, compiled expressions, justext's stop lists)."""
+    """Load what the first extraction would otherwise load lazily: trafilatura's and
+    htmldate's modules and compiled expressions, and dateparser, which htmldate loads the
+    first time a date needs it (a second or more, once per process)."""
     words = " ".join(["Warming up the extractor with a paragraph of ordinary words."] * 8)
-    page = f"<html lang=en><head><title>Warm up</title></head><body><p>{words}</p></body></html>"
+    page = (
+        "<html lang=en><head><title>Warm up</title></head><body>"
+        f"<time>November 20 15:23 2019</time><p>{words}</p></body></html>"
+    )
     with contextlib.suppress(ExtractionError):
         extract_article(page, "https://example.com/warm-up")
+    datetime.strptime("2019-11-20", "%Y-%m-%d")  # htmldate's validation imports _strptime
 
 
 def _parse(html: str) -> Any:

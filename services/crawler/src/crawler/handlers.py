@@ -22,8 +22,8 @@ from seoblog_contracts import (
 from seoblog_runtime import JobError, Parts
 
 from .analysis import analyse_page
+from .article import ExtractionError
 from .expiring import fresh_json
-from .extract import ExtractionError
 from .fetch import Fetcher, FetchError, Validators
 from .metrics import CrawlerMetrics
 from .priority import PrioritySlots
