@@ -191,9 +191,12 @@ class Jobs:
         assert self.http is not None
         for attempt in range(5):
             made = await self.http.post("/v1/jobs", json=body, headers=self.headers)
-            if made.status_code == 202:
-                job_id = str(made.json()["id"])
+            if made.status_code in (200, 201, 202):
+                job = made.json()
+                job_id = str(job["id"])
                 self.waiters.setdefault(job_id, asyncio.Event())
+                # A result-cache hit is created finished: the answer is its completion.
+                self._finish(job_id, str(job.get("state", "")), time.perf_counter())
                 return job_id
             if made.status_code not in (429, 503) or attempt == 4:
                 raise RuntimeError(f"submit answered {made.status_code}: {made.text[:300]}")
