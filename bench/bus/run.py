@@ -39,7 +39,9 @@ def _settings(url: str, ns: str) -> ServiceSettings:
     )
 
 
-async def bus_round(url: str, hops: int, burst: int, concurrency: int) -> tuple[list[float], float]:
+async def bus_round(
+    url: str, hops: int, burst: int, concurrency: int
+) -> tuple[list[float], float, float]:
     ns = f"bb{secrets.token_hex(4)}"
     bus = Bus(_settings(url, ns), tracer_provider=TracerProvider(), stage=Stage.CRAWL)
     arrived = asyncio.Event()
@@ -73,18 +75,19 @@ async def bus_round(url: str, hops: int, burst: int, concurrency: int) -> tuple[
             JobFailed(job_id=f"b{i}", stage=Stage.CRAWL, code="x", message="y")
             for i in range(burst)
         ]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(bus.publish(e) for e in events))
         await done.wait()
         rate = burst / (time.perf_counter() - start)
+        cpu_us = (time.process_time() - cpu) / burst * 1e6
     finally:
         await bus.js.delete_stream(bus.subjects.stream)
         await bus.js.delete_stream(bus.subjects.dlq_stream)
         await bus.stop()
-    return latencies, rate
+    return latencies, rate, cpu_us
 
 
-async def bare_round(url: str, hops: int, burst: int) -> tuple[list[float], float]:
+async def bare_round(url: str, hops: int, burst: int) -> tuple[list[float], float, float]:
     ns = f"bb{secrets.token_hex(4)}"
     subjects = Subjects(ns)
     nc = await nats.connect(url)
@@ -126,7 +129,7 @@ async def bare_round(url: str, hops: int, burst: int) -> tuple[list[float], floa
         await consumer
         burst_subject = f"{subjects.root}.burst"
         consumer = asyncio.create_task(run(burst_subject, "burst", burst, 8))
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(
             *(
                 js.publish(burst_subject, body, headers={"Nats-Msg-Id": f"b{i}"})
@@ -135,10 +138,11 @@ async def bare_round(url: str, hops: int, burst: int) -> tuple[list[float], floa
         )
         await consumer
         rate = burst / (time.perf_counter() - start)
+        cpu_us = (time.process_time() - cpu) / burst * 1e6
     finally:
         await js.delete_stream(stream)
         await nc.close()
-    return latencies, rate
+    return latencies, rate, cpu_us
 
 
 def pct(values: list[float], q: float) -> float:
@@ -155,22 +159,25 @@ async def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     figures: dict[str, list[tuple[float, float]]] = {}
+    units = {"p50_ms": "ms", "p95_ms": "ms", "msgs_per_s": "msg/s", "cpu_us_per_msg": "µs/msg"}
     for _ in range(args.rounds):  # interleaved, so drift hits both sides alike
-        bare_lat, bare_rate = await bare_round(args.nats_url, args.hops, args.burst)
-        bus_lat, bus_rate = await bus_round(args.nats_url, args.hops, args.burst, 8)
-        one_lat, _ = await bus_round(args.nats_url, args.hops, 1, 1)
+        bare_lat, bare_rate, bare_cpu = await bare_round(args.nats_url, args.hops, args.burst)
+        bus_lat, bus_rate, bus_cpu = await bus_round(args.nats_url, args.hops, args.burst, 8)
+        one_lat, _, _ = await bus_round(args.nats_url, args.hops, 1, 1)
         for name, value, base in (
             ("bus.hop.p50_ms", pct(bus_lat, 0.5), pct(bare_lat, 0.5)),
             ("bus.hop.p95_ms", pct(bus_lat, 0.95), pct(bare_lat, 0.95)),
             ("bus.hop_ordered.p50_ms", pct(one_lat, 0.5), pct(bare_lat, 0.5)),
             ("bus.burst.msgs_per_s", bus_rate, bare_rate),
+            # CPU of this process per message (publish with ack + handle): robust under load
+            ("bus.burst.cpu_us_per_msg", bus_cpu, bare_cpu),
         ):
             figures.setdefault(name, []).append((value, base))
     rows = []
     for name, samples in figures.items():
         value = statistics.median(v for v, _ in samples)
         base = statistics.median(b for _, b in samples)
-        unit = "msg/s" if name.endswith("per_s") else "ms"
+        unit = units[name.rsplit(".", 1)[-1]]
         rows.append(
             {
                 "name": name,
