@@ -89,3 +89,13 @@ def test_the_language_set_is_a_setting_and_unknown_codes_are_refused() -> None:
 
 def test_all_languages_when_the_set_is_empty() -> None:
     assert detect_language("Habari ya asubuhi, rafiki yangu mpendwa.", ()) == "sw"
+
+
+def test_preload_builds_the_detector_in_the_detection_thread_without_waiting() -> None:
+    from translator.detect import _detector, preload
+
+    languages = ("en", "fr")
+    loading = preload(languages)  # returns at once: start-up is not held
+    assert loading.result(timeout=60) == "en"
+    assert _detector.cache_info().currsize >= 1
+    assert detect_language("Le renard brun saute par-dessus le chien paresseux.", languages) == "fr"

@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register(parts, TranslatePage(parts, settings, llm))
 
     async def load_detector() -> None:
-        await preload(tuple(settings.detect_languages))  # the first job is not the slow one
+        preload(tuple(settings.detect_languages))  # so the first job is not the slow one
 
     parts.on_start.append(load_detector)
     if llm is not None:

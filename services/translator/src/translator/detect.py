@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 
 from lingua import IsoCode639_1, LanguageDetector, LanguageDetectorBuilder
@@ -80,6 +80,8 @@ async def detect_language_off_loop(
     return await asyncio.get_running_loop().run_in_executor(_pool, detect_language, text, languages)
 
 
-async def preload(languages: tuple[str, ...] = tuple(LANGUAGES)) -> None:
-    """Build the detector and load the Latin-script models at start, not in the first job."""
-    await detect_language_off_loop(_WARM_UP, languages)
+def preload(languages: tuple[str, ...] = tuple(LANGUAGES)) -> Future[str | None]:
+    """Start building the detector and loading the Latin-script models in the detection
+    thread, without waiting: start-up is not held, and the first job's detection queues behind
+    the load instead of doing it."""
+    return _pool.submit(detect_language, _WARM_UP, languages)
