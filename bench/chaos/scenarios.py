@@ -45,14 +45,14 @@ class Sizes:
         return cls(
             kill_jobs=120,
             restart_jobs=30,
-            cluster_jobs=30,
+            cluster_jobs=24,
             fault_jobs=20,
             poison_rounds=2,
             good_jobs=4,
             outage_s=30,
-            long_outage_s=40,
+            long_outage_s=35,
             stuck_after_s=30,
-            kill_budget_s=90,
+            kill_budget_s=70,
         )
 
     @classmethod
@@ -240,7 +240,7 @@ async def cluster(world: World, sizes: Sizes) -> Result:
         submitting = asyncio.create_task(world.submit_all(sc.tags, sc.answers, concurrency=4))
         killed = []
         for _ in range(2):
-            await asyncio.sleep(6)
+            await asyncio.sleep(4)
             sc.progress.measure_from = sc.progress.measure_from or time.monotonic()
             leader = await _stream_leader(world)
             node = next((n for n in world.nats.nodes if n.name == leader), world.nats.nodes[0])
