@@ -71,8 +71,11 @@ class CrawlPage:
 
     async def _crawl(self, event: JobSubmitted) -> None:
         bus = self.parts.bus
+        # The stage's one progress event (its end is page.crawled or job.failed); progress
+        # needs no confirmed write, so nothing waits for the stream's ack.
         await bus.publish(
-            JobProgress(job_id=event.job_id, stage=Stage.CRAWL, percent=0, message="fetching")
+            JobProgress(job_id=event.job_id, stage=Stage.CRAWL, percent=0, message="fetching"),
+            ack=False,
         )
         url = normalize_url(str(event.spec.url))
         page, computed = await fresh_json(
