@@ -513,17 +513,20 @@ async def _stack_work(
         same = fresh.body(1)
         await jobs.wait_one(await jobs.submit(same), 120)
         await jobs.wait_idle()
-        calls0 = llm.calls
+        calls0, hits0, client0 = llm.calls, jobs.result_cache_hits, time.process_time()
         began = time.perf_counter()
         ids = await jobs.submit_many([same] * cached_n, 16)
         last = await jobs.wait_all(ids, timeout_s=300)
+        client = (time.process_time() - client0) / (last - began)
         calls = llm.calls - calls0
         figs.add(
             "cached.jobs_per_s",
             cached_n / (last - began),
             None,
             "jobs/s",
-            f"{cached_n} identical jobs after one finished; {jobs.failed(ids)} not completed",
+            f"{cached_n} identical jobs after one finished; {jobs.failed(ids)} not completed; "
+            f"{jobs.result_cache_hits - hits0} answered from the gateway's result cache; the "
+            f"bench process used {client:.0%} of a core meanwhile",
         )
         figs.add("cached.llm_calls", calls, None, "calls", "the fake LLM's served count")
 

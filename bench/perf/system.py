@@ -146,6 +146,7 @@ class Jobs:
         self.waiters: dict[str, asyncio.Event] = {}
         self.fetch_ms: dict[str, float] = {}  # from each job's page.crawled event
         self.live_seen = 0
+        self.result_cache_hits = 0  # submits answered from the gateway's result cache
         self.nc: Any = None
         self.pg: asyncpg.Connection | None = None
         self.http: httpx.AsyncClient | None = None
@@ -196,6 +197,7 @@ class Jobs:
                 job_id = str(job["id"])
                 self.waiters.setdefault(job_id, asyncio.Event())
                 # A result-cache hit is created finished: the answer is its completion.
+                self.result_cache_hits += 1 if job.get("cached_from") else 0
                 self._finish(job_id, str(job.get("state", "")), time.perf_counter())
                 return job_id
             if made.status_code not in (429, 503) or attempt == 4:
