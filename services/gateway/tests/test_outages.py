@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import nats
 import pytest
 
-from seoblog_contracts import Subjects
+from gateway.store import NewJob
+from seoblog_contracts import JobSpec, Subjects, new_event_id, utcnow
 from seoblog_testing import wait_until
 from seoblog_testing.cluster import NatsServer, PostgresServer, scratch_dir
 
@@ -116,23 +117,26 @@ async def test_a_submit_whose_publish_times_out_is_queued_once_and_its_retry_fin
         assert len((await client.get("/v1/jobs")).json()["data"]) == 1
 
 
-async def test_a_submit_the_stream_never_confirmed_is_published_by_the_relay(
-    service_env, jobs, private_nats, pg
+async def test_a_job_written_but_never_published_is_published_by_the_relay(
+    service_env, jobs, private_nats
 ):
     env = service_env | {"NATS_URL": private_nats.url}
     settings = jobs.settings(env, relay_after_s=0.5, relay_interval_s=0.2)
     async with jobs.in_process(settings) as (app, client):
         client.headers.update(jobs.admin)
-        job = await jobs.submit(client)
-        # As if the gateway had died between writing the row and publishing the event.
+        # As if a gateway had died between writing the row and publishing the event.
         store = app.state.parts.store
-        relay = app.state.relay
-        await relay.sweep()  # records the confirmation
-        await store.pool.execute("UPDATE jobs SET publish_due = now() WHERE job_id = $1", job["id"])
-        await wait_until(lambda: relay.republished >= 1, timeout_s=10)
-        # The same event id: the stream's duplicate window keeps one copy.
-        count = await submitted_in_stream(private_nats.url, env["SEOBLOG_NAMESPACE"], job["id"])
-        assert count == 1
+        job_id, event_id = new_event_id(), new_event_id()
+        spec = JobSpec(url="https://example.com/orphan")
+        await store.create_job(NewJob(job_id, spec, event_id, utcnow(), None, publish_after_s=0.5))
+        await wait_until(lambda: app.state.relay.republished >= 1, timeout_s=10)
+        namespace = env["SEOBLOG_NAMESPACE"]
+        assert await submitted_in_stream(private_nats.url, namespace, job_id) == 1
+        # A confirmed submit is left alone, even while it waits in the queue.
+        job = await jobs.submit(client, url="https://example.com/confirmed")
+        await asyncio.sleep(1.5)
+        assert app.state.relay.republished == 1
+        assert await submitted_in_stream(private_nats.url, namespace, job["id"]) == 1
 
 
 async def test_while_postgres_is_down_the_gateway_answers_503_never_500(

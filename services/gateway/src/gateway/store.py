@@ -265,31 +265,24 @@ class PgJobStore(Store):
     # -- the submit relay ----------------------------------------------------------------------
 
     async def mark_published(self, job_ids: list[str]) -> None:
-        """The stream confirmed these jobs' submitted events: the relay can forget them."""
+        """These jobs' submitted events are in the stream: the relay can forget them."""
         await self.pool.execute(
-            "UPDATE jobs SET publish_due = NULL WHERE job_id = ANY($1::text[])"
-            " AND publish_due IS NOT NULL",
-            job_ids,
+            "UPDATE jobs SET publish_due = NULL WHERE job_id = ANY($1::text[])", job_ids
         )
 
     async def claim_unpublished(self, limit: int, lease_s: float) -> list[dict[str, Any]]:
-        """Jobs whose submitted event is overdue, leased to this replica for `lease_s`, with
-        what it takes to publish the same event again (its id from the queued history row).
-        Jobs that ended meanwhile (cancelled) are forgotten instead."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE jobs SET publish_due = NULL WHERE publish_due <= now()"
-                " AND state IN ('completed', 'failed', 'cancelled')"
-            )
-            rows = await conn.fetch(
-                "UPDATE jobs j SET publish_due = now() + make_interval(secs => $2)"
-                " FROM job_history h WHERE h.job_id = j.job_id AND h.state = 'queued'"
-                " AND j.job_id IN (SELECT job_id FROM jobs WHERE publish_due <= now()"
-                " ORDER BY publish_due LIMIT $1 FOR UPDATE SKIP LOCKED)"
-                " RETURNING j.job_id, j.spec, j.trace_id, h.event_id, h.at",
-                limit,
-                lease_s,
-            )
+        """Jobs still queued past their publish_due, leased to this replica for `lease_s`,
+        with what it takes to publish the same event again (its id from the queued history
+        row). Confirmed submits that left `queued` in time are not in the index at all."""
+        rows = await self.pool.fetch(
+            "UPDATE jobs j SET publish_due = now() + make_interval(secs => $2)"
+            " FROM job_history h WHERE h.job_id = j.job_id AND h.state = 'queued'"
+            " AND j.job_id IN (SELECT job_id FROM jobs WHERE publish_due <= now()"
+            " AND state = 'queued' ORDER BY publish_due LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " RETURNING j.job_id, j.spec, j.trace_id, h.event_id, h.at",
+            limit,
+            lease_s,
+        )
         return [dict(r) for r in rows]
 
     # -- the projection ------------------------------------------------------------------------
@@ -389,12 +382,6 @@ class PgJobStore(Store):
         job["history"] = json.loads(job.pop("history_json"))
         return job
 
-    async def job_state(self, job_id: str) -> str | None:
-        state: str | None = await self.pool.fetchval(
-            "SELECT state FROM jobs WHERE job_id = $1", job_id
-        )
-        return state
-
     async def jobs(
         self, where: JobFilter, *, after: tuple[datetime, str] | None, limit: int
     ) -> list[dict[str, Any]]:
@@ -449,17 +436,6 @@ class PgJobStore(Store):
         return clauses, args
 
     # -- posts ---------------------------------------------------------------------------------
-
-    async def save_post(self, event: PostGenerated) -> None:
-        await self.pool.execute(
-            "INSERT INTO posts (post_id, job_id, title, language, event)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            event.post_id,
-            event.job_id,
-            event.title,
-            event.language,
-            event.model_dump_json(),
-        )
 
     async def post(self, post_id: str) -> PostGenerated | None:
         row = await self.pool.fetchval("SELECT event FROM posts WHERE post_id = $1", post_id)
