@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,7 @@ class Jobs:
         self.waiters: dict[str, asyncio.Event] = {}
         self.fetch_ms: dict[str, float] = {}  # from each job's page.crawled event
         self.live_seen = 0
+        self.seen_wall: dict[str, float] = {}  # job id -> epoch seconds it was seen to end
         self.result_cache_hits = 0  # submits answered from the gateway's result cache
         self.nc: Any = None
         self.pg: asyncpg.Connection | None = None
@@ -172,6 +174,7 @@ class Jobs:
     def _finish(self, job_id: str, state: str, when: float) -> None:
         if state in TERMINAL and job_id not in self.done:
             self.done[job_id] = (state, when)
+            self.seen_wall[job_id] = time.time() - (time.perf_counter() - when)
             waiter = self.waiters.get(job_id)
             if waiter is not None:
                 waiter.set()
@@ -258,6 +261,25 @@ class Jobs:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"job {job_id} not finished in {timeout_s:g} s")
         return self.done[job_id][1]
+
+    async def stages_ms(self, job_id: str) -> dict[str, float]:
+        """Milliseconds between the job's recorded states (their events' times), and from
+        `completed` until this client saw it."""
+        assert self.http is not None
+        job = (await self.http.get(f"/v1/jobs/{job_id}", headers=self.headers)).json()
+        at = {h["state"]: datetime.fromisoformat(h["at"]).timestamp() for h in job["history"]}
+        out = {}
+        for a, b in (
+            ("queued", "crawling"),
+            ("crawling", "translating"),
+            ("translating", "generating"),
+            ("generating", "completed"),
+        ):
+            if a in at and b in at:
+                out[f"{a}->{b}"] = 1000 * (at[b] - at[a])
+        if "completed" in at and job_id in self.seen_wall:
+            out["completed->seen"] = 1000 * (self.seen_wall[job_id] - at["completed"])
+        return out
 
     async def wait_idle(self, timeout_s: float = 60.0) -> None:
         """Until every consumer of the namespace's stream has nothing pending or unacked, so a
