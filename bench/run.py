@@ -98,6 +98,7 @@ PARTS: dict[str, tuple[str, ...]] = {
         "rss.",
         "stage.",
         "storage.",
+        "llm.",
     ),
 }
 
@@ -445,6 +446,7 @@ async def _stack_work(
             else None
         )
         cpu0, calls0, harness0 = _stack_cpu(stack), llm.calls, time.process_time()
+        tokens0 = llm.tokens
         began = time.perf_counter()
         try:
             ids = await jobs.submit_many(bodies, 16)
@@ -500,6 +502,14 @@ async def _stack_work(
             "CPU per job",
         )
         figs.add("pipeline.ratio", per_min / bound, None, "× bound")
+        figs.add("llm.calls_per_job", (llm.calls - calls0) / jobs_n, None, "calls")
+        figs.add(
+            "llm.tokens_per_job",
+            (llm.tokens - tokens0) / jobs_n,
+            None,
+            "tokens",
+            "prompt + completion as the fake LLM counts them (4 characters a token)",
+        )
         figs.add(
             "pipeline.cpu_s_per_job",
             sum(used[n] for n in SERVICES) / jobs_n,
