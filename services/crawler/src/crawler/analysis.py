@@ -7,18 +7,32 @@ which refers to these functions to send them to the workers, never loads trafila
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from .article import Article
+from .packing import pack
 from .similarity import simhash
 
 
-def analyse_page(html: str, url: str | None = None) -> tuple[Article, int, float]:
-    """The article, its text's SimHash and the seconds spent (CPU-bound: run off the loop)."""
+@dataclass(frozen=True)
+class Analysis:
+    """A page as the crawler keeps it; compressed here, off the service's event loop."""
+
+    article: Article
+    simhash: int  # of the article's text
+    html_z: bytes
+    text_z: bytes
+    seconds: float  # spent extracting
+
+
+def analyse_page(html: str, url: str | None = None) -> Analysis:
+    """The article of `html`, its SimHash and both compressed (CPU-bound: run off the loop)."""
     from .extract import extract_article
 
     started = time.perf_counter()
     article = extract_article(html, url)
-    return article, simhash(article.text), time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return Analysis(article, simhash(article.text), pack(html), pack(article.text), seconds)
 
 
 def warm_up_worker() -> None:

@@ -125,12 +125,13 @@ class CrawlPage:
             return page
         loop = asyncio.get_running_loop()
         try:
-            article, fingerprint, seconds = await loop.run_in_executor(
+            analysis = await loop.run_in_executor(
                 self.executor, analyse_page, fetched.html, fetched.final_url
             )
         except ExtractionError as exc:
             raise JobError(exc.code, exc.message) from exc
-        self.metrics.extract_seconds.observe(seconds)
+        article, fingerprint = analysis.article, analysis.simhash
+        self.metrics.extract_seconds.observe(analysis.seconds)
         duplicates = await store.duplicates(url, article.content_hash, fingerprint)
         if duplicates.exact:
             self.metrics.duplicates.labels("exact").inc()
@@ -162,7 +163,7 @@ class CrawlPage:
             "content_hash": article.content_hash,
             "metadata": metadata,
         }
-        await store.save_page(url, page, fetched.html, fingerprint)
+        await store.save_page(url, page, analysis.html_z, analysis.text_z, fingerprint)
         return page
 
 

@@ -6,23 +6,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import zstandard
-
 from seoblog_contracts import PageCrawled
 from seoblog_runtime import Store, migrations_of
 
+from .packing import pack, unpack
 from .similarity import NEAR_DISTANCE, bands, distance, from_signed, to_signed
 
-_compress = zstandard.ZstdCompressor(level=6)
-_decompress = zstandard.ZstdDecompressor()
-
-
-def pack(text: str) -> bytes:
-    return _compress.compress(text.encode())
-
-
-def unpack(blob: bytes) -> str:
-    return _decompress.decompress(blob).decode()
+__all__ = ["Duplicates", "PgPageStore", "StoredPage", "pack", "unpack"]
 
 
 @dataclass(frozen=True)
@@ -55,9 +45,15 @@ class PgPageStore(Store):
         return None if row is None else PageCrawled.model_validate_json(row)
 
     async def save_page(
-        self, url: str, page: dict[str, Any], html: str, fingerprint: int | None = None
+        self,
+        url: str,
+        page: dict[str, Any],
+        html_z: bytes,
+        text_z: bytes | None = None,
+        fingerprint: int | None = None,
     ) -> None:
-        """Keep the latest copy of a page, compressed, with its SimHash."""
+        """Keep the latest copy of a page with its SimHash; `html_z` (and `text_z`, else
+        page["text"]) already compressed with packing.pack."""
         await self.pool.execute(
             """
             INSERT INTO pages (url, final_url, content_hash, title, language, metadata,
@@ -78,8 +74,8 @@ class PgPageStore(Store):
             page["title"],
             page["language"],
             json.dumps(page["metadata"]),
-            pack(html),
-            pack(page["text"]),
+            html_z,
+            pack(page["text"]) if text_z is None else text_z,
             page["metadata"].get("etag"),
             page["metadata"].get("last_modified"),
             None if fingerprint is None else to_signed(fingerprint),
@@ -110,22 +106,28 @@ class PgPageStore(Store):
         await self.pool.execute("UPDATE pages SET fetched_at = now() WHERE url = $1", url)
 
     async def duplicates(self, url: str, content_hash: str, fingerprint: int) -> Duplicates:
-        """Other pages with the same text (hash) or nearly the same (SimHash)."""
-        exact = await self.pool.fetchval(
-            "SELECT url FROM pages WHERE content_hash = $1 AND url <> $2 ORDER BY fetched_at"
-            " LIMIT 1",
-            content_hash,
-            url,
-        )
+        """Other pages with the same text (hash) or nearly the same (SimHash), in one query:
+        the oldest exact one first, then candidates sharing a SimHash band."""
         rows = await self.pool.fetch(
-            "SELECT url, simhash FROM pages WHERE simhash_bands && $1::integer[] AND url <> $2"
-            " AND content_hash <> $3 LIMIT 500",
-            _band_keys(fingerprint),
-            url,
+            """
+            (SELECT true AS exact, url, simhash FROM pages
+              WHERE content_hash = $1 AND url <> $2 ORDER BY fetched_at LIMIT 1)
+            UNION ALL
+            (SELECT false, url, simhash FROM pages
+              WHERE simhash_bands && $3::integer[] AND url <> $2 AND content_hash <> $1
+              LIMIT 500)
+            """,
             content_hash,
+            url,
+            _band_keys(fingerprint),
         )
+        exact = next((r["url"] for r in rows if r["exact"]), None)
         near = min(
-            ((distance(fingerprint, from_signed(r["simhash"])), r["url"]) for r in rows),
+            (
+                (distance(fingerprint, from_signed(r["simhash"])), r["url"])
+                for r in rows
+                if not r["exact"]
+            ),
             default=None,
         )
         if near is None or near[0] > NEAR_DISTANCE:
@@ -133,16 +135,29 @@ class PgPageStore(Store):
         return Duplicates(exact=exact, near=near[1], near_distance=near[0])
 
     async def record_crawl(self, event: PageCrawled) -> PageCrawled:
-        """The job's crawl result; the first one recorded wins, so redeliveries agree."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO crawls (job_id, url, event) VALUES ($1, $2, $3)"
-                " ON CONFLICT (job_id) DO NOTHING",
-                event.job_id,
-                event.url,
-                event.model_dump_json(),
+        """The job's crawl result; the first one recorded wins, so redeliveries agree.
+
+        One round trip: the insert, or the row already there. A row another transaction
+        committed while this statement waited is not in its snapshot: then read it again."""
+        stored = await self.pool.fetchval(
+            """
+            WITH inserted AS (
+                INSERT INTO crawls (job_id, url, event) VALUES ($1, $2, $3)
+                ON CONFLICT (job_id) DO NOTHING RETURNING event
             )
-            stored = await conn.fetchval("SELECT event FROM crawls WHERE job_id = $1", event.job_id)
+            SELECT event FROM inserted
+            UNION ALL
+            SELECT event FROM crawls WHERE job_id = $1
+            LIMIT 1
+            """,
+            event.job_id,
+            event.url,
+            event.model_dump_json(),
+        )
+        if stored is None:
+            stored = await self.pool.fetchval(
+                "SELECT event FROM crawls WHERE job_id = $1", event.job_id
+            )
         return PageCrawled.model_validate_json(stored)
 
     async def page_text(self, url: str) -> str | None:

@@ -1,0 +1,81 @@
+"""The crawler's SQL against a real PostgreSQL: the first crawl result of a job wins, also when
+two deliveries record at once; duplicates found in one query."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from crawler.packing import pack
+from crawler.similarity import simhash
+from crawler.store import PgPageStore
+from seoblog_contracts import JobSpec, PageCrawled, new_event_id
+
+
+@pytest.fixture
+async def store(infra, namespace) -> AsyncIterator[PgPageStore]:
+    store = PgPageStore(infra.database_url, f"{namespace}_crawler", pool_max=4)
+    await store.open()
+    yield store
+    await store.close()
+
+
+def crawl(job_id: str, title: str) -> PageCrawled:
+    return PageCrawled(
+        job_id=job_id,
+        spec=JobSpec(url="https://example.com/a", keywords=["x"]),
+        url="https://example.com/a",
+        final_url="https://example.com/a",
+        title=title,
+        text="text",
+        content_hash="0" * 64,
+    )
+
+
+async def test_the_first_recorded_crawl_of_a_job_wins(store: PgPageStore) -> None:
+    job_id = new_event_id()
+
+    first = await store.record_crawl(crawl(job_id, "first"))
+    second = await store.record_crawl(crawl(job_id, "second"))
+
+    assert (first.title, second.title) == ("first", "first")
+
+
+async def test_deliveries_recording_at_once_agree(store: PgPageStore) -> None:
+    for _ in range(5):
+        job_id = new_event_id()
+
+        results = await asyncio.gather(
+            *(store.record_crawl(crawl(job_id, f"{n}")) for n in range(4))
+        )
+
+        assert len({r.title for r in results}) == 1
+
+
+async def test_duplicates_finds_the_oldest_exact_copy_and_the_nearest_near_one(
+    store: PgPageStore,
+) -> None:
+    words = [f"word{i}" for i in range(400)]
+    text, near_text = " ".join(words), " ".join([*words[:-1], "changed"])
+
+    async def save(url: str, body: str) -> None:
+        page = {
+            "final_url": url,
+            "title": "t",
+            "text": body,
+            "language": "en",
+            "content_hash": str(hash(body)),
+            "metadata": {},
+        }
+        await store.save_page(url, page, pack("<html/>"), None, simhash(body))
+
+    await save("https://a.example/1", text)
+    await save("https://a.example/2", text)
+    await save("https://a.example/3", near_text)
+
+    found = await store.duplicates("https://a.example/new", str(hash(text)), simhash(text))
+
+    assert found.exact == "https://a.example/1"
+    assert found.near == "https://a.example/3"
+    assert found.near_distance is not None
+    assert found.near_distance <= 3
