@@ -75,6 +75,9 @@ class Settings(ServiceSettings):
         6 * 3600, description="a page fetched within this is reused; later, revalidated"
     )
     extract_workers: int = Field(0, description="extraction processes; 0: one per core")
+    # Pages (article text and metadata) are large and rarely asked for twice within minutes:
+    # a smaller in-process LRU than other services keep (Redis still holds every page).
+    cache_local_items: int = Field(256, description="in-process LRU size (pages)")
 
     @field_validator("allowed_networks")
     @classmethod
