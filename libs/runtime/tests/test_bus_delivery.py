@@ -304,3 +304,10 @@ async def test_a_deleted_consumer_is_declared_again_and_consuming_goes_on(servic
         await wait_until(lambda: "after" in got, timeout_s=30)
     finally:
         await bus.stop()
+
+
+async def test_progress_without_ack_never_raises_when_nats_is_gone(service_env):
+    bus = make_bus(service_env)
+    await bus.start()
+    await bus.stop()  # the connection is closed: what a NATS outage looks like to a publisher
+    await bus.publish(progress("lost"), ack=False)  # dropped with a warning, no exception
