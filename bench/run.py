@@ -423,6 +423,7 @@ async def _stack_work(
     cached_n: int,
     bound: float,
     hop_ms: float,
+    extract_s: float,
     profile: Path | None,
 ) -> dict[str, float]:
     fresh = Fresh(site, round_id)
@@ -513,9 +514,10 @@ async def _stack_work(
         figs.add(
             "pipeline.cpu_s_per_job",
             sum(used[n] for n in SERVICES) / jobs_n,
-            None,
+            extract_s,
             "s CPU",
-            "all five service processes and their children over the run ÷ jobs",
+            "all five service processes and their children over the run ÷ jobs; baseline: "
+            "one trafilatura.extract pass's CPU per page",
         )
 
         # Cached: the same job again and again once it has finished.
@@ -600,6 +602,7 @@ def measure_stack(
     round_id: str,
     bound: float,
     hop_ms: float,
+    extract_s: float,
     bare_rss: float,
     imports_s: float,
     registry: list[Proc],
@@ -642,6 +645,7 @@ def measure_stack(
                     args.cached,
                     bound,
                     hop_ms,
+                    extract_s,
                     args.profile,
                 )
             )
@@ -702,7 +706,7 @@ def run(args: argparse.Namespace) -> Figures:
         for r in range(rounds):
             round_id = secrets.token_hex(3)
             log(f"round {r + 1} of {rounds} ({round_id})")
-            bound = hop = imports_s = bare_rss = float("nan")
+            bound = hop = imports_s = bare_rss = extract_s = float("nan")
             if "hop" in wanted:
                 ns = new_namespace()
                 hop = measure_hop(figs, infra, ns, 100 if args.quick else 300)
@@ -714,13 +718,25 @@ def run(args: argparse.Namespace) -> Figures:
                 one = measure_bound(figs)
                 first_pass = first_pass or one
                 bound = CORES * one["pages_per_second"] * 60
+                extract_s = one["extract_cpu_seconds"] / one["items"]
             # Right before the stack starts, so both see the same machine.
             if "imports" in wanted:
                 imports_s = measure_imports(figs, 1 if args.quick else 2)
             if "stack" in wanted:
                 ns = new_namespace()
                 measure_stack(
-                    figs, infra, ns, logs, args, round_id, bound, hop, bare_rss, imports_s, registry
+                    figs,
+                    infra,
+                    ns,
+                    logs,
+                    args,
+                    round_id,
+                    bound,
+                    hop,
+                    extract_s,
+                    bare_rss,
+                    imports_s,
+                    registry,
                 )
                 asyncio.run(drop_everything(infra, ns))
         if "extraction" in wanted:
