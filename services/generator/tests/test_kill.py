@@ -108,6 +108,7 @@ async def test_a_kill_while_the_llm_answers_is_counted_and_the_job_pays_for_what
     post = PostGenerated.model_validate(events.of("post.generated", event.job_id)[0].data)
     await wait_until(lambda: fake_llm.calls == 2, timeout_s=10)  # the killed call was served
     assert post.usage.calls - event.usage.calls == fake_llm.calls
+    assert post.usage.unconfirmed_calls - event.usage.unconfirmed_calls == 1
     assert await calls_recorded(pg, namespace, event.job_id) == [
         ("generate_post", 0, "open"),  # interrupted: may have been billed, counted apart
         ("generate_post", 1, "done"),

@@ -80,6 +80,11 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     calls: int = 0
     cost_usd: float = 0.0
+    unconfirmed_calls: int = Field(
+        default=0,
+        description="Calls interrupted before their answer was recorded (a killed process): "
+        "counted in calls, tokens estimated from the prompt, maybe billed by the provider.",
+    )
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -87,6 +92,7 @@ class Usage(BaseModel):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             calls=self.calls + other.calls,
             cost_usd=round(self.cost_usd + other.cost_usd, 8),
+            unconfirmed_calls=self.unconfirmed_calls + other.unconfirmed_calls,
         )
 
 
