@@ -1,6 +1,7 @@
 """Crawler extraction benchmark: what the crawler's process pool runs per page (analyse_page:
-extraction, metadata, links, SimHash) next to one plain `trafilatura.extract` pass per page,
-over the 121 extraction fixtures in the same run, interleaved; also F1 on the same pages.
+extraction, metadata, links, SimHash, compressing page and text; and extract_article alone)
+next to one plain `trafilatura.extract` pass per page, over the 121 extraction fixtures in
+the same run, interleaved; also F1 on the same pages.
 
     uv run python bench/crawler/extract_bench.py [--rounds 3] [--json]
 
@@ -22,8 +23,8 @@ from typing import Any
 
 import trafilatura
 
-from crawler.analysis import analyse_page
-from crawler.extract import ExtractionError, extract_text
+from crawler.analysis import analyse_page, warm_up_worker
+from crawler.extract import ExtractionError, extract_article, extract_text
 from seoblog_testing.site import shared_dir
 
 DATA = shared_dir() / "fixtures" / "extraction"
@@ -59,6 +60,11 @@ def ours(html: str, url: str | None) -> None:
         analyse_page(html, url)
 
 
+def extraction_only(html: str, url: str | None) -> None:
+    with contextlib.suppress(ExtractionError):
+        extract_article(html, url)
+
+
 def cpu_ms_per_page(run: Callable[[str, str | None], None], pages: list[Any]) -> float:
     started = time.process_time()
     for _, html, url in pages:
@@ -82,19 +88,28 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args()
     pages = fixtures()
-    for run in (one_pass, ours):  # warm up: imports, compiled expressions, caches
-        run(*pages[0][1:])
+    warm_up_worker()  # what each extraction process does as it starts
+    one_pass(*pages[0][1:])
     base_ms: list[float] = []
     our_ms: list[float] = []
+    extract_ms: list[float] = []
     for _ in range(args.rounds):
         base_ms.append(cpu_ms_per_page(one_pass, pages))
         our_ms.append(cpu_ms_per_page(ours, pages))
+        extract_ms.append(cpu_ms_per_page(extraction_only, pages))
     score = f1(pages)
     rows = [
         ("crawler.extract.ms_per_page.min", min(our_ms), min(base_ms), "ms"),
         (
             "crawler.extract.ms_per_page.median",
             statistics.median(our_ms),
+            statistics.median(base_ms),
+            "ms",
+        ),
+        ("crawler.extract_article.ms_per_page.min", min(extract_ms), min(base_ms), "ms"),
+        (
+            "crawler.extract_article.ms_per_page.median",
+            statistics.median(extract_ms),
             statistics.median(base_ms),
             "ms",
         ),
