@@ -76,9 +76,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Turn a web article into an SEO blog post in another language.",
         description=DESCRIPTION,
         lifespan=lifespan,
-        # Traced by the instrumentor below, inside KeyFromQuery (so `?api_key=` never reaches
-        # a span); FastAPI's own telemetry would see the URL before that and trace twice.
-        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.parts = parts
     app.state.settings = settings
