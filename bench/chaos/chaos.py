@@ -235,8 +235,7 @@ class World:
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return None
         finally:
-            with contextlib.suppress(Exception):
-                await conn.close()
+            conn.terminate()  # no goodbye to wait for (the server may be going down)
 
     async def stage_counts(self, like: str) -> dict[str, int] | None:
         """Jobs of one scenario (keyword tag LIKE `like`) each stage has finished."""
@@ -390,15 +389,18 @@ class Progress:
         self.last_change = time.monotonic()
         self.counts: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: before 3.12 asyncio.wait_for can swallow a cancel
+        # that lands as its inner call completes, and the loop would then run on for good.
+        self._stopping = True
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task], timeout=10)
 
     async def _run(self) -> None:
         upstream = {
@@ -408,7 +410,7 @@ class Progress:
             "gateway": "generator",
             "monitor": "gateway",
         }
-        while True:
+        while not self._stopping:
             counts = await self.world.stage_counts(self.like)
             now = time.monotonic()
             if counts is not None:
