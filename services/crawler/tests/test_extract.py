@@ -215,6 +215,15 @@ def test_extract_text_returns_none_when_the_page_has_no_text() -> None:
     assert extract_text("<html><body></body></html>") is None
 
 
+def test_the_scorer_can_load_the_extractor_by_its_file_path() -> None:
+    # As the README runs it: --extractor services/crawler/src/crawler/extract.py:extract_text
+    path = Path(__file__).resolve().parents[1] / "src" / "crawler" / "extract.py"
+
+    extract = load_scorer().load_callable(f"{path}:extract_text", [])
+
+    assert "Tomatoes are one of" in extract(make_page(), PAGE_URL)
+
+
 @pytest.mark.slow
 def test_extract_text_keeps_its_measured_score_on_the_shared_fixtures() -> None:
     scorer = load_scorer()

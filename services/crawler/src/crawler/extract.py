@@ -32,7 +32,9 @@ from trafilatura.settings import Document, set_date_params
 from trafilatura.utils import load_html
 from trafilatura.xml import xmltotxt
 
-from .article import Article, ExtractionError
+# Absolute: extraction_score.py loads this file by path (--extractor .../extract.py:...),
+# where a relative import has no package to be relative to.
+from crawler.article import Article, ExtractionError
 
 __all__ = ["Article", "ExtractionError", "extract_article", "extract_text", "warm_up"]
 
