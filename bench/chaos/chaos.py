@@ -489,11 +489,15 @@ async def account(
     result.double_billed_calls = sum(n - 1 for n in per_key.values())
     served_per_job = Counter(c.job for c in mine)
     mismatched = []
+    unconfirmed = 0
     for t, job_rows in by_tag.items():
         done = [r for r in job_rows if r["state"] == "completed" and r["usage"]]
         if not done:
             continue
-        reported = int(_json(done[0]["usage"]).get("calls", 0))
+        usage = _json(done[0]["usage"])
+        # Calls interrupted before their answer was recorded are reported as unconfirmed.
+        reported = int(usage.get("calls", 0)) + int(usage.get("unconfirmed_calls", 0))
+        unconfirmed += int(usage.get("unconfirmed_calls", 0))
         if reported != served_per_job[t]:
             mismatched.append((t, reported, served_per_job[t]))
     result.extra.update(
@@ -508,6 +512,7 @@ async def account(
             1 for c in served if c.job and c.job.startswith(prefix) and c.job not in by_tag
         ),
         usage_mismatched_jobs=len(mismatched),
+        usage_unconfirmed_calls=unconfirmed,
         usage_mismatch_examples=mismatched[:3],
     )
     if orphans:
