@@ -1,14 +1,18 @@
 """The crawler's composition: extraction workers warmed at start-up (readiness waits for them),
 and a service process that leaves the extractor to its workers."""
 
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 
 from crawler.app import create_app
 from crawler.settings import Settings
 from seoblog_testing import running_app, settings_for, wait_until
+from seoblog_testing.processes import free_port
 
 
 async def readiness(app) -> dict:
@@ -44,3 +48,47 @@ def test_the_service_process_does_not_load_the_extractor() -> None:
     ).stdout
 
     assert out.strip() == "[]"
+
+
+def processes_of(namespace: str) -> list[int]:
+    """Every process on this machine running in `namespace` (its environment says so)."""
+    marker = f"SEOBLOG_NAMESPACE={namespace}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+async def test_extraction_workers_leave_with_a_killed_service(service_env, namespace) -> None:
+    port = free_port()
+    env = os.environ | service_env | {"CRAWLER_PORT": str(port), "CRAWLER_EXTRACT_WORKERS": "2"}
+    service = subprocess.Popen(  # noqa: ASYNC220 - Popen does not wait
+        [sys.executable, "-m", "crawler"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def ready() -> bool:
+                try:
+                    return (await client.get("/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await wait_until(ready, timeout_s=60, interval_s=0.1)
+        assert len(processes_of(namespace)) >= 4  # service, forkserver, two workers (+ tracker)
+
+        service.kill()  # SIGKILL: the service cannot stop its pool itself
+        service.wait()
+
+        await wait_until(lambda: not processes_of(namespace), timeout_s=15)
+    finally:
+        for pid in processes_of(namespace):
+            os.kill(pid, signal.SIGKILL)

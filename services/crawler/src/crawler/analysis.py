@@ -6,6 +6,9 @@ which refers to these functions to send them to the workers, never loads trafila
 
 from __future__ import annotations
 
+import os
+import select
+import threading
 import time
 from dataclasses import dataclass
 
@@ -35,8 +38,37 @@ def analyse_page(html: str, url: str | None = None) -> Analysis:
     return Analysis(article, simhash(article.text), pack(html), pack(article.text), seconds)
 
 
+def start_worker(service_pid: int) -> None:
+    """A worker's initializer: leave with the service process, and load and exercise the
+    extractor before the first page comes."""
+    threading.Thread(
+        target=_exit_with, args=(service_pid,), name="exit-with-service", daemon=True
+    ).start()
+    warm_up_worker()
+
+
 def warm_up_worker() -> None:
-    """A worker's initializer: load and exercise the extractor before the first page comes."""
     from .extract import warm_up
 
     warm_up()
+
+
+def _exit_with(pid: int) -> None:
+    """Exit when process `pid` does. A service killed with SIGKILL cannot stop its pool, and
+    its workers (holding the forkserver, which holds their queues) would otherwise stay."""
+    try:
+        watch = os.pidfd_open(pid)  # Linux 5.3+: readable once the process has exited
+    except (AttributeError, OSError):
+        watch = None
+    if watch is not None:
+        select.select([watch], [], [])
+    else:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            except PermissionError:  # alive, someone else's: cannot happen for our parent
+                continue
+    os._exit(0)

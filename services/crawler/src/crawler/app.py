@@ -19,7 +19,7 @@ from seoblog_contracts import Stage
 from seoblog_runtime import add_ops_routes, build_parts
 
 from .addresses import AddressPolicy
-from .analysis import warm_up_worker
+from .analysis import start_worker
 from .fetch import Fetcher, FetchLimits
 from .handlers import CrawlPage, register
 from .metrics import CrawlerMetrics
@@ -116,12 +116,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Extraction is CPU-bound: a process pool keeps it off the event loop.
     # forkserver: forking a process that already runs threads (uvicorn, OTel) is unsafe.
     # Each worker loads and exercises the extractor as it starts (initializer), not on its
-    # first page; only the workers import trafilatura, the service process never does.
+    # first page, and exits when the service process does (even killed with SIGKILL); only
+    # the workers import trafilatura, the service process never does.
     workers = settings.extract_workers or os.cpu_count() or 1
     executor = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("forkserver"),
-        initializer=warm_up_worker,
+        initializer=start_worker,
+        initargs=(os.getpid(),),
     )
     slots = PrioritySlots(settings.global_concurrency, settings.starvation_limit, metrics)
     handler = CrawlPage(parts, settings, fetcher, executor, slots, metrics)
