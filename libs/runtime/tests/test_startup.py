@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -27,12 +27,21 @@ SECRET = "pw-never-logged-7f3a"  # PostgreSQL trusts loopback, so a password is 
 
 @contextlib.asynccontextmanager
 async def postgres_on(port: int, real_url: str) -> AsyncIterator[None]:
-    """The real PostgreSQL made reachable on `port` (a plain TCP relay to it)."""
+    """The real PostgreSQL made reachable on `port` (a plain TCP relay to it; the embedded
+    server on a machine without one listens on a unix socket only)."""
     target = urlsplit(real_url)
-    host, real_port = target.hostname or "127.0.0.1", target.port or 5432
+    query = dict(parse_qsl(target.query))
+    socket_dir = query.get("host") if not target.hostname else None
+    host = target.hostname or "127.0.0.1"
+    real_port = int(query.get("port") or target.port or 5432)
+
+    async def upstream() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if socket_dir:
+            return await asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.{real_port}")
+        return await asyncio.open_connection(host, real_port)
 
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(host, real_port)
+        up_reader, up_writer = await upstream()
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(Exception):

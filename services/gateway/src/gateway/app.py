@@ -54,21 +54,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     counters = register(parts, jobs_cache, hub, webhooks)
     parts.registry.register(_GatewayCollector(hub, webhooks, relay, counters))
 
+    async def start_auth() -> None:
+        await auth.start(parts.cache.redis, settings.cache_prefix)
+
+    # Start hooks run once PostgreSQL, Redis and NATS answer, so a gateway started before its
+    # dependencies serves /healthz (and 503s) at once instead of exiting; stops run in reverse.
+    parts.on_start += [start_auth, hub.start, webhooks.start, relay.start]
+    parts.on_stop += [hub.stop, webhooks.stop, relay.stop]
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with parts.running():
-            await auth.start(parts.cache.redis, settings.cache_prefix)
-            await hub.start()
-            await webhooks.start()
-            await relay.start()
             restore_signals = _close_live_on_signals(hub)
             try:
                 yield
             finally:
                 restore_signals()
-                await relay.stop()
-                await webhooks.stop()
-                await hub.stop()
 
     app = FastAPI(
         title="seoblog API",

@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from seoblog_runtime.store import StoreNotOpen
+
 log = logging.getLogger("gateway.errors")
 
 
@@ -70,6 +72,8 @@ _DATABASE_DOWN = (
     asyncpg.TooManyConnectionsError,
     # What asyncpg raises on a connection the server dropped mid-conversation.
     asyncpg.InternalClientError,
+    # The gateway started while PostgreSQL was down and has not connected yet.
+    StoreNotOpen,
 )
 RETRY_AFTER_S = "2"
 
