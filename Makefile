@@ -4,6 +4,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTHON ?= python3
 PYTEST_ARGS ?=
+ASYNCAPI_CLI ?= 6.2.0
 
 .PHONY: help
 help: ## list the targets
@@ -30,12 +31,17 @@ browser: ## install Debian's chromium for the web page test, when /usr/bin/chrom
 	@[ -x /usr/bin/chromium ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium; }
 
+.PHONY: promtool
+promtool: ## install Debian's prometheus (for promtool: alert rule checks) when promtool is missing
+	@command -v promtool >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends prometheus; }
+
 .PHONY: test
-test: install browser ## run the whole test suite (finds or starts NATS, PostgreSQL, Redis)
+test: install browser promtool ## run the whole test suite (finds or starts NATS, PostgreSQL, Redis)
 	$(UV) run --frozen pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 .PHONY: test-fast
-test-fast: install browser ## the suite without the slow (process-starting) tests
+test-fast: install browser promtool ## the suite without the slow (process-starting) tests
 	$(UV) run --frozen pytest -q -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: lint
@@ -56,6 +62,18 @@ clean: ## remove local state (embedded databases, caches)
 settings-doc: install ## regenerate the README settings tables and .env.example from the code
 	$(UV) run --frozen python scripts/settings_doc.py --readme
 	$(UV) run --frozen python scripts/settings_doc.py --env-file
+
+.PHONY: events-doc
+events-doc: install ## regenerate docs/asyncapi.yaml and docs/events.md from the event models
+	$(UV) run --frozen python -m seoblog_contracts.asyncapi --yaml docs/asyncapi.yaml --markdown docs/events.md
+
+.PHONY: asyncapi-check
+asyncapi-check: ## validate docs/asyncapi.yaml with the real AsyncAPI CLI (pinned, from npm)
+	ASYNCAPI_METRICS=false SUPPRESS_NO_CONFIG_WARNING=1 npx --yes @asyncapi/cli@$(ASYNCAPI_CLI) validate --fail-severity error docs/asyncapi.yaml
+
+.PHONY: observability
+observability: install ## regenerate the Grafana dashboard, PrometheusRule and dashboard ConfigMap
+	$(UV) run --frozen python scripts/observability.py
 
 .PHONY: bench
 bench: install ## run the benchmarks (bench/<area>/run.py) and print their tables; not part of the tests
