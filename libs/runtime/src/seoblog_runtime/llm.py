@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import importlib.util
 import json
 import logging
 import math
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import httpx2  # the HTTP client under openai (its errors reach us mid-stream unwrapped)
-import openai
 import redis.asyncio as aioredis
 from opentelemetry.trace import Tracer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -32,6 +33,30 @@ from .bus import JobError
 from .ratelimit import RateLimitTimeout, TokenBucket
 from .resilience import BreakerState, CircuitBreaker, CircuitOpenError, wait_retry_after
 from .settings import ServiceSettings
+
+
+def _lazy(name: str) -> ModuleType:
+    """Import `name` on first use: openai costs ~0.3 s of start-up, and a service without an
+    LLM configured never touches it."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    import httpx2  # the HTTP client under openai (its errors reach us mid-stream unwrapped)
+    import openai
+else:
+    httpx2 = _lazy("httpx2")
+    openai = _lazy("openai")
 
 log = logging.getLogger("seoblog.llm")
 
