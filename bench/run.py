@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -685,7 +687,7 @@ def measure_stack(
 # --- the run ----------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> Figures:
+def run(args: argparse.Namespace, failures: list[str]) -> Figures:
     figs = Figures()
     wanted = parts_for(args.only)
     rounds = 1 if args.quick else args.rounds
@@ -701,46 +703,74 @@ def run(args: argparse.Namespace) -> Figures:
         log(f"namespace {ns}")
         return ns
 
+    def stack(f: Figures, baselines: tuple[float, ...]) -> None:
+        ns = new_namespace()
+        try:
+            measure_stack(
+                f, infra, ns, logs, args, secrets.token_hex(3), *baselines, registry=registry
+            )
+        finally:
+            asyncio.run(drop_everything(infra, ns))
+
+    def attempt(part: str, measure: Callable[[Figures], Any]) -> Any:
+        """Run one part; a part that fails (a service broken mid-change, a timeout) is tried
+        once more after a pause, then skipped and reported. Figures count only from a part
+        that finished."""
+        for tries in (1, 2):
+            staged = Figures()
+            try:
+                result = measure(staged)
+            except Exception as exc:  # any failure of the system under test
+                text = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
+                head = text[:1] + text[-1:] if len(text) > 1 else text  # what, and why
+                log(f"{part} failed ({type(exc).__name__}: {head}); logs in {logs}")
+                if tries == 1:
+                    time.sleep(args.retry_wait)
+                    continue
+                failures.append(f"{part}: {type(exc).__name__}: {' '.join(head)[:200]}")
+                return None
+            for name, samples in staged.samples.items():
+                figs.samples[name].extend(samples)
+            return result
+        return None
+
     try:
         first_pass: dict[str, Any] | None = None
         for r in range(rounds):
             round_id = secrets.token_hex(3)
             log(f"round {r + 1} of {rounds} ({round_id})")
-            bound = hop = imports_s = bare_rss = extract_s = float("nan")
+            nan = float("nan")
+            hop = bare_rss = imports_s = bound = extract_s = nan
             if "hop" in wanted:
-                ns = new_namespace()
-                hop = measure_hop(figs, infra, ns, 100 if args.quick else 300)
+                hop = attempt(
+                    "hop",
+                    lambda f: measure_hop(f, infra, new_namespace(), 100 if args.quick else 300),
+                )
             if "gateway" in wanted:
-                ns = new_namespace()
-                bare_rss = measure_gateway(figs, infra, ns, logs, args.seconds, registry)
-                asyncio.run(drop_everything(infra, ns))
+
+                def gateway(f: Figures) -> float:
+                    ns = new_namespace()
+                    try:
+                        return measure_gateway(f, infra, ns, logs, args.seconds, registry)
+                    finally:
+                        asyncio.run(drop_everything(infra, ns))
+
+                bare_rss = attempt("gateway", gateway)
             if "bound" in wanted:
-                one = measure_bound(figs)
-                first_pass = first_pass or one
-                bound = CORES * one["pages_per_second"] * 60
-                extract_s = one["extract_cpu_seconds"] / one["items"]
+                one = attempt("bound", measure_bound)
+                if one is not None:
+                    first_pass = first_pass or one
+                    bound = CORES * one["pages_per_second"] * 60
+                    extract_s = one["extract_cpu_seconds"] / one["items"]
             # Right before the stack starts, so both see the same machine.
             if "imports" in wanted:
-                imports_s = measure_imports(figs, 1 if args.quick else 2)
+                imports_s = attempt("imports", lambda f: measure_imports(f, 1 if args.quick else 2))
             if "stack" in wanted:
-                ns = new_namespace()
-                measure_stack(
-                    figs,
-                    infra,
-                    ns,
-                    logs,
-                    args,
-                    round_id,
-                    bound,
-                    hop,
-                    extract_s,
-                    bare_rss,
-                    imports_s,
-                    registry,
-                )
-                asyncio.run(drop_everything(infra, ns))
+                known = [nan if x is None else x for x in (bound, hop, extract_s, bare_rss)]
+                known.append(nan if imports_s is None else imports_s)
+                attempt("stack", functools.partial(stack, baselines=tuple(known)))
         if "extraction" in wanted:
-            measure_extraction(figs, first_pass or score(ONE_PASS))
+            attempt("extraction", lambda f: measure_extraction(f, first_pass or score(ONE_PASS)))
     finally:
         for proc in registry:
             proc.stop()
@@ -787,6 +817,12 @@ def main() -> None:
         default=None,
         help="py-spy the services during the pipeline part into this folder",
     )
+    parser.add_argument(
+        "--retry-wait",
+        type=float,
+        default=20.0,
+        help="seconds before a failed part is tried again (once)",
+    )
     parser.add_argument("--log-level", default="INFO", help="the services' LOG_LEVEL")
     args = parser.parse_args()
     args.jobs = args.jobs or (121 if args.quick else 363)
@@ -796,8 +832,9 @@ def main() -> None:
         signal.signal(sig, _interrupt)
     load0, pressure0 = os.getloadavg()[0], cpu_pressure_us()
     began = time.perf_counter()
+    failures: list[str] = []
     try:
-        figs = run(args)
+        figs = run(args, failures)
     except KeyboardInterrupt as stop:
         log(f"interrupted ({stop}); everything it started is stopped and its namespaces dropped")
         sys.exit(130)
@@ -815,6 +852,8 @@ def main() -> None:
         f"share of the run some task waited for a CPU (PSI); load average {load0:.1f} → "
         f"{os.getloadavg()[0]:.1f} on {CORES} cores; shared with other work",
     )
+    if failures:
+        figs.add("bench.failed_parts", len(failures), None, "parts", "; ".join(failures))
     rows = figs.rows()
     if args.json:
         sys.stdout.write(as_json_lines(rows) + "\n")
@@ -830,6 +869,8 @@ def main() -> None:
         sys.stdout.write(as_table(rows, header) + "\n")
         if missing and not args.only:
             sys.stdout.write(f"\nmissing: {', '.join(missing)}\n")
+    if failures:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
