@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -646,6 +646,8 @@ class FakeLLM(Served):
             body = await request.json()
         except ValueError:
             return _error(400, "request body is not JSON")
+        except ClientDisconnect:  # a client killed mid-request (chaos): nobody reads an answer
+            return Response(status_code=499)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error(400, "'messages' is required")
         wait = self._over_limit()
