@@ -554,3 +554,17 @@ def _cmdline(pid: int) -> str:
         return (Path("/proc") / str(pid) / "cmdline").read_text().replace("\0", " ")
     except OSError:
         return ""
+
+
+def test_services_log_readable_lines_on_a_terminal_and_json_when_piped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from seoblog_devstack.infra import Infra
+
+    monkeypatch.delenv("SEOBLOG_LOG_FORMAT", raising=False)
+    service = up.Service("crawler", ["true"], 8001)
+    infra = Infra(nats_url="nats://x", database_url="postgresql://x", redis_url=None)
+    assert up.service_env(service, infra, "k", terminal=True)["SEOBLOG_LOG_FORMAT"] == "console"
+    assert "SEOBLOG_LOG_FORMAT" not in up.service_env(service, infra, "k", terminal=False)
+    monkeypatch.setenv("SEOBLOG_LOG_FORMAT", "json")  # the user's choice wins
+    assert up.service_env(service, infra, "k", terminal=True)["SEOBLOG_LOG_FORMAT"] == "json"

@@ -169,8 +169,14 @@ def event_key(data_dir: Path) -> str:
     return key
 
 
-def service_env(service: Service, infra: Infra, key: str) -> dict[str, str]:
+def service_env(
+    service: Service, infra: Infra, key: str, *, terminal: bool = False
+) -> dict[str, str]:
+    """What a service runs with. On a terminal (`terminal`), its logs are readable one-line
+    records unless SEOBLOG_LOG_FORMAT says otherwise; piped or in a container, JSON lines."""
     env = dict(os.environ)
+    if terminal:
+        env.setdefault("SEOBLOG_LOG_FORMAT", "console")
     env.update(
         NATS_URL=infra.nats_url,
         DATABASE_URL=infra.database_url,
@@ -198,7 +204,7 @@ def start_service(service: Service, infra: Infra, console: Console, key: str) ->
     service.started_at = time.monotonic()
     service.process = subprocess.Popen(  # noqa: S603 - our own commands
         service.command,
-        env=service_env(service, infra, key),
+        env=service_env(service, infra, key, terminal=console.colour),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
