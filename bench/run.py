@@ -37,7 +37,7 @@ import httpx
 import nats
 from nats.js.api import ConsumerConfig, StreamConfig
 from perf.figures import REQUIRED, Figures, as_json_lines, as_table
-from perf.load import raw_request, run_load
+from perf.load import Load, raw_request, run_load
 from perf.procs import Proc, cpu_seconds, infra_processes, pss_mb, rss_mb, tree, tree_cpu_seconds
 from perf.profile import Profiles
 from perf.system import SERVICES, Jobs, Stack, TimedApp, drop_everything, metric_sum, service_env
@@ -265,7 +265,7 @@ def measure_imports(figs: Figures, reps: int) -> float:
 
 async def _gateway_loads(
     gw: Proc, bare: Proc, gw_port: int, bare_port: int, key: str, seconds: float
-) -> dict[str, Any]:
+) -> dict[tuple[str, int, str], Load]:
     body = json.dumps({"url": "https://example.com/blog/a", **SPEC}).encode()
     async with httpx.AsyncClient(timeout=10) as client:
         auth = {"Authorization": f"Bearer {key}"}
@@ -283,7 +283,7 @@ async def _gateway_loads(
         )
         made.raise_for_status()
         bare_id = made.json()["id"]
-    out: dict[Any, Any] = {}
+    out: dict[tuple[str, int, str], Load] = {}
     # Gateway and bare take turns, twice per cell; the better turn of each counts (a shared
     # machine's noise only ever slows a turn down).
     for conns in (16, 64):
@@ -299,7 +299,7 @@ async def _gateway_loads(
                         else raw_request("GET", f"/v1/jobs/{job_id}", b"", k)
                     )
                     result = await run_load(
-                        port, raw, conns, seconds, lambda p=proc: tree_cpu_seconds(p.pid)
+                        port, raw, conns, seconds, functools.partial(tree_cpu_seconds, proc.pid)
                     )
                     best = out.get((what, conns, side))
                     if best is None or result.rps > best.rps:
@@ -547,7 +547,9 @@ async def _stack_work(
         # Overhead: sequential jobs on fresh URLs; what is left after fetch, LLM, extraction.
         log(f"overhead: {sequential_n} sequential jobs")
         await jobs.wait_idle()
-        overheads, e2es, parts = [], [], {"fetch": [], "llm": [], "extract": []}
+        overheads: list[float] = []
+        e2es: list[float] = []
+        parts: dict[str, list[float]] = {"fetch": [], "llm": [], "extract": []}
         stages: dict[str, list[float]] = {}
         async with httpx.AsyncClient(base_url=stack.url("crawler"), timeout=10) as crawler:
 
@@ -703,11 +705,23 @@ def run(args: argparse.Namespace, failures: list[str]) -> Figures:
         log(f"namespace {ns}")
         return ns
 
-    def stack(f: Figures, baselines: tuple[float, ...]) -> None:
+    def stack(f: Figures, baselines: tuple[float, float, float, float, float]) -> None:
+        bound, hop, extract_s, bare_rss, imports_s = baselines
         ns = new_namespace()
         try:
             measure_stack(
-                f, infra, ns, logs, args, secrets.token_hex(3), *baselines, registry=registry
+                f,
+                infra,
+                ns,
+                logs,
+                args,
+                secrets.token_hex(3),
+                bound,
+                hop,
+                extract_s,
+                bare_rss,
+                imports_s,
+                registry,
             )
         finally:
             asyncio.run(drop_everything(infra, ns))
@@ -766,9 +780,11 @@ def run(args: argparse.Namespace, failures: list[str]) -> Figures:
             if "imports" in wanted:
                 imports_s = attempt("imports", lambda f: measure_imports(f, 1 if args.quick else 2))
             if "stack" in wanted:
-                known = [nan if x is None else x for x in (bound, hop, extract_s, bare_rss)]
-                known.append(nan if imports_s is None else imports_s)
-                attempt("stack", functools.partial(stack, baselines=tuple(known)))
+                a, b, c, d, e = (
+                    nan if x is None else float(x)
+                    for x in (bound, hop, extract_s, bare_rss, imports_s)
+                )
+                attempt("stack", functools.partial(stack, baselines=(a, b, c, d, e)))
         if "extraction" in wanted:
             attempt("extraction", lambda f: measure_extraction(f, first_pass or score(ONE_PASS)))
     finally:
