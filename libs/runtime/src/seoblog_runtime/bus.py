@@ -136,7 +136,7 @@ class Bus:
         # FastStream holds the connection (reconnects forever); pulling, acking and publishing
         # go straight to nats-py, so one slow message never waits on a whole fetched batch.
         self.broker = NatsBroker(
-            settings.nats_url,
+            settings.nats_servers,
             logger=_quiet_logger(f"seoblog.{settings.service}.faststream"),
             log_level=logging.DEBUG,
             graceful_timeout=10,
@@ -223,6 +223,7 @@ class Bus:
                 storage=StorageType.FILE,
                 max_age=s.stream_max_age_s,
                 duplicate_window=120,
+                num_replicas=s.stream_replicas,
             ),
         )
         await _ensure_stream(
@@ -233,6 +234,7 @@ class Bus:
                 storage=StorageType.FILE,
                 max_age=s.dlq_max_age_s,
                 duplicate_window=120,
+                num_replicas=s.stream_replicas,
             ),
         )
 

@@ -21,7 +21,14 @@ class ServiceSettings(BaseSettings):
     nats_url: str = Field(
         "nats://127.0.0.1:4222",
         validation_alias=_shared("NATS_URL"),
-        description="NATS server with JetStream",
+        description="NATS server with JetStream; several, comma-separated, for a cluster",
+    )
+    stream_replicas: int = Field(
+        1,
+        ge=1,
+        le=5,
+        validation_alias=_shared("NATS_STREAM_REPLICAS"),
+        description="copies of each stream (3 on a 3-node JetStream cluster)",
     )
     database_url: str = Field(
         "postgresql://postgres@127.0.0.1:5432/postgres",
@@ -87,6 +94,10 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value in ("", None) else value
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
     @property
     def schema_name(self) -> str:
