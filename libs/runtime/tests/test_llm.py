@@ -24,6 +24,7 @@ def make_llm(fake_llm, **overrides) -> Llm:
         "llm_model": "fake-llm",
         "llm_retry_initial_s": 0.01,
         "llm_retry_max_s": 0.5,
+        "llm_breaker_wait_s": 0,  # fail fast on an open breaker unless a test waits for it
         "namespace": unique_name(),
     } | overrides
     return Llm(LlmServiceSettings(_env_file=None, **values), trace.get_tracer("test"))
@@ -77,6 +78,51 @@ async def test_a_call_that_hangs_times_out_and_is_retried(fake_llm):
     result = await llm.complete(HELLO, purpose="test")
     assert result.text
     assert llm.stats.by_outcome["APITimeoutError"] == 1
+    await llm.close()
+    fake_llm.reset()
+
+
+async def test_a_call_waits_out_an_open_breaker_and_goes_through_once_the_provider_is_back(
+    fake_llm,
+):
+    fake_llm.reset()
+    fake_llm.fail_next(500, times=2)
+    llm = make_llm(
+        fake_llm,
+        llm_max_retries=0,
+        llm_breaker_failures=2,
+        llm_breaker_reset_s=0.5,
+        llm_breaker_wait_s=10,
+    )
+    for _ in range(2):
+        with pytest.raises(JobError):
+            await llm.complete(HELLO, purpose="test")
+    assert llm.breaker.state is BreakerState.OPEN
+    waiting = [asyncio.create_task(llm.complete(HELLO, purpose="test")) for _ in range(3)]
+    answers = await asyncio.wait_for(asyncio.gather(*waiting), timeout=10)
+    assert all(a.text for a in answers)  # no delivery burned on the outage
+    assert llm.breaker.state is BreakerState.CLOSED
+    assert len(fake_llm.requests) == 5  # the provider never saw a call while it was open
+    await llm.close()
+    fake_llm.reset()
+
+
+async def test_a_call_that_outwaits_llm_breaker_wait_s_fails_with_circuit_open(fake_llm):
+    fake_llm.reset()
+    fake_llm.fail_next(500, times=1)
+    llm = make_llm(
+        fake_llm,
+        llm_max_retries=0,
+        llm_breaker_failures=1,
+        llm_breaker_reset_s=30,
+        llm_breaker_wait_s=0.3,
+    )
+    with pytest.raises(JobError):
+        await llm.complete(HELLO, purpose="test")
+    with pytest.raises(JobError) as waited:
+        await llm.complete(HELLO, purpose="test")
+    assert waited.value.code == "circuit_open"
+    assert waited.value.retryable is True
     await llm.close()
     fake_llm.reset()
 

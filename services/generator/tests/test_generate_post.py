@@ -354,6 +354,7 @@ async def test_while_the_provider_stays_down_the_breaker_opens_and_the_job_fails
         llm_max_retries=0,
         llm_breaker_failures=2,
         llm_breaker_reset_s=60,
+        llm_breaker_wait_s=0,  # fail at once instead of waiting for the reset
         max_deliver=3,
     )
     async with running(settings):

@@ -99,7 +99,9 @@ async def test_a_failed_segment_stops_new_calls_but_keeps_the_answers_in_flight(
 async def test_a_half_open_probe_is_not_cancelled_by_its_failing_siblings(fake_llm):
     fake_llm.reset()
     fake_llm.latency_s = 0.3
-    llm, ledger = client(fake_llm, llm_breaker_failures=1, llm_breaker_reset_s=0.2), Ledger()
+    # A breaker that fails at once (no waiting), so siblings are refused while the probe runs.
+    llm = client(fake_llm, llm_breaker_failures=1, llm_breaker_reset_s=0.2, llm_breaker_wait_s=0)
+    ledger = Ledger()
     try:
         llm.breaker.on_failure()  # the provider was down: open
         await asyncio.sleep(0.25)  # half-open: one probe may go out

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import math
+import random
 import sys
 import time
 from collections import deque
@@ -140,6 +141,13 @@ class LlmServiceSettings(ServiceSettings):
         30.0,
         validation_alias=_shared("LLM_BREAKER_RESET_S"),
         description="how long an open breaker fails fast before letting a probe through",
+    )
+    llm_breaker_wait_s: float = Field(
+        90.0,
+        ge=0,
+        validation_alias=_shared("LLM_BREAKER_WAIT_S"),
+        description="how long a call waits for an open breaker to let calls through again "
+        "before its job is retried later (circuit_open); 0: fail at once",
     )
     llm_price_input_per_mtok: float = Field(
         0.15,
@@ -470,12 +478,7 @@ class Llm:
             reraise=True,
         )
         try:
-            async for tried in retrying:
-                with tried:
-                    if tried.retry_state.attempt_number > 1:
-                        self.stats.retries += 1
-                    result = await self._attempt(attempt, tokens)
-            return result
+            return await self._through_breaker(retrying, attempt, tokens)
         except CircuitOpenError as exc:
             self.stats.rejected_open += 1
             raise JobError(
@@ -516,6 +519,32 @@ class Llm:
                 f"attempts: {type(exc).__name__}",
                 retryable=True,
             ) from exc
+
+    async def _through_breaker(
+        self,
+        retrying: AsyncRetrying,
+        attempt: Callable[[], Awaitable[T]],
+        tokens: int | None,
+    ) -> T:
+        """The retried call; while the breaker is open, wait for it (up to LLM_BREAKER_WAIT_S)
+        instead of failing the delivery at once: an outage shorter than that costs a job time,
+        not its deliveries, and the first call after the reset is the probe."""
+        deadline = time.monotonic() + self.settings.llm_breaker_wait_s
+        while True:
+            try:
+                async for tried in retrying:
+                    with tried:
+                        if tried.retry_state.attempt_number > 1:
+                            self.stats.retries += 1
+                        result = await self._attempt(attempt, tokens)
+                return result
+            except CircuitOpenError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                # Until the probe (0 s: another call holds it) or the reset; jitter spreads
+                # the waiters so the closed breaker does not meet them all at once.
+                await asyncio.sleep(min(left, max(exc.retry_in_s, 0.25) + random.uniform(0, 0.5)))
 
     async def _attempt(self, attempt: Callable[[], Awaitable[T]], tokens: int | None) -> T:
         ticket = self.breaker.before_call()  # raises CircuitOpenError, which is not retried
