@@ -3,10 +3,15 @@ at start-up under an advisory lock so replicas can start together."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import re
+import time
 import zlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
@@ -48,6 +53,46 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 class StoreNotOpen(RuntimeError):
     """The store has not connected yet (PostgreSQL was down at start-up): answer 503."""
+
+
+# PostgreSQL cannot be reached (down, restarting, refusing, a dropped connection): the same
+# statement may succeed a moment later.
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    StoreNotOpen,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+T = TypeVar("T")
+
+
+async def write_until_stored(
+    write: Callable[[], Awaitable[T]], *, what: str, give_up_s: float = 180.0
+) -> T:
+    """Run `write` until it succeeds while PostgreSQL is merely unreachable (capped back-off,
+    one warning per attempt). For records of something already paid for: a paid LLM answer
+    must not be thrown away, and paid again, because the database restarted meanwhile."""
+    deadline = time.monotonic() + give_up_s
+    delay = 0.2
+    while True:
+        try:
+            return await write()
+        except DATABASE_DOWN as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "database unavailable; keeping the record and retrying",
+                extra={"record": what, "retry_in_s": round(delay, 2), "error": type(exc).__name__},
+            )
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, 5.0)
 
 
 class Store:

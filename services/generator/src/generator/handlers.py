@@ -21,6 +21,7 @@ from seoblog_contracts import (
 )
 from seoblog_runtime import JobError, Parts
 from seoblog_runtime.llm import Llm, estimate_tokens
+from seoblog_runtime.store import write_until_stored
 
 from .llm_writer import (
     build_prompt,
@@ -245,8 +246,14 @@ class GeneratePost:
             await store.fail_call(event.job_id, purpose, attempt, f"{type(exc).__name__}: {exc}")
             raise
         # Paid for: the record is written even if this delivery is cancelled right now.
+        # A database that is restarting right now delays the record; it never loses the answer.
         await asyncio.shield(
-            store.complete_call(event.job_id, purpose, attempt, result.text, result.usage)
+            write_until_stored(
+                lambda: store.complete_call(
+                    event.job_id, purpose, attempt, result.text, result.usage
+                ),
+                what="llm_call",
+            )
         )
         return parse(result.text)  # an unusable answer fails the attempt; it stays counted
 

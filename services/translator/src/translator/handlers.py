@@ -17,6 +17,7 @@ from seoblog_contracts import (
 )
 from seoblog_runtime import Parts
 from seoblog_runtime.llm import Llm, LlmResult, estimate_tokens
+from seoblog_runtime.store import write_until_stored
 
 from .detect import detect_language_off_loop
 from .settings import Settings
@@ -54,8 +55,12 @@ class Recorder:
         return attempt
 
     async def done(self, key: str, attempt: int, result: LlmResult) -> None:
-        await self.store.complete_segment(
-            self.job_id, key, attempt, result.text, result.usage, batched=result.batched
+        # A paid answer is kept until its record is written, even across a database restart.
+        await write_until_stored(
+            lambda: self.store.complete_segment(
+                self.job_id, key, attempt, result.text, result.usage, batched=result.batched
+            ),
+            what="segment_call",
         )
 
     async def failed(self, key: str, attempt: int, error: BaseException) -> None:
