@@ -5,6 +5,8 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTHON ?= python3
 PYTEST_ARGS ?=
 ASYNCAPI_CLI ?= 6.2.0
+BENCH_ARGS ?=
+CHAOS_ARGS ?=
 
 .PHONY: help
 help: ## list the targets
@@ -76,5 +78,13 @@ observability: install ## regenerate the Grafana dashboard, PrometheusRule and d
 	$(UV) run --frozen python scripts/observability.py
 
 .PHONY: bench
-bench: install ## run the benchmarks (bench/<area>/run.py) and print their tables; not part of the tests
-	@set -e; for b in bench/*/run.py; do [ -f "$$b" ] || continue; echo "== $$b"; $(UV) run --frozen python "$$b"; done
+bench: install ## the performance table (bench/run.py: 3 interleaved rounds, ~8-15 min; BENCH_ARGS=--quick for one)
+	$(UV) run --frozen python bench/run.py $(BENCH_ARGS)
+
+.PHONY: bench-areas
+bench-areas: install ## the per-area benchmarks (bench/<area>/run.py), each printing its own table
+	@set -e; for b in bench/*/run.py; do [ -f "$$b" ] || continue; [ "$$b" = bench/chaos/run.py ] && continue; echo "== $$b"; $(UV) run --frozen python "$$b"; done
+
+.PHONY: chaos
+chaos: install ## chaos suite, quick (5-6 min): kill -9, NATS/PostgreSQL restarts, JetStream cluster, LLM faults, poison
+	$(UV) run --frozen python bench/chaos/run.py --quick $(CHAOS_ARGS)
