@@ -39,20 +39,31 @@ def test_every_span_of_a_bound_job_carries_its_job_id(monkeypatch: pytest.Monkey
     assert "seoblog.job_id" not in (spans["unrelated"].attributes or {})
 
 
-def test_client_spans_that_start_their_own_trace_are_not_recorded(
+def test_database_spans_that_start_their_own_trace_are_not_recorded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     telemetry, exporter = _traced(monkeypatch)
     tracer = telemetry.tracer  # type: ignore[attr-defined]
-    with tracer.start_as_current_span("SELECT 1", kind=SpanKind.CLIENT):  # an idle poll
-        pass
+    db = {"db.system": "postgresql"}
+    with tracer.start_as_current_span("SELECT 1", kind=SpanKind.CLIENT, attributes=db):
+        pass  # an idle poll or a pool reset
     with (
         tracer.start_as_current_span("POST /v1/jobs", kind=SpanKind.SERVER),
-        tracer.start_as_current_span("INSERT", kind=SpanKind.CLIENT),
+        tracer.start_as_current_span("INSERT", kind=SpanKind.CLIENT, attributes=db),
     ):
         pass
 
     assert sorted(s.name for s in exporter.get_finished_spans()) == ["INSERT", "POST /v1/jobs"]
+
+
+def test_an_http_client_span_starting_a_trace_is_kept_so_the_server_traces_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    telemetry, exporter = _traced(monkeypatch)
+    tracer = telemetry.tracer  # type: ignore[attr-defined]
+    with tracer.start_as_current_span("POST", kind=SpanKind.CLIENT) as span:
+        assert span.get_span_context().trace_flags.sampled  # what traceparent will say
+    assert [s.name for s in exporter.get_finished_spans()] == ["POST"]
 
 
 def test_resource_names_service_version_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -69,10 +69,12 @@ class JobSpanProcessor(SpanProcessor):
 
 
 class NoOrphanClientSpans(Sampler):
-    """Drops client spans (database queries, HTTP calls) that start a trace of their own: they
-    come from idle polling, pool resets and health checks, not from a request or a job. Every
-    other decision is the configured sampler's (OTEL_TRACES_SAMPLER, default parent-based
-    always-on; e.g. parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.1)."""
+    """Drops database client spans that start a trace of their own: they come from idle
+    polling, pool resets and readiness pings, not from a request or a job. (HTTP client spans
+    are left alone: their decision travels in `traceparent`, and a dropped one would tell the
+    server not to trace the request.) Every other decision is the configured sampler's
+    (OTEL_TRACES_SAMPLER, default parent-based always-on; e.g. parentbased_traceidratio with
+    OTEL_TRACES_SAMPLER_ARG=0.1)."""
 
     def __init__(self, inner: Sampler) -> None:
         self.inner = inner
@@ -88,7 +90,7 @@ class NoOrphanClientSpans(Sampler):
         trace_state: trace.TraceState | None = None,
     ) -> SamplingResult:
         orphan = not trace.get_current_span(parent_context).get_span_context().is_valid
-        if orphan and kind == SpanKind.CLIENT:
+        if orphan and kind == SpanKind.CLIENT and _is_database(attributes):
             return SamplingResult(Decision.DROP)
         return self.inner.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
@@ -96,6 +98,12 @@ class NoOrphanClientSpans(Sampler):
 
     def get_description(self) -> str:
         return f"NoOrphanClientSpans{{{self.inner.get_description()}}}"
+
+
+def _is_database(attributes: Attributes) -> bool:
+    if not attributes:
+        return False
+    return "db.system" in attributes or "db.system.name" in attributes
 
 
 def _version(service: str) -> str:
