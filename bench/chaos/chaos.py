@@ -495,8 +495,9 @@ async def account(
         if not done:
             continue
         usage = _json(done[0]["usage"])
-        # Calls interrupted before their answer was recorded are reported as unconfirmed.
-        reported = int(usage.get("calls", 0)) + int(usage.get("unconfirmed_calls", 0))
+        # `calls` counts every call the job made, those interrupted before their answer was
+        # recorded (maybe billed) included; `unconfirmed_calls` says how many of them those are.
+        reported = int(usage.get("calls", 0))
         unconfirmed += int(usage.get("unconfirmed_calls", 0))
         if reported != served_per_job[t]:
             mismatched.append((t, reported, served_per_job[t]))
