@@ -8,9 +8,7 @@ import contextlib
 import signal
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -19,44 +17,11 @@ from seoblog_devstack.infra import nats_server_binary
 from seoblog_runtime import ServiceSettings, Store, build_parts
 from seoblog_testing import settings_for, wait_until
 from seoblog_testing.processes import ServiceProcess, free_port
+from seoblog_testing.relay import postgres_relay
 
 pytestmark = pytest.mark.slow
 
 SECRET = "pw-never-logged-7f3a"  # PostgreSQL trusts loopback, so a password is accepted and unused
-
-
-@contextlib.asynccontextmanager
-async def postgres_on(port: int, real_url: str) -> AsyncIterator[None]:
-    """The real PostgreSQL made reachable on `port` (a plain TCP relay to it; the embedded
-    server on a machine without one listens on a unix socket only)."""
-    target = urlsplit(real_url)
-    query = dict(parse_qsl(target.query))
-    socket_dir = query.get("host") if not target.hostname else None
-    host = target.hostname or "127.0.0.1"
-    real_port = int(query.get("port") or target.port or 5432)
-
-    async def upstream() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if socket_dir:
-            return await asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.{real_port}")
-        return await asyncio.open_connection(host, real_port)
-
-    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await upstream()
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    server = await asyncio.start_server(relay, "127.0.0.1", port)
-    try:
-        yield
-    finally:
-        server.close()
 
 
 @contextlib.contextmanager
@@ -113,7 +78,7 @@ async def test_service_started_before_postgres_and_nats_waits_then_becomes_ready
             assert waiting.status_code == 503
             assert set(waiting.json()["missing"]) == {"postgres", "nats"}
 
-            async with postgres_on(pg_port, infra.database_url):
+            async with postgres_relay(infra.database_url, pg_port):
 
                 async def postgres_seen() -> bool:
                     r = await readiness(client)
@@ -211,7 +176,7 @@ async def test_start_hooks_run_once_the_dependencies_answer_and_a_failing_hook_i
         assert not parts.ready.is_set()
         assert calls == []  # nothing runs before the store is open
         assert not await parts.readiness_checks()["postgres"]()
-        async with postgres_on(pg_port, infra.database_url):
+        async with postgres_relay(infra.database_url, pg_port):
             await wait_until(parts.ready.is_set, timeout_s=30)
             assert calls == ["flaky", "flaky", "second"]  # resumed at the hook that failed
             assert await parts.readiness_checks()["nats"]()
