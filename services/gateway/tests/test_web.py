@@ -107,3 +107,14 @@ async def test_the_page_shows_an_error_for_a_bad_url_and_a_failed_job(live_gatew
     await page.click("#submit")
     await expect(page.locator("#form-error")).to_contain_text("target_language")
     await page.close()
+
+
+async def test_the_gateway_serves_the_event_contract_without_a_key(gateway_app):
+    from seoblog_contracts.asyncapi import document
+
+    _, client = gateway_app
+    answer = await client.get("/asyncapi.json", headers={"Authorization": ""})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json() == document()
+    assert answer.json()["asyncapi"] == "3.0.0"
