@@ -163,3 +163,23 @@ async def test_submitted_event_round_trips_through_its_model(gateway, events):
     await wait_until(lambda: events.of("job.submitted.normal", job["id"]))
     event = JobSubmitted.model_validate(events.of("job.submitted.normal", job["id"])[0].data)
     assert event.spec.keywords == ["seo"]
+
+
+@pytest.mark.parametrize("language", ["zz-invalid", "xx", "und", "klingon"])
+async def test_a_target_language_that_names_no_real_language_is_refused_with_422(gateway, language):
+    answer = await gateway.post(
+        "/v1/jobs", json={"url": "https://example.org/a", "target_language": language}
+    )
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert "target_language" in str(error)
+
+
+@pytest.mark.parametrize("language", ["ko", "pt-BR", "zh-Hant", "fil"])
+async def test_real_language_tags_are_accepted(gateway, language):
+    answer = await gateway.post(
+        "/v1/jobs",
+        json={"url": "https://example.org/a", "target_language": language, "max_age": 0},
+    )
+    assert answer.status_code == 202, answer.text

@@ -6,12 +6,14 @@ anything else bumps SCHEMA_VERSION.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+import langcodes
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS: frozenset[int] = frozenset({1})
@@ -70,7 +72,29 @@ STAGE_STATE = {
     Stage.GENERATE: JobState.GENERATING,
 }
 
-LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
+# Codes that name no language a post can be written in (undetermined, multiple, none, other).
+_NOT_A_LANGUAGE = frozenset({"und", "mul", "zxx", "mis"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_language(tag: str) -> str:
+    """A registered BCP 47 tag whose language is real (langcodes knows the IANA registry)."""
+    if not langcodes.tag_is_valid(tag) or tag.split("-")[0].lower() in _NOT_A_LANGUAGE:
+        raise ValueError(
+            f"{tag!r} is not a known language: use an ISO 639 code, optionally with a script "
+            "or region (ko, de, pt-BR, zh-Hant)"
+        )
+    return tag
+
+
+LanguageCode = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
+        description="ISO 639 language, optionally with a script or region (BCP 47)",
+    ),
+    AfterValidator(_real_language),
+]
 
 
 class Usage(BaseModel):
