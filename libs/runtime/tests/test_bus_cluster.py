@@ -7,16 +7,16 @@ import pytest
 
 from seoblog_runtime import Bus, ServiceSettings
 from seoblog_testing import settings_for
-from seoblog_testing.cluster import NatsCluster, scratch_dir
+from seoblog_testing.cluster import NatsCluster
 from seoblog_testing.processes import free_port
 
 pytestmark = pytest.mark.slow
 
 
 async def test_streams_are_declared_at_the_configured_replicas_through_any_listed_node(
-    service_env,
+    service_env, tmp_path
 ):
-    with NatsCluster(scratch_dir("seoblog-bus-cluster-")) as cluster:
+    with NatsCluster(tmp_path / "nats") as cluster:
         nobody = f"nats://127.0.0.1:{free_port()}"  # listed first and down: the next must do
         settings = settings_for(
             ServiceSettings,
