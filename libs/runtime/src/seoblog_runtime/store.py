@@ -15,6 +15,8 @@ from typing import TypeVar
 
 import asyncpg
 
+from seoblog_contracts import Usage
+
 log = logging.getLogger("seoblog.store")
 
 _MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -55,8 +57,8 @@ class StoreNotOpen(RuntimeError):
     """The store has not connected yet (PostgreSQL was down at start-up): answer 503."""
 
 
-# PostgreSQL cannot be reached (down, restarting, refusing, a dropped connection): the same
-# statement may succeed a moment later.
+# PostgreSQL cannot be reached (down, restarting, refusing, a connection dropped mid-way, a
+# pool that cannot hand out a connection in time): the same statement may succeed later.
 DATABASE_DOWN: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -66,9 +68,17 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
-    asyncpg.InterfaceError,
+    # What asyncpg raises on a connection the server dropped mid-conversation.
     asyncpg.InternalClientError,
 )
+
+
+def database_down(exc: BaseException) -> bool:
+    """PostgreSQL is unreachable (rather than the statement or our code being wrong)."""
+    if isinstance(exc, DATABASE_DOWN):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc).lower()
+
 
 T = TypeVar("T")
 
@@ -84,8 +94,8 @@ async def write_until_stored(
     while True:
         try:
             return await write()
-        except DATABASE_DOWN as exc:
-            if time.monotonic() + delay > deadline:
+        except Exception as exc:
+            if not database_down(exc) or time.monotonic() + delay > deadline:
                 raise
             log.warning(
                 "database unavailable; keeping the record and retrying",
@@ -165,6 +175,31 @@ class Store:
         finally:
             await conn.close()
         return applied
+
+    async def ledger_usage(self, table: str, job_id: str) -> Usage:
+        """What a job's paid-call ledger (`table`: rows in state open, done or failed, with
+        prompt_tokens, completion_tokens, cost_usd) adds up to: answered calls at their real
+        usage, calls left open by a killed process (maybe billed) at their estimate, counted
+        apart as unconfirmed; failed calls (no answer) cost nothing."""
+        if not _SCHEMA.match(table):
+            raise ValueError(f"invalid table name {table!r}")
+        row = await self.pool.fetchrow(
+            f"""
+            SELECT count(*) AS calls, count(*) FILTER (WHERE state = 'open') AS unconfirmed,
+                   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+                   coalesce(sum(completion_tokens), 0) AS completion_tokens,
+                   coalesce(sum(cost_usd), 0) AS cost_usd
+            FROM {table} WHERE job_id = $1 AND state <> 'failed'
+            """,  # noqa: S608 - the table is our own identifier, checked above
+            job_id,
+        )
+        return Usage(
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            calls=row["calls"],
+            cost_usd=round(float(row["cost_usd"]), 8),
+            unconfirmed_calls=row["unconfirmed"],
+        )
 
     async def ping(self) -> bool:
         try:

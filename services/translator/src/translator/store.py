@@ -132,22 +132,5 @@ class PgTranslationStore(Store):
         )
 
     async def job_usage(self, job_id: str) -> Usage:
-        """What this job's segment calls cost: answered ones at their real usage, ones left open
-        by a killed or cancelled attempt (maybe billed) at their estimate, counted apart."""
-        row = await self.pool.fetchrow(
-            """
-            SELECT count(*) AS calls, count(*) FILTER (WHERE state = 'open') AS unconfirmed,
-                   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
-                   coalesce(sum(completion_tokens), 0) AS completion_tokens,
-                   coalesce(sum(cost_usd), 0) AS cost_usd
-            FROM segment_calls WHERE job_id = $1 AND state <> 'failed'
-            """,
-            job_id,
-        )
-        return Usage(
-            prompt_tokens=row["prompt_tokens"],
-            completion_tokens=row["completion_tokens"],
-            calls=row["calls"],
-            cost_usd=round(float(row["cost_usd"]), 8),
-            unconfirmed_calls=row["unconfirmed"],
-        )
+        """What this job's segment calls cost: the ledger's sum, unconfirmed counted apart."""
+        return await self.ledger_usage("segment_calls", job_id)
