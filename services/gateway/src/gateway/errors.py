@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from seoblog_runtime.store import StoreNotOpen
+from seoblog_runtime.store import DATABASE_DOWN, database_down
 
 log = logging.getLogger("gateway.errors")
 
@@ -60,29 +60,12 @@ _HTTP_CODES = {
 }
 
 
-# A database that cannot be reached (down, restarting, refusing connections, a pool that
-# cannot hand out a connection in time): the request may succeed later, so 503, not 500.
-_DATABASE_DOWN = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    # What asyncpg raises on a connection the server dropped mid-conversation.
-    asyncpg.InternalClientError,
-    # The gateway started while PostgreSQL was down and has not connected yet.
-    StoreNotOpen,
-)
 RETRY_AFTER_S = "2"
 
 
 def unavailable(exc: BaseException) -> bool:
-    """A dependency is down (rather than our code being wrong)."""
-    if isinstance(exc, _DATABASE_DOWN):
-        return True
-    return isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc).lower()
+    """A dependency is down (rather than our code being wrong): 503, not 500."""
+    return database_down(exc)
 
 
 def install(app: FastAPI) -> None:
@@ -107,7 +90,7 @@ def install(app: FastAPI) -> None:
         return _database_unavailable(exc)
 
     # Handled where the route runs (not re-raised to the server, unlike the catch-all).
-    for kind in (*_DATABASE_DOWN, asyncpg.InterfaceError):
+    for kind in (*DATABASE_DOWN, asyncpg.InterfaceError):
         app.add_exception_handler(kind, dependency_down)
 
     @app.exception_handler(Exception)
