@@ -5,27 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from seoblog_contracts import JobProgress, PostGenerated, SeoReport, Stage, Usage, new_event_id
+from seoblog_contracts import JobProgress, Stage
 from seoblog_testing import wait_until
-
-
-def make_post(job_id: str, **overrides: object) -> PostGenerated:
-    values: dict = {
-        "job_id": job_id,
-        "post_id": new_event_id(),
-        "source_url": "https://example.com/post",
-        "language": "ko",
-        "title": "T",
-        "slug": "t",
-        "meta_description": "m",
-        "markdown": "## A\n\nb",
-        "html": "<h2>A</h2><p>b</p>",
-        "keywords": ["seo"],
-        "seo": SeoReport(score=70),
-        "writer": "offline",
-        "usage": Usage(),
-    }
-    return PostGenerated(**(values | overrides))
 
 
 async def test_batch_submit_answers_each_item_on_its_own(gateway, jobs, events):
@@ -101,7 +82,7 @@ async def test_cancel_publishes_the_event_and_ends_the_job(gateway, jobs, events
     assert response.json()["state"] == "cancelled"
     await wait_until(lambda: events.of("job.cancelled", job["id"]))
     # A post that was already on its way is not kept, and the job stays cancelled.
-    post = make_post(job["id"])
+    post = jobs.post(job["id"])
     await bus.publish(post)
     await bus.publish(JobProgress(job_id=job["id"], stage=Stage.GENERATE, percent=90))
     await asyncio.sleep(0.5)  # give the projection the chance to get it wrong
@@ -113,7 +94,7 @@ async def test_cancel_publishes_the_event_and_ends_the_job(gateway, jobs, events
 
 async def test_cancel_after_completion_answers_409_and_unknown_job_404(gateway, jobs, bus):
     job = await jobs.submit(gateway)
-    await bus.publish(make_post(job["id"]))
+    await bus.publish(jobs.post(job["id"]))
     await jobs.wait_for_state(gateway, job["id"], "completed")
     response = await gateway.post(f"/v1/jobs/{job['id']}/cancel")
     assert response.status_code == 409
