@@ -206,7 +206,12 @@ class PostGenerated(Event):
     type: Literal["post.generated"] = "post.generated"
     post_id: str
     source_url: str
-    language: str
+    language: str = Field(description="the language the post is written in")
+    requested_language: str | None = Field(
+        default=None,
+        description="the target_language the job asked for; differs from `language` when the "
+        "writer could not write in it (the offline writer keeps the article's language)",
+    )
     title: str
     slug: str
     meta_description: str
