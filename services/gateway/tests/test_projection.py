@@ -41,3 +41,33 @@ def test_finished_jobs_never_change_again():
 def test_failure_ends_a_job_from_any_running_state():
     for state in (JobState.QUEUED, JobState.CRAWLING, JobState.GENERATING):
         assert advance(state, JobState.FAILED) == JobState.FAILED
+
+
+HOSTILE_HTML = (
+    "<h2>Title</h2><p>Text<script>alert(document.cookie)</script></p>"
+    '<img src="x" onerror="alert(1)"><img src="https://tracker.example/p.gif">'
+    '<a href="javascript:alert(1)" onclick="alert(2)">link</a>\n'
+    '<script type="application/ld+json">{"@type":"Article","headline":"Title"}</script>\n'
+)
+
+
+async def test_a_post_event_with_scripts_in_its_html_is_stored_and_served_without_them(
+    gateway, bus, jobs
+):
+    job = await jobs.submit(gateway)
+    # Published and signed on the bus, as anything that reaches NATS with the key could do.
+    await bus.publish(jobs.post(job["id"], html=HOSTILE_HTML))
+    done = await jobs.wait_for_state(gateway, job["id"], "completed")
+    post_id = done["post"]["id"]
+    served = await gateway.get(f"/v1/posts/{post_id}", params={"format": "html"})
+    stored = (await gateway.get(f"/v1/posts/{post_id}")).json()["html"]
+    for html in (served.text, stored):
+        assert "alert" not in html
+        assert "onerror" not in html
+        assert "onclick" not in html
+        assert "javascript:" not in html
+        assert "tracker.example" not in html
+        assert "<h2>Title</h2>" in html
+        # Our JSON-LD (data, not script) survives, written out again.
+        assert html.count("<script") == 1
+        assert '<script type="application/ld+json">{"@type":"Article"' in html

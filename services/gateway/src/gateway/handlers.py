@@ -1,5 +1,6 @@
 """Subscribers: project job events onto the jobs read model a batch at a time, keep finished
-posts, and pass each change on to live clients and, when a job ends, to its webhook."""
+posts (their HTML sanitised again), and pass each change on to live clients and, when a job
+ends, to its webhook."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from seoblog_contracts import (
     PostGenerated,
 )
 from seoblog_runtime import Bus, Parts
+from seoblog_runtime.html_policy import sanitize_page
 
 from .live import LiveHub
 from .schemas import Job
@@ -88,7 +90,9 @@ def register(
 
     async def project(events: Sequence[Event]) -> None:
         # The gateway wrote each submitted job's row itself: its own event moves nothing.
-        result = await store.project([e for e in events if not isinstance(e, JobSubmitted)])
+        result = await store.project(
+            [resanitised(e) for e in events if not isinstance(e, JobSubmitted)]
+        )
         if result.unknown:
             counters.unknown_job += len(result.unknown)
             await _dead_letter_unknown(bus, result.unknown)
@@ -102,6 +106,15 @@ def register(
     consume_batch(bus, f"{subjects.root}.job.>", "gateway-project_job", JobEvent, project)
     consume_batch(bus, subjects.of(PostGenerated), "gateway-project_post", PostGenerated, project)
     return counters
+
+
+def resanitised(event: Event) -> Event:
+    """A post's HTML is sanitised again before it is stored and served: whatever reached the
+    bus (a bug in the generator, a forged event) cannot plant a script. The same policy as
+    the generator's (seoblog_runtime.html_policy), so a clean post comes out unchanged."""
+    if isinstance(event, PostGenerated):
+        return event.model_copy(update={"html": sanitize_page(event.html)})
+    return event
 
 
 async def _dead_letter_unknown(bus: Bus, events: list[Event]) -> None:
