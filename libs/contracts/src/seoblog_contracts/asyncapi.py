@@ -23,6 +23,9 @@ from .events import (
     AlertFired,
     AlertResolved,
     Event,
+    ExperimentChanged,
+    ExperimentRamped,
+    ExperimentRolledBack,
     JobCancelled,
     JobFailed,
     JobProgress,
@@ -45,6 +48,9 @@ PRODUCERS: dict[type[Event], tuple[str, list[str]]] = {
     JobCancelled: ("gateway", ["<stage>-note_cancelled", "gateway-project_job"]),
     AlertFired: ("monitor", []),
     AlertResolved: ("monitor", []),
+    ExperimentChanged: ("gateway", ["monitor-observe_event"]),
+    ExperimentRolledBack: ("monitor", ["gateway-experiment_outcome"]),
+    ExperimentRamped: ("monitor", ["gateway-experiment_outcome"]),
 }
 
 SUMMARIES: dict[type[Event], str] = {
@@ -58,6 +64,9 @@ SUMMARIES: dict[type[Event], str] = {
     JobCancelled: "The user cancelled the job; later stages drop its events.",
     AlertFired: "The monitor raised an alert.",
     AlertResolved: "An alert the monitor raised is over.",
+    ExperimentChanged: "An experiment was created or changed (shares, status, ramp step).",
+    ExperimentRolledBack: "A guardrail of an experiment broke: its variants go to 0 %.",
+    ExperimentRamped: "A ramp step of an experiment held: its variants move to the next step.",
 }
 
 _SPEC = {
@@ -66,6 +75,13 @@ _SPEC = {
     "target_language": "de",
     "length": 800,
     "priority": "normal",
+    "experiments": [
+        {
+            "experiment_id": "prompt-v2",
+            "variant": "v2",
+            "overrides": {"generator.prompt_version": "post_v2"},
+        }
+    ],
 }
 _USAGE = {"prompt_tokens": 1840, "completion_tokens": 1210, "calls": 2, "cost_usd": 0.00211}
 _COMMON = {
@@ -116,6 +132,8 @@ EXAMPLES: dict[type[Event], dict[str, Any]] = {
         "seo": {"score": 92, "checks": {"keyword_in_title": True}, "reasons": []},
         "writer": "llm:gpt-4o-mini",
         "usage": _USAGE,
+        "revised": False,
+        "experiments": _SPEC["experiments"],
     },
     JobProgress: {"type": "job.progress", "stage": "generate", "percent": 40, "message": "writing"},
     JobFailed: {
@@ -139,6 +157,30 @@ EXAMPLES: dict[type[Event], dict[str, Any]] = {
         "job_id": "",
         "alert": "failure_rate",
         "summary": "failure rate back to 1 %",
+    },
+    ExperimentChanged: {
+        "type": "experiment.changed",
+        "job_id": "",
+        "experiment_id": "prompt-v2",
+        "status": "running",
+        "version": 3,
+        "definition": {"id": "prompt-v2", "status": "running", "variants": []},
+    },
+    ExperimentRolledBack: {
+        "type": "experiment.rolled_back",
+        "job_id": "",
+        "experiment_id": "prompt-v2",
+        "variant": "v2",
+        "reason": "seo_score 61.2 is below control 78.4 - 5 (n 24 and 120)",
+        "figures": {"metric": "seo_score", "control": 78.4, "variant": 61.2},
+    },
+    ExperimentRamped: {
+        "type": "experiment.ramped",
+        "job_id": "",
+        "experiment_id": "prompt-v2",
+        "step": 2,
+        "share": 50.0,
+        "figures": {"jobs": 40},
     },
 }
 
@@ -209,6 +251,27 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
         "summary": "What is wrong, for people.",
         "value": "The figure that crossed the threshold, when there is one.",
     },
+    "ExperimentChanged": {
+        "job_id": "Empty: experiment events concern many jobs.",
+        "experiment_id": "The experiment's id.",
+        "status": "running, paused, promoted or rolled_back.",
+    },
+    "ExperimentRolledBack": {
+        "job_id": "Empty: experiment events concern many jobs.",
+        "experiment_id": "The experiment's id.",
+        "variant": "The variant whose guardrail broke.",
+        "reason": "Which rule broke, with the figures, for people.",
+    },
+    "ExperimentRamped": {
+        "job_id": "Empty: experiment events concern many jobs.",
+        "experiment_id": "The experiment's id.",
+    },
+    "Assignment": {
+        "experiment_id": "The experiment.",
+        "variant": "The variant the job is in (the control too).",
+        "overrides": "Settings the stages use for this job instead of their own "
+        "(`generator.prompt_version`, `generator.model`, `translator.model`, ...).",
+    },
     "AlertResolved": {
         "job_id": "Empty: alerts concern the system, not one job.",
         "alert": "The name of the alert that is over.",
@@ -261,8 +324,8 @@ DESCRIPTION = f"""\
 Every event seoblog publishes on NATS JetStream, one message per event, JSON encoded (UTF-8).
 
 **Streams.** Events live in the stream `SEO` (subjects `seo.job.>`, `seo.page.>`, `seo.text.>`,
-`seo.post.>`, `seo.alert.>`; file storage, bounded age). Dead letters live in `SEO_DLQ`
-(`seo.dlq.>`), each with the headers `Seoblog-Dlq-Reason`, `Seoblog-Dlq-Consumer`,
+`seo.post.>`, `seo.alert.>`, `seo.experiment.>`; file storage, bounded age). Dead letters
+live in `SEO_DLQ` (`seo.dlq.>`), each with the headers `Seoblog-Dlq-Reason`, `Seoblog-Dlq-Consumer`,
 `Seoblog-Dlq-Subject` and `Seoblog-Dlq-Deliveries`. A deployment's `SEOBLOG_NAMESPACE` prefixes
 every subject (`<ns>.seo.…`) and stream (`<NS>_SEO`); the default namespace is empty.
 

@@ -120,6 +120,21 @@ class Usage(BaseModel):
         )
 
 
+OverrideValue = str | int | float | bool
+
+
+class Assignment(BaseModel):
+    """A job's variant in one experiment, chosen once by the gateway at submit; the stages
+    apply `overrides` (keys `<service>.<setting>`, see seoblog_experiments) and never
+    re-assign."""
+
+    model_config = ConfigDict(frozen=True)
+
+    experiment_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    variant: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    overrides: dict[str, OverrideValue] = Field(default_factory=dict, max_length=20)
+
+
 class JobSpec(BaseModel):
     """What the user asked for; travels with the job through every stage."""
 
@@ -130,6 +145,12 @@ class JobSpec(BaseModel):
     target_language: LanguageCode = "en"
     length: int = Field(default=800, ge=100, le=5000, description="target words")
     priority: Priority = Priority.NORMAL
+    experiments: list[Assignment] = Field(
+        default_factory=list,
+        max_length=8,
+        description="the job's experiment variants, assigned by the gateway (never by the "
+        "client); empty when no experiment targets it",
+    )
 
     @field_validator("keywords")
     @classmethod
@@ -221,6 +242,10 @@ class PostGenerated(Event):
     seo: SeoReport
     writer: str = Field(description="'llm:<model>' or 'offline'")
     usage: Usage = Field(default_factory=Usage, description="whole job, all stages")
+    revised: bool = Field(False, description="a revision pass ran (the first draft scored low)")
+    experiments: list[Assignment] = Field(
+        default_factory=list, description="the job's experiment variants (from its spec)"
+    )
 
 
 class JobProgress(Event):
@@ -264,6 +289,48 @@ class AlertResolved(Event):
     summary: str = ""
 
 
+ExperimentStatus = Literal["running", "paused", "promoted", "rolled_back"]
+
+
+class ExperimentChanged(Event):
+    """An experiment was created or changed; carries the whole definition, so the monitor
+    (which never reads the gateway's tables) knows what to watch."""
+
+    subject_suffix: ClassVar[str] = "experiment.changed"
+    type: Literal["experiment.changed"] = "experiment.changed"
+    job_id: str = ""
+    experiment_id: str
+    status: ExperimentStatus
+    version: int = Field(ge=1, description="grows with every change")
+    definition: dict[str, Any] = Field(description="the experiment as GET /v1/experiments/{id}")
+
+
+class ExperimentRolledBack(Event):
+    """A guardrail broke: every variant goes to 0 %, the ramp stops."""
+
+    subject_suffix: ClassVar[str] = "experiment.rolled_back"
+    type: Literal["experiment.rolled_back"] = "experiment.rolled_back"
+    job_id: str = ""
+    experiment_id: str
+    variant: str
+    reason: str
+    figures: dict[str, Any] = Field(default_factory=dict, description="the breached figures")
+
+
+class ExperimentRamped(Event):
+    """A ramp step held (jobs, time, guardrails): the variants move to the next step."""
+
+    subject_suffix: ClassVar[str] = "experiment.ramped"
+    type: Literal["experiment.ramped"] = "experiment.ramped"
+    job_id: str = ""
+    experiment_id: str
+    step: int = Field(ge=0, description="index of the new step in the ramp")
+    share: float = Field(ge=0, le=100, description="percent of matching jobs in the variants")
+    figures: dict[str, Any] = Field(
+        default_factory=dict, description="what the step held on: jobs, seconds, per metric"
+    )
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     JobSubmitted,
     PageCrawled,
@@ -274,4 +341,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     JobCancelled,
     AlertFired,
     AlertResolved,
+    ExperimentChanged,
+    ExperimentRolledBack,
+    ExperimentRamped,
 )

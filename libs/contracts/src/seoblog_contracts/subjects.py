@@ -53,4 +53,7 @@ class Subjects:
 
     def stream_subjects(self) -> list[str]:
         # The main stream must not capture dead letters, which have their own stream.
-        return [f"{self.root}.{token}.>" for token in ("job", "page", "text", "post", "alert")]
+        return [
+            f"{self.root}.{token}.>"
+            for token in ("job", "page", "text", "post", "alert", "experiment")
+        ]
