@@ -153,6 +153,48 @@ async def test_fetch_refuses_a_name_when_any_of_its_addresses_is_internal() -> N
     assert "127.0.0.1" in error.message
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://{'a' * 64}.example/article",  # a label over 63 characters
+        "http://" + ".".join(["a" * 63] * 4) + "/article",  # a name over 253 characters
+    ],
+)
+async def test_a_host_name_dns_cannot_carry_is_a_bad_url_not_a_crash(url: str) -> None:
+    """socket.getaddrinfo raises UnicodeError for these; the fetch fails for good instead."""
+    lookups: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[IPAddress]:
+        lookups.append(host)
+        return await system_resolver(host, port)
+
+    error = await fetch_error(url, resolver=resolver)
+
+    assert (error.code, error.retryable) == ("bad_url", False)
+    assert "not valid" in error.message
+    assert lookups == []
+
+
+async def test_a_redirect_to_a_host_name_dns_cannot_carry_is_a_bad_url(
+    fixture_site: FixtureSite,
+) -> None:
+    path = unique_path()
+    fixture_site.redirect_chain(path, hops=1, final=f"http://{'b' * 64}.example/next")
+
+    error = await fetch_error(fixture_site.url(path), ONLY_127_0_0_1)
+
+    assert (error.code, error.retryable) == ("bad_url", False)
+
+
+async def test_a_unicode_error_from_the_resolver_is_a_bad_url() -> None:
+    async def strict(host: str, port: int) -> list[IPAddress]:
+        raise UnicodeError("encoding with 'idna' codec failed")
+
+    error = await fetch_error("http://fine.example/", resolver=strict)
+
+    assert error.code == "bad_url"
+
+
 async def test_fetch_stops_inflating_a_gzip_bomb_at_the_decoded_limit(
     fixture_site: FixtureSite,
 ) -> None:

@@ -36,7 +36,15 @@ from .addresses import AddressPolicy
 from .errors import FetchError
 from .metrics import CrawlerMetrics
 from .politeness import ROBOTS_MISSING, ROBOTS_OK, ROBOTS_UNREACHABLE, Politeness
-from .transport import AddressGuard, BlockedAddress, Resolver, guarded_client, system_resolver
+from .transport import (
+    AddressGuard,
+    BadHostname,
+    BlockedAddress,
+    Resolver,
+    check_hostname,
+    guarded_client,
+    system_resolver,
+)
 
 __all__ = ["DEFAULT_LIMITS", "FetchError", "FetchLimits", "FetchedPage", "Fetcher", "Validators"]
 
@@ -413,6 +421,10 @@ def _web_url(candidate: str, requested: str, *, redirected: bool = False) -> str
         )
     if not parsed.host:
         raise FetchError("bad_url", f"{what} has no host name")
+    try:
+        check_hostname(parsed.host)
+    except BadHostname as exc:
+        raise FetchError("bad_url", f"{what} cannot be fetched: {exc}") from None
     return str(parsed)
 
 
@@ -461,6 +473,9 @@ def _transport_error(
     exc: httpx.HTTPError, url: str, target: str, limits: FetchLimits
 ) -> FetchError:
     host = httpx.URL(target).host
+    invalid = next((c for c in _causes(exc) if isinstance(c, BadHostname)), None)
+    if invalid is not None:  # a name no resolver takes (a label over 63 characters)
+        return FetchError("bad_url", f"Cannot fetch {target}: {invalid}")
     blocked = next((c for c in _causes(exc) if isinstance(c, BlockedAddress)), None)
     if blocked is not None:
         return FetchError(
