@@ -104,7 +104,7 @@ async def test_over_its_rate_limit_a_key_gets_429_with_retry_after_and_ratelimit
 
 
 async def test_open_mode_needs_no_key(service_env, jobs):
-    settings = jobs.settings(service_env, open_mode=True, admin_key=None)
+    settings = jobs.settings(service_env, open_mode=True, admin_key=None, host="127.0.0.1")
     async with jobs.in_process(settings) as (_, client):
         assert (await client.post("/v1/jobs", json=jobs.good)).status_code == 202
         assert (await client.get("/v1/jobs")).status_code == 200

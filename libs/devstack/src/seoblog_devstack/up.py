@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import ipaddress
 import logging
 import os
 import secrets
@@ -46,6 +47,9 @@ RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER_S = 30.0
 EVENT_KEY_FILE = "event.key"
 TAIL_LINES = 40
+# Every service binds this unless `--host` says otherwise: the gateway runs in open mode here
+# (every caller is admin), which only loopback makes safe.
+LOOPBACK = "127.0.0.1"
 COLOURS = {"crawler": 36, "translator": 35, "generator": 33, "monitor": 34, "gateway": 32}
 
 
@@ -66,10 +70,11 @@ class Service:
     restarts: int = 0
     early_exits: int = 0
     restart_at: float | None = None
+    host: str = LOOPBACK
 
     @property
     def ready_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/readyz"
+        return f"http://{reachable(self.host)}:{self.port}/readyz"
 
 
 class Console:
@@ -134,6 +139,20 @@ def parse_services(spec: str | None, gateway_port: int) -> list[Service]:
     return services
 
 
+def reachable(host: str) -> str:
+    """Where this machine reaches a server bound to `host` (a wildcard means loopback too)."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - we only connect to it
+        return LOOPBACK
+    return f"[{host}]" if ":" in host else host
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # As servers do: a port with only TIME_WAIT connections left is free to listen on.
@@ -186,6 +205,7 @@ def service_env(
         SEOBLOG_EVENT_KEY=key,
     )
     env[f"{service.name.upper()}_PORT"] = str(service.port)
+    env[f"{service.name.upper()}_HOST"] = service.host
     return env
 
 
@@ -336,7 +356,9 @@ def supervise(
             stop.wait(0.05 if pending or not announced else 0.25)
 
 
-def run(data_dir: Path, gateway_port: int, ready_timeout: float = READY_TIMEOUT) -> int:
+def run(
+    data_dir: Path, gateway_port: int, ready_timeout: float = READY_TIMEOUT, host: str = LOOPBACK
+) -> int:
     """Run the stack until Ctrl-C or SIGTERM (0); 2 for a bad SEOBLOG_SERVICES."""
     console = Console(sys.stdout)
     try:
@@ -344,6 +366,13 @@ def run(data_dir: Path, gateway_port: int, ready_timeout: float = READY_TIMEOUT)
     except ValueError as exc:
         console.say(f"error: {exc}")
         return 2
+    for service in services:
+        service.host = host
+    if not is_loopback(host):
+        console.say(
+            f"warning: binding {host}: the gateway runs in open mode (every caller is admin) "
+            "and refuses a non-loopback address unless GATEWAY_OPEN_MODE_FORCE=true"
+        )
     for service in services:
         if not port_is_free(service.port):
             wanted, service.port = service.port, free_port()
@@ -397,10 +426,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORTS["gateway"], help="gateway port (default 8000)"
     )
+    parser.add_argument(
+        "--host",
+        default=LOOPBACK,
+        help="address every service binds (default 127.0.0.1; the gateway is in open mode, "
+        "so another address needs GATEWAY_OPEN_MODE_FORCE=true)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="devstack   | %(message)s")
     for chatty in ("pgserver", "httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    return run(args.data_dir, args.port)
+    return run(args.data_dir, args.port, host=args.host)

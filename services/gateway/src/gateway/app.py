@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,15 +20,19 @@ from seoblog_runtime import add_ops_routes, build_parts
 from . import errors
 from .auth import Authenticator
 from .deps import Gateway
+from .experiments import Experiments
 from .handlers import Counters, register
 from .limits import BodyLimit, KeyFromQuery, RateLimitHeaders, RejectNul
 from .live import LiveHub
 from .relay import Relay
+from .routes import experiments as experiment_routes
 from .routes import jobs, keys, posts, web
-from .settings import Settings
+from .settings import Settings, check_open_mode
 from .snapshots import JobCache
 from .store import PgJobStore
 from .webhooks import Webhooks
+
+log = logging.getLogger("gateway.app")
 
 DESCRIPTION = """
 Turn a web article into an SEO blog post in another language.
@@ -44,6 +49,13 @@ web page at `/` need no key.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    if check_open_mode(settings):
+        log.warning(
+            "OPEN MODE ON A NON-LOOPBACK ADDRESS (GATEWAY_OPEN_MODE_FORCE): every caller who "
+            "reaches %s:%s is admin, may read the webhook secret and create admin keys",
+            settings.host,
+            settings.port,
+        )
     # The gateway projects every event, those of cancelled jobs included.
     parts = build_parts(settings, PgJobStore, drop_cancelled=False)
     jobs_cache = JobCache(parts.store, settings.status_cache_ttl_s)
@@ -52,6 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth = Authenticator(settings, parts.store)
     relay = Relay(settings, parts.store, parts.bus)
     counters = register(parts, jobs_cache, hub, webhooks)
+    experiments = Experiments(parts)
+    experiments.register()
+    parts.on_start.append(experiments.start)
+    parts.on_stop.append(experiments.stop)
     parts.registry.register(_GatewayCollector(hub, webhooks, relay, counters))
 
     async def start_auth() -> None:
@@ -86,11 +102,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = auth
     app.state.relay = relay
     app.state.counters = counters
-    app.state.gateway = Gateway(parts, settings, jobs_cache, hub, webhooks, relay)
+    app.state.experiments = experiments
+    app.state.gateway = Gateway(parts, settings, jobs_cache, hub, webhooks, relay, experiments)
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(posts.router)
     app.include_router(keys.router)
+    app.include_router(experiment_routes.router)
     app.include_router(web.router)
     add_ops_routes(app, parts.registry, parts.readiness_checks())
     app.add_middleware(RateLimitHeaders)

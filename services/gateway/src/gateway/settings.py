@@ -1,5 +1,7 @@
 """Gateway settings: GATEWAY_* plus the shared infrastructure URLs."""
 
+import ipaddress
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -17,7 +19,14 @@ class Settings(ServiceSettings):
     max_body_bytes: int = Field(64 * 1024, description="largest request body accepted")
     max_batch: int = Field(100, ge=1, le=1000, description="most jobs in one batch submit")
     open_mode: bool = Field(
-        False, description="no API keys needed (local use only; `seoblog up` turns it on)"
+        False,
+        description="no API keys needed, every caller is admin (local use only; `seoblog up` "
+        "turns it on); refused on a non-loopback GATEWAY_HOST unless OPEN_MODE_FORCE",
+    )
+    open_mode_force: bool = Field(
+        False,
+        description="allow open mode on a non-loopback host: anyone who reaches the port is "
+        "admin (logged as a warning at start-up)",
     )
     admin_key: SecretStr | None = Field(
         None, description="bootstrap admin API key (sk_seo_...); stored hashed at start-up"
@@ -44,6 +53,24 @@ class Settings(ServiceSettings):
         "that completed within this many seconds (0: never)",
     )
     live_heartbeat_s: float = Field(15.0, gt=0, description="SSE and WebSocket heartbeat")
+    live_recheck_s: float = Field(
+        5.0,
+        gt=0,
+        description="open SSE streams and WebSockets check their API key this often; a "
+        "revoked key's streams end",
+    )
+    jobs_per_s: float = Field(
+        10.0, gt=0, description="jobs a second an API key may submit (alone or in batches)"
+    )
+    jobs_burst: int = Field(
+        100, ge=1, description="jobs a key may submit at once (a whole batch takes its size)"
+    )
+    auth_fail_per_s: float = Field(
+        0.5, gt=0, description="failed authentications a second allowed per client address"
+    )
+    auth_fail_burst: int = Field(
+        20, ge=1, description="failed authentications a client address may make at once"
+    )
     webhook_secret: SecretStr | None = Field(
         None, description="HMAC key for webhooks; empty: generated once and kept in the DB"
     )
@@ -55,4 +82,31 @@ class Settings(ServiceSettings):
     callback_allowed_networks: list[str] = Field(
         default_factory=list,
         description="private networks callback URLs may reach (JSON list of CIDRs)",
+    )
+
+
+class OpenModeRefused(RuntimeError):
+    """Open mode (every caller is admin) on an address other machines can reach."""
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name or a wildcard (0.0.0.0, ::): reachable from elsewhere
+
+
+def check_open_mode(settings: Settings) -> bool:
+    """Raise OpenModeRefused for open mode on a non-loopback host unless forced; True when it
+    runs forced (the caller warns)."""
+    if not settings.open_mode or is_loopback(settings.host):
+        return False
+    if settings.open_mode_force:
+        return True
+    raise OpenModeRefused(
+        f"GATEWAY_OPEN_MODE gives every caller the admin scope, and GATEWAY_HOST={settings.host}"
+        " is reachable from other machines. Bind 127.0.0.1, use API keys (GATEWAY_ADMIN_KEY),"
+        " or set GATEWAY_OPEN_MODE_FORCE=true if you really mean it."
     )
