@@ -6,6 +6,7 @@ the Batch API for low-priority work, and failures mapped to job error codes."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import email.utils
 import importlib.util
 import json
@@ -22,8 +23,13 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import redis.asyncio as aioredis
-from opentelemetry.trace import Tracer
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Tracer
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
@@ -248,6 +254,9 @@ class LlmResult:
         return json.loads(self.text)
 
 
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
 @dataclass
 class LlmStats:
     """What the client did, for metrics and the bench."""
@@ -264,6 +273,14 @@ class LlmStats:
     batched: int = 0
     batch_fallbacks: int = 0
     by_outcome: dict[str, int] = field(default_factory=dict)
+    # Call time (retries and waits included), per LATENCY_BUCKETS, not cumulative; last: +Inf.
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum_s: float = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency_sum_s += seconds
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
 
 
 Completion = tuple[str, int, int]  # text, prompt tokens, completion tokens
@@ -423,35 +440,43 @@ class Llm:
         through the Batch API when that is enabled (cheaper, slower, no streaming)."""
         body = self.request(messages, purpose=purpose, json_schema=json_schema)
         model = str(body["model"])
+        # OpenTelemetry GenAI conventions: one CLIENT span "chat <model>" per call.
         with self.tracer.start_as_current_span(
-            f"llm {purpose}",
-            attributes={
-                "gen_ai.system": "openai",
-                "gen_ai.request.model": model,
-                "seoblog.llm.purpose": purpose,
-            },
+            f"chat {model}",
+            kind=SpanKind.CLIENT,
+            attributes=_request_attributes(body, purpose, json_schema is not None),
         ) as span:
-            batched = False
-            if low_priority and self.settings.llm_batch:
-                done = await self.batcher.submit(body)
-                if done is not None:
-                    text, prompt_tokens, completion_tokens = done
-                    batched = True
-            if not batched:
-                expected = estimate_tokens(messages) + expected_tokens
-                if on_progress is None:
-                    text, prompt_tokens, completion_tokens = await self.call(
-                        lambda: self._once(body), expected
-                    )
-                else:
-                    text, prompt_tokens, completion_tokens = await self.call(
-                        lambda: self._streamed(body, on_progress, expected_tokens), expected
-                    )
+            span.set_attribute("gen_ai.response.model", model)  # the answer's, once it comes
+            started = time.perf_counter()
+            try:
+                batched = False
+                if low_priority and self.settings.llm_batch:
+                    done = await self.batcher.submit(body)
+                    if done is not None:
+                        text, prompt_tokens, completion_tokens = done
+                        batched = True
+                if not batched:
+                    expected = estimate_tokens(messages) + expected_tokens
+                    if on_progress is None:
+                        text, prompt_tokens, completion_tokens = await self.call(
+                            lambda: self._once(body), expected
+                        )
+                    else:
+                        text, prompt_tokens, completion_tokens = await self.call(
+                            lambda: self._streamed(body, on_progress, expected_tokens), expected
+                        )
+            finally:
+                self.stats.observe_latency(time.perf_counter() - started)
             usage = self.usage(prompt_tokens, completion_tokens, model=model, batched=batched)
             self._count(usage, batched)
-            span.set_attribute("gen_ai.usage.input_tokens", prompt_tokens)
-            span.set_attribute("gen_ai.usage.output_tokens", completion_tokens)
-            span.set_attribute("seoblog.llm.batched", batched)
+            span.set_attributes(
+                {
+                    "gen_ai.usage.input_tokens": prompt_tokens,
+                    "gen_ai.usage.output_tokens": completion_tokens,
+                    "seoblog.llm.cost_usd": usage.cost_usd,
+                    "seoblog.llm.batched": batched,
+                }
+            )
             return LlmResult(text=text, usage=usage, model=model, batched=batched)
 
     def _count(self, usage: Usage, batched: bool) -> None:
@@ -600,6 +625,7 @@ class Llm:
             **body, timeout=self.settings.llm_timeout_s
         )
         text = response.choices[0].message.content or ""
+        _record_response(response.model, response.choices[0].finish_reason)
         usage = response.usage
         if usage is None:
             log.warning("answer carried no usage; estimated the tokens")
@@ -636,6 +662,8 @@ class Llm:
                     if content:
                         append(content)
                         chunks += 1
+                    if choice.get("finish_reason"):
+                        _record_response(chunk.get("model"), choice["finish_reason"])
                 if (usage := chunk.get("usage")) is not None:
                     prompt_tokens = int(usage.get("prompt_tokens") or 0)
                     completion_tokens = int(usage.get("completion_tokens") or 0)
@@ -651,6 +679,30 @@ class Llm:
             completion_tokens = max(1, len(text) // 4)
             log.warning("stream carried no usage; estimated the tokens")
         return text, prompt_tokens, completion_tokens
+
+
+def _request_attributes(body: dict[str, Any], purpose: str, structured: bool) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.system": "openai",  # the name before semantic conventions 1.37
+        "gen_ai.request.model": str(body["model"]),
+        "gen_ai.output.type": "json" if structured else "text",
+        "seoblog.llm.purpose": purpose,
+    }
+    for key in ("temperature", "max_tokens", "top_p"):
+        if body.get(key) is not None:
+            attributes[f"gen_ai.request.{key}"] = body[key]
+    return attributes
+
+
+def _record_response(model: object, finish_reason: object) -> None:
+    """The answer's model and finish reason on the current call's span (GenAI conventions)."""
+    current = trace.get_current_span()
+    if model:
+        current.set_attribute("gen_ai.response.model", str(model))
+    if finish_reason:
+        current.set_attribute("gen_ai.response.finish_reasons", [str(finish_reason)])
 
 
 async def _sse_json(
@@ -733,12 +785,14 @@ class LlmCollector(Collector):
     def __init__(self, service: str, llm: Llm | None) -> None:
         self.service, self.llm = service, llm
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(
+        self,
+    ) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         s = self.llm.stats if self.llm is not None else LlmStats()
         attempts = CounterMetricFamily(
             "seoblog_llm_attempts", "LLM attempts by outcome", labels=["service", "outcome"]
         )
-        for outcome, value in s.by_outcome.items():
+        for outcome, value in ({"ok": 0} | s.by_outcome).items():  # "ok" even before a call
             attempts.add_metric([self.service, outcome], value)
         yield attempts
         calls = CounterMetricFamily(
@@ -764,3 +818,17 @@ class LlmCollector(Collector):
         breaker = BreakerState.CLOSED if self.llm is None else self.llm.breaker.state
         state.add_metric([self.service], breaker.gauge)
         yield state
+        latency = HistogramMetricFamily(
+            "seoblog_llm_call_duration_seconds",
+            "LLM call time, retries and rate-limit waits included",
+            labels=["service"],
+            unit="seconds",
+        )
+        cumulative, buckets = 0, []
+        for bound, count in zip(
+            (*(str(b) for b in LATENCY_BUCKETS), "+Inf"), s.latency_counts, strict=True
+        ):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        latency.add_metric([self.service], buckets, s.latency_sum_s)
+        yield latency

@@ -20,7 +20,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from seoblog_contracts import JobCancelled, Stage
-from seoblog_telemetry import Telemetry, instrument_libraries, setup_tracing
+from seoblog_telemetry import (
+    Telemetry,
+    instrument_libraries,
+    register_process_collectors,
+    setup_tracing,
+)
 
 from .bus import Bus
 from .cache import Cache
@@ -199,6 +204,7 @@ def build_parts(
     """
     telemetry = setup_tracing(settings.service)
     registry = CollectorRegistry()
+    register_process_collectors(registry)
     bus = Bus(settings, tracer_provider=telemetry.provider, stage=stage)
     cache = Cache(
         settings.cache_prefix,

@@ -1,5 +1,5 @@
-"""The HTTP face every service shares: /healthz, /readyz and Prometheus /metrics, plus the
-process entry point that runs it under uvicorn."""
+"""The HTTP face every service shares: /healthz, /readyz and Prometheus /metrics (with the
+request figures of every route), plus the process entry point that runs it under uvicorn."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from seoblog_telemetry import configure_logging
+from seoblog_telemetry import HttpMetrics, configure_logging
 
 from .settings import ServiceSettings
 
@@ -29,7 +29,11 @@ def add_ops_routes(
 ) -> None:
     """Liveness, readiness and metrics, outside the versioned API. Readiness needs every
     check but the `optional` ones, which are reported only: a service runs on its in-process
-    cache when Redis is away, so Redis must not take every replica out of its Service."""
+    cache when Redis is away, so Redis must not take every replica out of its Service.
+
+    Every HTTP request the app answers is counted and timed on `registry` by route template,
+    method and status, by a middleware outside all others (added later ones included)."""
+    _count_requests(app, registry)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -50,6 +54,12 @@ def add_ops_routes(
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _count_requests(app: FastAPI, registry: CollectorRegistry) -> None:
+    metrics = HttpMetrics(registry)
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: metrics.middleware(build_stack())  # type: ignore[method-assign]
 
 
 def ops_app(

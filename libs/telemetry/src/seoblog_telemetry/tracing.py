@@ -5,7 +5,8 @@ database chatter that belongs to no request or job is not traced."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -21,7 +22,7 @@ from opentelemetry.sdk.trace.sampling import (
     _get_from_env_or_default,
 )
 from opentelemetry.trace import Link, SpanKind, Tracer
-from opentelemetry.util.types import Attributes
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from .logs import job_id_var
 
@@ -165,3 +166,23 @@ def instrument_libraries(telemetry: Telemetry) -> None:
 def current_trace_id() -> str | None:
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+# A proxy until the service's provider is installed, then that provider's tracer.
+_TRACER = trace.get_tracer("seoblog")
+
+
+@contextmanager
+def span(
+    name: str,
+    attributes: Mapping[str, AttributeValue | None] | None = None,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+) -> Iterator[trace.Span]:
+    """A named span around one step of a job (`with span("extract", {"url.full": url}):`),
+    a child of the current span, reported to the global tracer provider. Attributes that are
+    None are left out; an exception escaping the block is recorded and marks the span failed.
+    """
+    kept = {k: v for k, v in attributes.items() if v is not None} if attributes else None
+    with _TRACER.start_as_current_span(name, kind=kind, attributes=kept) as current:
+        yield current

@@ -18,6 +18,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     parts = build_parts(settings, PgPostStore, stage=Stage.GENERATE)
     llm = Llm(settings, parts.telemetry.tracer) if settings.llm_configured else None
     register(parts, GeneratePost(parts, settings, llm))
+    # Registered offline too (all zero, breaker closed): every LLM service has the series.
+    parts.registry.register(LlmCollector(settings.service, llm))
     if llm is not None:
         client = llm
 
@@ -26,5 +28,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         parts.on_start.append(share_limits)
         parts.on_stop.append(llm.close)
-        parts.registry.register(LlmCollector(settings.service, llm))
     return parts.ops_app("seoblog generator")

@@ -24,6 +24,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         preload(tuple(settings.detect_languages))  # so the first job is not the slow one
 
     parts.on_start.append(load_detector)
+    # Registered offline too (all zero, breaker closed): every LLM service has the series.
+    parts.registry.register(LlmCollector(settings.service, llm))
     if llm is not None:
         client = llm
 
@@ -32,5 +34,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         parts.on_start.append(share_limits)
         parts.on_stop.append(llm.close)
-        parts.registry.register(LlmCollector(settings.service, llm))
     return parts.ops_app("seoblog translator")
