@@ -22,8 +22,10 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry import trace
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -31,6 +33,8 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+
+from seoblog_telemetry import span
 
 from .addresses import AddressPolicy
 from .errors import FetchError
@@ -185,10 +189,21 @@ class Fetcher:
             before_sleep=before_sleep,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                page = await self._follow(url, validators, started)
-                return _with_attempts(page, attempt.retry_state.attempt_number)
+        where = {"http.request.method": "GET", "url.full": url, "server.address": _host(url)}
+        with span("fetch", where) as current:
+            async for attempt in retrying:
+                with attempt:
+                    tries = attempt.retry_state.attempt_number
+                    current.set_attribute("seoblog.fetch.attempts", tries)
+                    page = await self._follow(url, validators, started)
+                    current.set_attributes(
+                        {
+                            "http.response.status_code": page.status,
+                            "http.response.body.size": page.wire_bytes,
+                            "seoblog.fetch.decoded_bytes": len(page.html),
+                        }
+                    )
+                    return _with_attempts(page, tries)
         raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover
 
     async def _follow(self, url: str, validators: Validators | None, started: float) -> FetchedPage:
@@ -198,7 +213,7 @@ class Fetcher:
         # turn (politeness) is not network time and does not count.
         budget = self._limits.timeout_s
         headers = self._headers | (validators.headers() if validators else {})
-        for _ in range(self._limits.max_redirects + 1):
+        for redirects in range(self._limits.max_redirects + 1):
             async with self._turn(target):
                 hop_started = time.monotonic()
                 try:
@@ -208,6 +223,7 @@ class Fetcher:
                     raise _timeout_error(url, self._limits) from None
                 budget -= time.monotonic() - hop_started
             if isinstance(outcome, FetchedPage):
+                trace.get_current_span().set_attribute("seoblog.fetch.redirects", redirects)
                 return outcome
             target = outcome
         raise FetchError(
@@ -220,8 +236,11 @@ class Fetcher:
         if self._politeness is None:
             yield
             return
-        crawl_delay = await self._politeness.check_robots(target, self._robots_txt)
-        async with self._politeness.turn(target, crawl_delay):
+        with span("robots", {"url.full": target}):
+            crawl_delay = await self._politeness.check_robots(target, self._robots_txt)
+        async with contextlib.AsyncExitStack() as held:
+            with span("host wait", {"server.address": _host(target)}):  # the host's turn
+                await held.enter_async_context(self._politeness.turn(target, crawl_delay))
             yield
 
     async def _hop(
@@ -400,6 +419,10 @@ async def _read_robots(response: httpx.Response) -> str:
         pass
     body = b"".join(chunks)[:_ROBOTS_MAX_BYTES]
     return body.decode("utf-8", errors="replace")
+
+
+def _host(url: str) -> str | None:
+    return urlsplit(url).hostname
 
 
 def _with_attempts(page: FetchedPage, attempts: int) -> FetchedPage:

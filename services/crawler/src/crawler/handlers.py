@@ -4,6 +4,7 @@ through the same priority slots)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import Executor
 from dataclasses import asdict
@@ -20,6 +21,7 @@ from seoblog_contracts import (
     stage_event_id,
 )
 from seoblog_runtime import JobError, Parts
+from seoblog_telemetry import span
 
 from .analysis import analyse_page
 from .article import ExtractionError
@@ -62,7 +64,10 @@ class CrawlPage:
         if (done := await store.crawl_of(event.job_id)) is not None:
             await bus.publish(done)  # redelivery: same event id, dropped as a duplicate
             return
-        async with self.slots.slot(priority or event.spec.priority):
+        chosen = priority or event.spec.priority
+        async with contextlib.AsyncExitStack() as held:
+            with span("crawl slot", {"seoblog.priority": chosen.value}):  # the wait for it
+                await held.enter_async_context(self.slots.slot(chosen))
             try:
                 await self._crawl(event)
             except JobError as exc:
@@ -99,11 +104,14 @@ class CrawlPage:
             metadata=page["metadata"],
             from_cache=not computed or bool(page["metadata"].get("not_modified")),
         )
-        await bus.publish(await self.parts.store.record_crawl(crawled))
+        with span("store crawl"):
+            recorded = await self.parts.store.record_crawl(crawled)
+        await bus.publish(recorded)
 
     async def _fetch_and_extract(self, url: str) -> dict[str, Any]:
         store = self.parts.store
-        stored = await store.stored_page(url)
+        with span("stored page"):  # validators for a conditional request
+            stored = await store.stored_page(url)
         validators = (
             Validators(stored.etag, stored.last_modified)
             if stored is not None and (stored.etag or stored.last_modified)
@@ -124,15 +132,24 @@ class CrawlPage:
             }
             return page
         loop = asyncio.get_running_loop()
-        try:
-            analysis = await loop.run_in_executor(
-                self.executor, analyse_page, fetched.html, fetched.final_url
+        with span("extract", {"seoblog.html_chars": len(fetched.html)}) as extracting:
+            try:
+                analysis = await loop.run_in_executor(
+                    self.executor, analyse_page, fetched.html, fetched.final_url
+                )
+            except ExtractionError as exc:
+                raise JobError(exc.code, exc.message) from exc
+            extracting.set_attributes(
+                {
+                    "seoblog.text_chars": len(analysis.article.text),
+                    "seoblog.language": analysis.article.language or "",
+                    "seoblog.extract.worker_s": round(analysis.seconds, 4),
+                }
             )
-        except ExtractionError as exc:
-            raise JobError(exc.code, exc.message) from exc
         article, fingerprint = analysis.article, analysis.simhash
         self.metrics.extract_seconds.observe(analysis.seconds)
-        duplicates = await store.duplicates(url, article.content_hash, fingerprint)
+        with span("dedup"):
+            duplicates = await store.duplicates(url, article.content_hash, fingerprint)
         if duplicates.exact:
             self.metrics.duplicates.labels("exact").inc()
         if duplicates.near:
@@ -163,7 +180,8 @@ class CrawlPage:
             "content_hash": article.content_hash,
             "metadata": metadata,
         }
-        await store.save_page(url, page, analysis.html_z, analysis.text_z, fingerprint)
+        with span("store page"):
+            await store.save_page(url, page, analysis.html_z, analysis.text_z, fingerprint)
         return page
 
 

@@ -22,6 +22,7 @@ from seoblog_contracts import (
 from seoblog_runtime import JobError, Parts
 from seoblog_runtime.llm import Llm, estimate_tokens
 from seoblog_runtime.store import write_until_stored
+from seoblog_telemetry import span
 
 from .llm_writer import (
     build_prompt,
@@ -66,15 +67,18 @@ def generation_key(event: TextTranslated, settings: Settings, model: str) -> str
 
 
 def score(draft: Draft, event: TextTranslated) -> SeoReport:
-    return seo_report(
-        title=draft.title,
-        slug=draft.slug,
-        meta_description=draft.meta_description,
-        markdown=draft.markdown,
-        keywords=event.spec.keywords,
-        target_words=event.spec.length,
-        source_text=event.text,
-    )
+    with span("seo score") as scoring:
+        report = seo_report(
+            title=draft.title,
+            slug=draft.slug,
+            meta_description=draft.meta_description,
+            markdown=draft.markdown,
+            keywords=event.spec.keywords,
+            target_words=event.spec.length,
+            source_text=event.text,
+        )
+        scoring.set_attribute("seoblog.seo.score", report.score)
+        return report
 
 
 class GeneratePost:
@@ -91,26 +95,29 @@ class GeneratePost:
         await bus.publish(JobProgress(job_id=event.job_id, stage=Stage.GENERATE, percent=0))
         spec = event.spec
         if self.llm is None:
-            draft = write_offline(
-                title=event.title,
-                text=event.text,
-                keywords=spec.keywords,
-                language=event.target_language,
-                length=spec.length,
-            )
+            with span("write offline"):
+                draft = write_offline(
+                    title=event.title,
+                    text=event.text,
+                    keywords=spec.keywords,
+                    language=event.target_language,
+                    length=spec.length,
+                )
             writer, usage = "offline", Usage()
         else:
-            draft = await self._write_with_llm(event, self.llm)
+            with span("write post"):
+                draft = await self._write_with_llm(event, self.llm)
             writer = f"llm:{self.llm.settings.task_model}"
             usage = await store.job_usage(event.job_id)  # what this job paid, now or before
-        html = render_page(
-            draft.markdown,
-            title=draft.title,
-            description=draft.meta_description,
-            url=event.source_url,
-            language=event.target_language,
-            faq=draft.faq,
-        )
+        with span("render"):
+            html = render_page(
+                draft.markdown,
+                title=draft.title,
+                description=draft.meta_description,
+                url=event.source_url,
+                language=event.target_language,
+                faq=draft.faq,
+            )
         post = PostGenerated(
             event_id=stage_event_id(event.job_id, "post.generated"),
             job_id=event.job_id,
@@ -127,7 +134,9 @@ class GeneratePost:
             writer=writer,
             usage=event.usage + usage,
         )
-        await bus.publish(await store.record_post(post))
+        with span("store post"):
+            recorded = await store.record_post(post)
+        await bus.publish(recorded)
 
     async def _write_with_llm(self, event: TextTranslated, llm: Llm) -> Draft:
         """Share identical work through the cache (one call across replicas); inside, reuse
@@ -162,29 +171,31 @@ class GeneratePost:
         report = score(draft, event)
         first_score, revised = report.score, False
         if report.score < s.revise_below:
-            await self.parts.bus.publish(
-                JobProgress(
-                    job_id=event.job_id,
-                    stage=Stage.GENERATE,
-                    percent=96,
-                    message=f"revising (SEO score {report.score} < {s.revise_below})",
-                ),
-                ack=False,
-            )
-            feedback = build_revision(
-                s.revise_prompt_version,
-                report=report,
-                problems=post_problems(draft, keywords=keywords, length=length),
-                keywords=keywords,
-                language=language,
-                length=length,
-            )
-            better = await self._paid(
-                event, llm, REVISE, key, revision_messages(prompt, draft, feedback)
-            )
-            better_report = score(better, event)
-            if better_report.score >= report.score:  # never trade a post for a worse one
-                draft, report, revised = better, better_report, True
+            with span("revise", {"seoblog.seo.first_score": report.score}) as revising:
+                await self.parts.bus.publish(
+                    JobProgress(
+                        job_id=event.job_id,
+                        stage=Stage.GENERATE,
+                        percent=96,
+                        message=f"revising (SEO score {report.score} < {s.revise_below})",
+                    ),
+                    ack=False,
+                )
+                feedback = build_revision(
+                    s.revise_prompt_version,
+                    report=report,
+                    problems=post_problems(draft, keywords=keywords, length=length),
+                    keywords=keywords,
+                    language=language,
+                    length=length,
+                )
+                better = await self._paid(
+                    event, llm, REVISE, key, revision_messages(prompt, draft, feedback)
+                )
+                better_report = score(better, event)
+                if better_report.score >= report.score:  # never trade a post for a worse one
+                    draft, report, revised = better, better_report, True
+                revising.set_attribute("seoblog.seo.revised", revised)
         return json.dumps(
             {"draft": draft_json(draft), "first_score": first_score, "revised": revised}
         ).encode()

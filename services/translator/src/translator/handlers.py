@@ -18,6 +18,7 @@ from seoblog_contracts import (
 from seoblog_runtime import Parts
 from seoblog_runtime.llm import Llm, LlmResult, estimate_tokens
 from seoblog_runtime.store import write_until_stored
+from seoblog_telemetry import span
 
 from .detect import detect_language_off_loop
 from .settings import Settings
@@ -87,7 +88,10 @@ class TranslatePage:
             return
         await bus.publish(JobProgress(job_id=event.job_id, stage=Stage.TRANSLATE, percent=0))
         target = event.spec.target_language
-        source = await detect_language_off_loop(event.text, self.languages) or event.language
+        with span("detect language", {"seoblog.text_chars": len(event.text)}) as detecting:
+            detected = await detect_language_off_loop(event.text, self.languages)
+            source = detected or event.language
+            detecting.set_attribute("seoblog.language", source or "")
         title, text, usage = event.title, event.text, Usage()
         translated, note = False, ""
         if same_language(source, target):
@@ -115,20 +119,22 @@ class TranslatePage:
 
             ledger = await store.paid_segments(job_id)
             document = f"# {event.title}\n\n{event.text}"
-            result = await translate_document(
-                document,
-                target=target,
-                glossary=event.spec.keywords,
-                llm=self.llm,
-                cache=self.parts.cache,
-                prompt_version=self.settings.prompt_version,
-                max_tokens=self.settings.segment_tokens,
-                concurrency=self.settings.segment_concurrency,
-                on_segment=progress,
-                paid=ledger.done,
-                recorder=Recorder(store, self.llm, job_id, ledger),
-                low_priority=event.spec.priority == Priority.LOW,
-            )
+            with span("translate", {"seoblog.target_language": target}) as translating:
+                result = await translate_document(
+                    document,
+                    target=target,
+                    glossary=event.spec.keywords,
+                    llm=self.llm,
+                    cache=self.parts.cache,
+                    prompt_version=self.settings.prompt_version,
+                    max_tokens=self.settings.segment_tokens,
+                    concurrency=self.settings.segment_concurrency,
+                    on_segment=progress,
+                    paid=ledger.done,
+                    recorder=Recorder(store, self.llm, job_id, ledger),
+                    low_priority=event.spec.priority == Priority.LOW,
+                )
+                translating.set_attribute("seoblog.segments", result.segments)
             first, _, rest = result.text.partition("\n\n")
             title, text = first.removeprefix("# ").strip() or event.title, rest
             usage = await store.job_usage(job_id)  # every call it made, now or before
@@ -148,7 +154,9 @@ class TranslatePage:
             content_hash=event.content_hash,
             usage=usage,
         )
-        await bus.publish(await store.record(out))
+        with span("store translation"):
+            recorded = await store.record(out)
+        await bus.publish(recorded)
 
 
 def register(parts: Parts[PgTranslationStore], handler: TranslatePage) -> None:

@@ -12,9 +12,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opentelemetry.trace import Span
+
 from seoblog_contracts import Usage
 from seoblog_runtime import Cache
 from seoblog_runtime.llm import Llm, LlmResult
+from seoblog_telemetry import span
 
 from .segment import join_segments, protect, restore, split_segments, structure_signature
 from .store import PaidSegment
@@ -108,13 +111,19 @@ async def translate_document(
     reused: set[str] = set()
     errors: list[BaseException] = []
 
-    async def one(segment: str) -> str:
+    async def one(index: int, segment: str) -> str:
+        where = {"seoblog.segment.index": index, "seoblog.segment.chars": len(segment)}
+        with span("translate segment", where) as current:
+            return await _one(segment, current)
+
+    async def _one(segment: str, current: Span) -> str:
         nonlocal done
         protected, mapping = protect(segment, glossary)
         key = segment_key(protected, target, model, prompt_version)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": protected}]
 
         async def call() -> bytes:
+            current.set_attribute("seoblog.segment.source", "llm")
             attempt = await recorder.begin(key, messages) if recorder is not None else 0
             try:
                 result = await llm.complete(
@@ -133,7 +142,9 @@ async def translate_document(
             out.calls_made += 1
             return json.dumps({"text": result.text}).encode()
 
+        current.set_attribute("seoblog.segment.source", "cache")  # unless paid or asked below
         if (before := paid.get(key)) is not None:  # this job paid for it on an earlier delivery
+            current.set_attribute("seoblog.segment.source", "paid")
             if key not in reused:  # a segment repeated in the text was paid for once
                 reused.add(key)
                 out.usage = out.usage + before.usage
@@ -151,7 +162,7 @@ async def translate_document(
         await on_segment(done, len(segments))
         return restore(translated, mapping)
 
-    tasks = [asyncio.ensure_future(one(s)) for s in segments]
+    tasks = [asyncio.ensure_future(one(i, s)) for i, s in enumerate(segments)]
     try:
         results = await asyncio.gather(*tasks, return_exceptions=True)
     except BaseException:  # cancelled from outside (shutdown, a cancelled job)
