@@ -20,10 +20,12 @@ from seoblog_runtime import add_ops_routes, build_parts
 from . import errors
 from .auth import Authenticator
 from .deps import Gateway
+from .experiments import Experiments
 from .handlers import Counters, register
 from .limits import BodyLimit, KeyFromQuery, RateLimitHeaders, RejectNul
 from .live import LiveHub
 from .relay import Relay
+from .routes import experiments as experiment_routes
 from .routes import jobs, keys, posts, web
 from .settings import Settings, check_open_mode
 from .snapshots import JobCache
@@ -62,6 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth = Authenticator(settings, parts.store)
     relay = Relay(settings, parts.store, parts.bus)
     counters = register(parts, jobs_cache, hub, webhooks)
+    experiments = Experiments(parts)
+    experiments.register()
+    parts.on_start.append(experiments.start)
+    parts.on_stop.append(experiments.stop)
     parts.registry.register(_GatewayCollector(hub, webhooks, relay, counters))
 
     async def start_auth() -> None:
@@ -96,11 +102,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = auth
     app.state.relay = relay
     app.state.counters = counters
-    app.state.gateway = Gateway(parts, settings, jobs_cache, hub, webhooks, relay)
+    app.state.experiments = experiments
+    app.state.gateway = Gateway(parts, settings, jobs_cache, hub, webhooks, relay, experiments)
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(posts.router)
     app.include_router(keys.router)
+    app.include_router(experiment_routes.router)
     app.include_router(web.router)
     add_ops_routes(app, parts.registry, parts.readiness_checks())
     app.add_middleware(RateLimitHeaders)

@@ -18,6 +18,7 @@ from .snapshots import JobCache
 from .store import PgJobStore
 
 if TYPE_CHECKING:
+    from .experiments import Experiments
     from .live import LiveHub
     from .relay import Relay
     from .webhooks import Webhooks
@@ -33,6 +34,7 @@ class Gateway:
     hub: LiveHub
     webhooks: Webhooks
     relay: Relay
+    experiments: Experiments | None = None  # assigns submitted jobs to experiment variants
 
 
 # Dependencies are coroutines: FastAPI runs plain functions in a thread pool, per request.

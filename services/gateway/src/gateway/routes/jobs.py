@@ -93,6 +93,8 @@ def request_key(spec: JobSpec) -> str:
         "target_language": spec.target_language.lower(),
         "length": spec.length,
     }
+    if overrides := [a.overrides for a in spec.experiments if a.overrides]:
+        fields["overrides"] = overrides  # a variant's post is not the control's
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -114,6 +116,8 @@ async def _submit(
         await webhooks.addresses.check(callback)
     spec = request.spec()
     job_id = new_event_id()
+    if app.experiments is not None:  # once, here: the spec carries it to every stage
+        spec = app.experiments.assign(job_id, spec)
     max_age = settings.result_cache_max_age_s if request.max_age is None else request.max_age
     key = request_key(spec)
     # Without the bus nothing is written, unless the result cache answers the request.
