@@ -30,6 +30,8 @@ import asyncpg
 import nats
 import redis
 
+from seoblog_devstack import nats_auth
+
 logger = logging.getLogger("seoblog.devstack")
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -37,6 +39,7 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 PROBE_TIMEOUT = 2.0
 NATS_START_TIMEOUT = 20.0
+NATS_PASSWORDS_FILE = "nats.passwords.json"
 STOP_TIMEOUT = 10.0
 
 T = TypeVar("T")
@@ -50,6 +53,9 @@ class Infra:
     database_url: str
     redis_url: str | None
     started: list[str] = field(default_factory=list)
+    # Each service's NATS password (user = service name) when NATS requires them: the
+    # embedded server started with per-service users. None: NATS without authentication.
+    nats_passwords: dict[str, str] | None = None
     _nats_process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _pg_server: Any = field(default=None, repr=False)
     _redis_process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -115,7 +121,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-async def _nats_answers(url: str, seconds: float) -> bool:
+async def _nats_answers(url: str, seconds: float, user: str | None, password: str | None) -> bool:
     async def quiet(_: Exception) -> None:
         return None
 
@@ -126,6 +132,8 @@ async def _nats_answers(url: str, seconds: float) -> bool:
             allow_reconnect=False,
             max_reconnect_attempts=0,
             error_cb=quiet,
+            user=user,
+            password=password,
         )
     except Exception:
         return False
@@ -173,12 +181,19 @@ def _refused(url: str, default_port: int) -> bool:
         return False
 
 
-def nats_answers(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
-    """True when a NATS server at url accepts a connection and JetStream answers."""
+def nats_answers(
+    url: str,
+    timeout: float = PROBE_TIMEOUT,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+) -> bool:
+    """True when a NATS server at url accepts a connection (as `user`, when given) and
+    JetStream answers."""
     if _refused(url, 4222):
         return False
     try:
-        return _run(asyncio.wait_for(_nats_answers(url, timeout), timeout + 0.5))
+        return _run(asyncio.wait_for(_nats_answers(url, timeout, user, password), timeout + 0.5))
     except TimeoutError:
         return False
 
@@ -227,35 +242,71 @@ def _embedded_forced() -> bool:
     return os.environ.get("SEOBLOG_EMBEDDED", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _start_nats(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
+def nats_passwords(data_dir: Path) -> dict[str, str]:
+    """The data dir's NATS passwords, one per service and one for `admin`: made once, kept in
+    a 0600 file (like the event key), completed when a service is added."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / NATS_PASSWORDS_FILE
+    wanted = [*nats_auth.IDENTITIES, nats_auth.ADMIN]
+    kept: dict[str, str] = {}
+    with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
+        loaded = json.loads(path.read_text())
+        kept = {k: v for k, v in loaded.items() if k in wanted and isinstance(v, str) and v}
+    missing = [name for name in wanted if name not in kept]
+    if missing or not path.exists():
+        kept |= nats_auth.new_passwords(missing)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            json.dump(kept, file)
+    os.chmod(path, 0o600)  # tighten a file someone loosened
+    return kept
+
+
+def _start_nats(
+    data_dir: Path, *, auth: bool = False
+) -> tuple[str, subprocess.Popen[bytes], dict[str, str] | None]:
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
     port, monitor_port = free_port(), free_port()
     binary = nats_server_binary()
     cmd = [str(binary), "-js", "-a", "127.0.0.1", "-p", str(port)]
     cmd += ["-m", str(monitor_port), "-sd", str(store)]
+    env = dict(os.environ)
+    passwords: dict[str, str] | None = None
+    if auth:
+        # One user per service with its subject permissions; the passwords reach the server
+        # through its environment, never the config file.
+        passwords = nats_passwords(data_dir)
+        conf = data_dir / "nats.conf"
+        namespace = os.environ.get("SEOBLOG_NAMESPACE", "")
+        conf.write_text(nats_auth.server_config(namespace))
+        cmd += ["-c", str(conf)]
+        env |= nats_auth.server_env(passwords)
     log_path = data_dir / "nats.log"
     began = time.monotonic()
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(  # noqa: S603 - fixed binary, our own arguments
-            cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
     url = f"nats://127.0.0.1:{port}"
+    admin = passwords.get(nats_auth.ADMIN) if passwords else None
     deadline = began + NATS_START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(
                 f"embedded nats-server exited with {process.returncode}:\n{_tail(log_path)}"
             )
-        if nats_answers(url, timeout=0.5):
+        user = nats_auth.ADMIN if admin else None
+        if nats_answers(url, timeout=0.5, user=user, password=admin):
             logger.info(
-                "started embedded NATS with JetStream at %s (monitoring :%d, store %s) in %.1fs",
+                "started embedded NATS with JetStream at %s (monitoring :%d, store %s%s) in %.1fs",
                 url,
                 monitor_port,
                 store,
+                ", a user per service" if auth else "",
                 time.monotonic() - began,
             )
-            return url, process
+            return url, process, passwords
         time.sleep(0.1)
     _terminate(process)
     raise RuntimeError(f"embedded nats-server did not answer within {NATS_START_TIMEOUT:.0f}s")
@@ -373,6 +424,7 @@ def ensure_infra(
     redis_url: str | None = None,
     want_redis: bool = True,
     embedded_redis: bool = False,
+    nats_auth: bool = False,
 ) -> Infra:
     """Use NATS, PostgreSQL and Redis where they answer, else start embedded NATS and PostgreSQL.
 
@@ -380,6 +432,9 @@ def ensure_infra(
     not answer the result has redis_url None. SEOBLOG_EMBEDDED=1 always starts embedded
     NATS and PostgreSQL. With embedded_redis (the test suite's choice: its cache tests need
     a real Redis), a Redis that does not answer is replaced by an embedded one too.
+    With nats_auth (`seoblog up`), an embedded NATS gets one user per service with subject
+    permissions (Infra.nats_passwords); a NATS found running without authentication is used
+    as it is, with a warning.
     Stop what was started with stop_infra() or `with infra:`.
     """
     data_dir = Path(data_dir).resolve()
@@ -396,12 +451,12 @@ def ensure_infra(
     # NATS, PostgreSQL and Redis are probed (and NATS and PostgreSQL started) at once: a
     # cold embedded PostgreSQL takes seconds, and nothing here waits for the other two.
     with concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="infra") as pool:
-        nats_job = pool.submit(_find_or_start_nats, data_dir, nats_url, forced)
+        nats_job = pool.submit(_find_or_start_nats, data_dir, nats_url, forced, nats_auth)
         pg_job = pool.submit(_find_or_start_postgres, data_dir, database_url, forced)
         redis_job = pool.submit(redis_answers, redis_url) if probe_redis else None
         failure: BaseException | None = None
         try:
-            infra.nats_url, infra._nats_process = nats_job.result()
+            infra.nats_url, infra._nats_process, infra.nats_passwords = nats_job.result()
         except BaseException as exc:
             failure = exc
         try:
@@ -437,14 +492,20 @@ def ensure_infra(
 
 
 def _find_or_start_nats(
-    data_dir: Path, url: str, forced: bool
-) -> tuple[str, subprocess.Popen[bytes] | None]:
+    data_dir: Path, url: str, forced: bool, auth: bool = False
+) -> tuple[str, subprocess.Popen[bytes] | None, dict[str, str] | None]:
     if not forced and nats_answers(url):
         logger.info("found NATS with JetStream at %s", mask_url(url))
-        return url, None
+        if auth:
+            logger.warning(
+                "NATS at %s accepts connections without credentials: the services run without "
+                "per-service NATS users, and anything that reaches it can publish any event",
+                mask_url(url),
+            )
+        return url, None, None
     if not forced:
         logger.info("no NATS with JetStream at %s; starting one", mask_url(url))
-    return _start_nats(data_dir)
+    return _start_nats(data_dir, auth=auth)
 
 
 def _find_or_start_postgres(data_dir: Path, url: str, forced: bool) -> tuple[str, Any]:

@@ -206,6 +206,10 @@ def service_env(
     )
     env[f"{service.name.upper()}_PORT"] = str(service.port)
     env[f"{service.name.upper()}_HOST"] = service.host
+    # The service's own NATS user (its subject permissions), when the embedded NATS has them.
+    password = (infra.nats_passwords or {}).get(service.name)
+    if password is not None:
+        env.update(NATS_USER=service.name, NATS_PASSWORD=password)
     return env
 
 
@@ -387,7 +391,7 @@ def run(
     infra: Infra | None = None
     try:
         key = event_key(data_dir)
-        infra = ensure_infra(data_dir)
+        infra = ensure_infra(data_dir, nats_auth=True)
         if stop.is_set():
             return 0
         for service in services:

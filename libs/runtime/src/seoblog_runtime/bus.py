@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from faststream.nats import NatsBroker
+from faststream.security import SASLPlaintext
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -141,6 +142,7 @@ class Bus:
             log_level=logging.DEBUG,
             graceful_timeout=10,
             max_reconnect_attempts=-1,
+            security=_nats_security(settings),
         )
         self._tracer: Tracer | None = (
             tracer_provider.get_tracer("seoblog.bus") if tracer_provider else None
@@ -714,6 +716,14 @@ def _malformed_reason(exc: ValidationError) -> str:
         if "unsupported schema_version" in message:
             return message.removeprefix("Value error, ")
     return f"malformed: {exc}"[:500]
+
+
+def _nats_security(settings: ServiceSettings) -> SASLPlaintext | None:
+    """This service's NATS user and password (NATS_USER, NATS_PASSWORD), when it has one."""
+    if settings.nats_user is None:
+        return None
+    password = settings.nats_password.get_secret_value() if settings.nats_password else ""
+    return SASLPlaintext(username=settings.nats_user, password=password)
 
 
 def _quiet_logger(name: str) -> logging.Logger:

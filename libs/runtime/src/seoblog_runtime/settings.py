@@ -23,6 +23,14 @@ class ServiceSettings(BaseSettings):
         validation_alias=_shared("NATS_URL"),
         description="NATS server with JetStream; several, comma-separated, for a cluster",
     )
+    nats_user: str | None = Field(
+        None,
+        validation_alias=_shared("NATS_USER"),
+        description="this service's NATS user (its subject permissions are on the server)",
+    )
+    nats_password: SecretStr | None = Field(
+        None, validation_alias=_shared("NATS_PASSWORD"), description="password of NATS_USER"
+    )
     stream_replicas: int = Field(
         1,
         ge=1,
@@ -90,7 +98,7 @@ class ServiceSettings(BaseSettings):
         description="HMAC key that signs and verifies every event (empty: unsigned, warned)",
     )
 
-    @field_validator("redis_url", "event_key", mode="before")
+    @field_validator("redis_url", "event_key", "nats_user", "nats_password", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value in ("", None) else value
