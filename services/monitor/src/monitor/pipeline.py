@@ -18,6 +18,7 @@ from seoblog_contracts import (
     JobState,
     JobSubmitted,
     PostGenerated,
+    TextTranslated,
 )
 
 TERMINAL_RANK = 4
@@ -239,3 +240,55 @@ def rollup_of(
 
 
 SPAN_BY_NAME = {span.name: span for span in SPANS}
+
+
+# -- LLM cost: what a job's usage reports add, each dollar once ---------------------------
+
+TRANSLATE_PART, JOB_PART = "translate", "job"
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """A job's LLM usage as an event reports it: its translation (seo.text.translated) or
+    the whole job, every stage (seo.post.generated)."""
+
+    job_id: str
+    part: str
+    cost_usd: float
+    tokens: int
+    at: datetime
+
+
+def cost_of(event: Event) -> CostReport | None:
+    match event:
+        case TextTranslated():
+            part, usage = TRANSLATE_PART, event.usage
+        case PostGenerated():
+            part, usage = JOB_PART, event.usage
+        case _:
+            return None
+    tokens = usage.prompt_tokens + usage.completion_tokens
+    return CostReport(event.job_id, part, usage.cost_usd, tokens, event.occurred_at)
+
+
+def cost_added(
+    new: Iterable[CostReport], known: Mapping[tuple[str, str], tuple[float, int]]
+) -> dict[tuple[datetime, str], float]:
+    """What newly recorded reports add to the per-minute cost, by (minute, "cost_usd" or
+    "tokens"). `known` holds each job's parts recorded before. A translation counts unless
+    the whole job's figure is known; the whole job counts less the translation already
+    counted; so a job adds its whole cost once, in whichever order its events arrive."""
+    seen = dict(known)
+    added: dict[tuple[datetime, str], float] = {}
+    for report in new:
+        cost, tokens = report.cost_usd, report.tokens
+        if report.part == TRANSLATE_PART and (report.job_id, JOB_PART) in seen:
+            cost, tokens = 0.0, 0
+        elif report.part == JOB_PART and (report.job_id, TRANSLATE_PART) in seen:
+            counted = seen[(report.job_id, TRANSLATE_PART)]
+            cost, tokens = max(cost - counted[0], 0.0), max(tokens - counted[1], 0)
+        seen[(report.job_id, report.part)] = (report.cost_usd, report.tokens)
+        minute = minute_of(report.at)
+        added[(minute, "cost_usd")] = added.get((minute, "cost_usd"), 0.0) + cost
+        added[(minute, "tokens")] = added.get((minute, "tokens"), 0.0) + tokens
+    return added

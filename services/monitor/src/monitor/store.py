@@ -4,8 +4,8 @@ figures are read from these, so they hold across restarts and replicas."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +16,11 @@ from .alert_rules import FinishedJobs
 from .pipeline import (
     SPANS,
     TERMINAL_RANK,
+    CostReport,
     Observation,
     Rollup,
     Transition,
+    cost_added,
     observe_new,
     rollup_of,
     sketch_quantile,
@@ -37,6 +39,16 @@ class Latency:
 
 
 @dataclass(frozen=True)
+class MinuteSeries:
+    """Per-minute figures since a moment, for the live page: outcomes by minute, p50/p95 of
+    each span by the minute spans ended, and LLM cost and tokens by minute."""
+
+    outcomes: dict[datetime, dict[str, int]] = field(default_factory=dict)
+    latency: dict[datetime, dict[str, Latency]] = field(default_factory=dict)
+    cost: dict[datetime, tuple[float, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ActiveAlert:
     id: int
     alert: str
@@ -50,17 +62,20 @@ class PgMonitorStore(Store):
     def __init__(self, database_url: str, schema: str, pool_max: int = 10) -> None:
         super().__init__(database_url, schema, migrations_of(__file__), pool_max=pool_max)
 
-    async def record_batch(self, transitions: list[Transition]) -> list[Observed]:
-        """Record job states and their rollups in one transaction; `transitions` has one per
-        job and state. Returns what the states that are new add (nothing for a redelivery).
+    async def record_batch(
+        self, transitions: list[Transition], costs: Sequence[CostReport] = ()
+    ) -> list[Observed]:
+        """Record job states, LLM cost reports and their rollups in one transaction;
+        `transitions` has one per job and state. Returns what the states that are new add
+        (nothing for a redelivery).
 
         A state keeps its earliest time. The batch's jobs are locked (in one order, so two
         replicas cannot deadlock) so that, of two batches touching a job at once, the second
         sees the first: each latency is then counted exactly once.
         """
-        if not transitions:
+        if not transitions and not costs:
             return []
-        jobs = sorted({t.job_id for t in transitions})
+        jobs = sorted({t.job_id for t in transitions} | {c.job_id for c in costs})
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext($1), hashtext(job_id))"
@@ -68,6 +83,10 @@ class PgMonitorStore(Store):
                 self.schema,
                 jobs,
             )
+            if costs:
+                await _record_costs(conn, costs)
+            if not transitions:
+                return []
             # xmax = 0 only for a row this statement inserted: the state is news.
             rows = await conn.fetch(
                 "INSERT INTO job_states AS j (job_id, state, rank, at, stage, code)"
@@ -114,27 +133,33 @@ class PgMonitorStore(Store):
         )
         return {r["state"]: int(r["n"]) for r in rows}
 
-    async def finished_jobs(self, window_s: float) -> FinishedJobs:
-        """Jobs whose first terminal state falls in the last `window_s` seconds (whole
-        minutes: the minute the window starts in counts in full)."""
+    async def finished_jobs(self, window_s: float, now: datetime | None = None) -> FinishedJobs:
+        """Jobs whose first terminal state falls in the last `window_s` seconds before `now`
+        (whole minutes: the minute the window starts in counts in full)."""
         row = await self.pool.fetchrow(
             "SELECT coalesce(sum(n) FILTER (WHERE outcome = 'completed'), 0)::bigint AS completed,"
             "       coalesce(sum(n) FILTER (WHERE outcome = 'failed'), 0)::bigint AS failed"
             " FROM outcome_minutes"
-            " WHERE minute >= date_trunc('minute', now() - make_interval(secs => $1::float8))",
+            " WHERE minute >= date_trunc('minute',"
+            "                            coalesce($2, now()) - make_interval(secs => $1::float8))",
             window_s,
+            now,
         )
         return FinishedJobs(completed=int(row["completed"]), failed=int(row["failed"]))
 
-    async def latencies(self, window_s: float | None = None) -> dict[str, Latency]:
+    async def latencies(
+        self, window_s: float | None = None, now: datetime | None = None
+    ) -> dict[str, Latency]:
         """p50, p95 and count of every span (see pipeline.SPANS), optionally for spans that
-        ended in the last `window_s` seconds (whole minutes), read from the sketches."""
+        ended in the last `window_s` seconds before `now` (whole minutes), from the sketches."""
         rows = await self.pool.fetch(
             "SELECT span, bucket, sum(n)::bigint AS n FROM span_minutes"
             " WHERE $1::float8 IS NULL"
-            "    OR minute >= date_trunc('minute', now() - make_interval(secs => $1::float8))"
+            "    OR (minute >= date_trunc('minute',"
+            "                             coalesce($2, now()) - make_interval(secs => $1::float8)))"
             " GROUP BY span, bucket",
             window_s,
+            now,
         )
         sketches: dict[str, dict[int, int]] = {}
         for r in rows:
@@ -159,6 +184,54 @@ class PgMonitorStore(Store):
         )
         return {r["key"]: int(r["n"]) for r in rows}
 
+    async def stuck_jobs(self, after_s: float, now: datetime | None = None) -> list[str]:
+        """Unfinished jobs whose latest state was entered more than `after_s` before `now`
+        (the oldest first, at most 100)."""
+        rows = await self.pool.fetch(
+            "SELECT job_id FROM job_states GROUP BY job_id"
+            " HAVING max(rank) < $3"
+            "    AND max(at) < coalesce($2, now()) - make_interval(secs => $1::float8)"
+            " ORDER BY max(at), job_id LIMIT 100",
+            after_s,
+            now,
+            TERMINAL_RANK,
+        )
+        return [r["job_id"] for r in rows]
+
+    async def llm_cost(self, window_s: float, now: datetime | None = None) -> float:
+        """LLM spend reported in the last `window_s` seconds before `now` (whole minutes)."""
+        value = await self.pool.fetchval(
+            "SELECT coalesce(sum(cost_usd), 0)::float8 FROM cost_minutes"
+            " WHERE minute >= date_trunc('minute',"
+            "                            coalesce($2, now()) - make_interval(secs => $1::float8))",
+            window_s,
+            now,
+        )
+        return float(value)
+
+    async def minute_series(self, since: datetime) -> MinuteSeries:
+        """Outcomes, span quantiles and LLM cost of every minute from `since` on."""
+        series = MinuteSeries()
+        async with self.pool.acquire() as conn:
+            for r in await conn.fetch(
+                "SELECT minute, outcome, n FROM outcome_minutes WHERE minute >= $1", since
+            ):
+                series.outcomes.setdefault(r["minute"], {})[r["outcome"]] = int(r["n"])
+            sketches: dict[tuple[datetime, str], dict[int, int]] = {}
+            for r in await conn.fetch(
+                "SELECT minute, span, bucket, n FROM span_minutes WHERE minute >= $1", since
+            ):
+                sketches.setdefault((r["minute"], r["span"]), {})[r["bucket"]] = int(r["n"])
+            for r in await conn.fetch(
+                "SELECT minute, cost_usd, tokens FROM cost_minutes WHERE minute >= $1", since
+            ):
+                series.cost[r["minute"]] = (float(r["cost_usd"]), int(r["tokens"]))
+        for (minute, span), buckets in sketches.items():
+            series.latency.setdefault(minute, {})[span] = Latency(
+                sketch_quantile(buckets, 0.5), sketch_quantile(buckets, 0.95), sum(buckets.values())
+            )
+        return series
+
     async def prune_job_states(self, older_than_s: float) -> int:
         """Forget the states of jobs that finished longer ago than the stream keeps events
         (none of theirs can arrive any more); their figures stay in the rollups."""
@@ -168,6 +241,9 @@ class PgMonitorStore(Store):
             "  WHERE rank = $2 AND at < now() - make_interval(secs => $1))",
             older_than_s,
             TERMINAL_RANK,
+        )
+        await self.pool.execute(
+            "DELETE FROM job_costs WHERE at < now() - make_interval(secs => $1)", older_than_s
         )
         return int(status.split()[-1])
 
@@ -215,6 +291,49 @@ class PgMonitorStore(Store):
             alert,
         )
         return [dict(r) for r in rows]
+
+
+async def _record_costs(conn: Any, costs: Sequence[CostReport]) -> None:
+    """Record each job's cost reports once (the first of each part) and add what they add to
+    the per-minute cost (see pipeline.cost_added)."""
+    first: dict[tuple[str, str], CostReport] = {}
+    for c in costs:
+        first.setdefault((c.job_id, c.part), c)
+    reports = list(first.values())
+    rows = await conn.fetch(
+        "INSERT INTO job_costs (job_id, part, cost_usd, tokens, at)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::bigint[],"
+        "                      $5::timestamptz[])"
+        " ON CONFLICT (job_id, part) DO NOTHING RETURNING job_id, part",
+        [c.job_id for c in reports],
+        [c.part for c in reports],
+        [c.cost_usd for c in reports],
+        [c.tokens for c in reports],
+        [c.at for c in reports],
+    )
+    inserted = {(r["job_id"], r["part"]) for r in rows}
+    new = [c for c in reports if (c.job_id, c.part) in inserted]
+    if not new:
+        return
+    known = {
+        (r["job_id"], r["part"]): (float(r["cost_usd"]), int(r["tokens"]))
+        for r in await conn.fetch(
+            "SELECT job_id, part, cost_usd, tokens FROM job_costs WHERE job_id = ANY($1::text[])",
+            sorted({c.job_id for c in new}),
+        )
+        if (r["job_id"], r["part"]) not in inserted
+    }
+    added = cost_added(new, known)
+    minutes = sorted({minute for minute, _ in added})
+    await conn.execute(
+        "INSERT INTO cost_minutes AS m (minute, cost_usd, tokens)"
+        " SELECT * FROM unnest($1::timestamptz[], $2::float8[], $3::bigint[])"
+        " ON CONFLICT (minute) DO UPDATE"
+        "   SET cost_usd = m.cost_usd + EXCLUDED.cost_usd, tokens = m.tokens + EXCLUDED.tokens",
+        minutes,
+        [added[(m, "cost_usd")] for m in minutes],
+        [round(added[(m, "tokens")]) for m in minutes],
+    )
 
 
 async def _add_rollup(conn: Any, rollup: Rollup) -> None:

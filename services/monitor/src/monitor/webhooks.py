@@ -1,0 +1,89 @@
+"""Alert webhooks (MONITOR_ALERT_WEBHOOKS): each fired or resolved alert, as its event's JSON,
+POSTed to every configured URL by the replica that announced it, signed like the gateway's
+job webhooks and retried with back-off under one delivery id (the event id)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+
+import httpx
+
+from seoblog_contracts import AlertFired, AlertResolved
+
+log = logging.getLogger("seoblog.monitor.webhooks")
+
+SIGNATURE_HEADER = "Seoblog-Signature"
+TIMESTAMP_HEADER = "Seoblog-Timestamp"
+DELIVERY_HEADER = "Seoblog-Delivery"
+EVENT_HEADER = "Seoblog-Event"
+BACKOFF_S = (1.0, 5.0, 30.0)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+class AlertWebhooks:
+    def __init__(
+        self, urls: list[str], secret: str | None, backoff_s: tuple[float, ...] = BACKOFF_S
+    ) -> None:
+        self.urls, self.secret, self.backoff_s = urls, secret, backoff_s
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        if self.urls:
+            self._client = httpx.AsyncClient(timeout=10, follow_redirects=False)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def send(self, event: AlertFired | AlertResolved) -> None:
+        """Deliver in the background: the evaluation does not wait for receivers."""
+        if self._client is None:
+            return
+        for url in self.urls:
+            task = asyncio.create_task(self._deliver(self._client, url, event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(
+        self, client: httpx.AsyncClient, url: str, event: AlertFired | AlertResolved
+    ) -> None:
+        body = event.model_dump_json().encode()
+        for attempt in range(len(self.backoff_s) + 1):
+            timestamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                DELIVERY_HEADER: event.event_id,
+                EVENT_HEADER: event.type,
+                TIMESTAMP_HEADER: str(timestamp),
+            }
+            if self.secret:
+                headers[SIGNATURE_HEADER] = sign(self.secret, timestamp, body)
+            try:
+                response = await client.post(url, content=body, headers=headers)
+                if response.status_code < 300:
+                    return
+                error = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                error = type(exc).__name__
+            log.warning(
+                "alert webhook failed",
+                extra={"alert": event.alert, "attempt": attempt + 1, "error": error},
+            )
+            if attempt < len(self.backoff_s):
+                await asyncio.sleep(self.backoff_s[attempt])
