@@ -7,6 +7,7 @@ anything else bumps SCHEMA_VERSION.
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -159,6 +160,23 @@ class JobSpec(BaseModel):
         if any(not k for k in cleaned):
             raise ValueError("keywords must not be blank")
         return cleaned
+
+    def overrides(self, service: str) -> dict[str, OverrideValue]:
+        """The settings `service` uses for this job instead of its own (from its experiment
+        variants), keyed by setting name; when two experiments set one, the first wins."""
+        prefix = f"{service}."
+        found: dict[str, OverrideValue] = {}
+        for assignment in self.experiments:
+            for key, value in assignment.overrides.items():
+                if key.startswith(prefix):
+                    found.setdefault(key.removeprefix(prefix), value)
+        return found
+
+    def overrides_tag(self, service: str) -> str:
+        """What `service` adds to every cache key its overrides change: "" without any, so
+        jobs outside experiments keep the keys they always had."""
+        found = self.overrides(service)
+        return json.dumps(found, sort_keys=True) if found else ""
 
 
 class Event(BaseModel):

@@ -3,12 +3,11 @@ applies from a job's spec. The gateway rejects any other key when an experiment 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from seoblog_contracts import Assignment
+from seoblog_contracts import Assignment, JobSpec
 from seoblog_contracts.events import OverrideValue
 
 
@@ -84,19 +83,10 @@ def validate_overrides(overrides: Mapping[str, OverrideValue]) -> list[str]:
 
 
 def service_overrides(assignments: Sequence[Assignment], service: str) -> dict[str, OverrideValue]:
-    """The settings `service` uses for a job instead of its own, keyed by setting name. When
-    two experiments set the same one, the first (the older) wins."""
-    prefix = f"{service}."
-    found: dict[str, OverrideValue] = {}
-    for assignment in assignments:
-        for key, value in assignment.overrides.items():
-            if key.startswith(prefix):
-                found.setdefault(key.removeprefix(prefix), value)
-    return found
+    """The settings `service` uses for a job instead of its own (JobSpec.overrides)."""
+    return JobSpec(url="https://x.invalid/", experiments=list(assignments)).overrides(service)
 
 
 def cache_tag(assignments: Sequence[Assignment], service: str) -> str:
-    """What a service adds to every cache key its overrides change: "" without overrides,
-    so jobs outside experiments keep sharing the keys they always had."""
-    found = service_overrides(assignments, service)
-    return json.dumps(found, sort_keys=True) if found else ""
+    """What a service adds to the cache keys its overrides change (JobSpec.overrides_tag)."""
+    return JobSpec(url="https://x.invalid/", experiments=list(assignments)).overrides_tag(service)

@@ -415,9 +415,14 @@ class Llm:
         *,
         purpose: str,
         json_schema: dict[str, Any] | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
     ) -> dict[str, Any]:
-        """The chat-completions request body for these messages."""
-        body: dict[str, Any] = {"model": self.settings.task_model, "messages": messages}
+        """The chat-completions request body for these messages (`model` and `temperature`:
+        a job's experiment overrides)."""
+        body: dict[str, Any] = {"model": model or self.settings.task_model, "messages": messages}
+        if temperature is not None:
+            body["temperature"] = temperature
         if json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
@@ -434,11 +439,15 @@ class Llm:
         on_progress: Callable[[int], Awaitable[None]] | None = None,
         expected_tokens: int = 1000,
         low_priority: bool = False,
+        model: str | None = None,
+        temperature: float | None = None,
     ) -> LlmResult:
         """One chat completion. With `on_progress`, tokens stream and it is called with the
         percent written (estimated against `expected_tokens`). `low_priority` work goes
         through the Batch API when that is enabled (cheaper, slower, no streaming)."""
-        body = self.request(messages, purpose=purpose, json_schema=json_schema)
+        body = self.request(
+            messages, purpose=purpose, json_schema=json_schema, model=model, temperature=temperature
+        )
         model = str(body["model"])
         # OpenTelemetry GenAI conventions: one CLIENT span "chat <model>" per call.
         with self.tracer.start_as_current_span(

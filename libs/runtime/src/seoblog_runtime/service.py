@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -19,6 +19,7 @@ from seoblog_telemetry import HttpMetrics, configure_logging
 from .settings import ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def add_ops_routes(
@@ -34,6 +35,7 @@ def add_ops_routes(
     Every HTTP request the app answers is counted and timed on `registry` by route template,
     method and status, by a middleware outside all others (added later ones included)."""
     _count_requests(app, registry)
+    _untraced_ops(app)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -60,6 +62,20 @@ def _count_requests(app: FastAPI, registry: CollectorRegistry) -> None:
     metrics = HttpMetrics(registry)
     build_stack = app.build_middleware_stack
     app.build_middleware_stack = lambda: metrics.middleware(build_stack())  # type: ignore[method-assign]
+
+
+def _untraced_ops(app: FastAPI) -> None:
+    """Probes and scrapes make no traces: FastAPI's own OpenTelemetry support (on whenever a
+    tracer provider is installed) is told to skip them, as the gateway's instrumentor is."""
+    config: Any = getattr(app, "_telemetry", None)  # FastAPI(telemetry=...), FastAPI >= 0.165
+    if not isinstance(config, dict):
+        return
+    before = config.get("exclude")
+
+    def exclude(scope: MutableMapping[str, Any]) -> bool:
+        return scope.get("path") in OPS_PATHS or (before is not None and bool(before(scope)))
+
+    config["exclude"] = exclude
 
 
 def ops_app(

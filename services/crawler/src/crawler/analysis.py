@@ -28,12 +28,13 @@ class Analysis:
     seconds: float  # spent extracting
 
 
-def analyse_page(html: str, url: str | None = None) -> Analysis:
-    """The article of `html`, its SimHash and both compressed (CPU-bound: run off the loop)."""
+def analyse_page(html: str, url: str | None = None, mode: str = "default") -> Analysis:
+    """The article of `html`, its SimHash and both compressed (CPU-bound: run off the loop);
+    `mode` is the extraction code path (extract.ExtractMode)."""
     from .extract import extract_article
 
     started = time.perf_counter()
-    article = extract_article(html, url)
+    article = extract_article(html, url, mode)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
     return Analysis(article, simhash(article.text), pack(html), pack(article.text), seconds)
 

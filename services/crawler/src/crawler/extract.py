@@ -12,7 +12,7 @@ import logging
 import re
 import unicodedata
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import trafilatura
@@ -78,10 +78,15 @@ _WEB_SCHEMES = ("http", "https")
 _XML_NAMESPACE = "http://www.w3.org/XML/1998/namespace"
 
 
-def extract_article(html: str, url: str | None = None) -> Article:
+ExtractMode = Literal["default", "precision", "recall"]
+"""Named code paths an experiment variant may choose (override `crawler.extract_mode`):
+default (precision, recall when it stopped short), precision alone, recall alone."""
+
+
+def extract_article(html: str, url: str | None = None, mode: ExtractMode = "default") -> Article:
     """The article in `html`, its body as markdown; `url` resolves relative links."""
     tree = _parse(html)
-    document = _main_content(tree, url) if tree is not None else None
+    document = _main_content(tree, url, mode) if tree is not None else None
     if tree is None or document is None:
         raise ExtractionError(code="no_content", message=_no_content_message(url))
     body = document.body
@@ -127,16 +132,17 @@ def _parse(html: str) -> Any:
     return load_html(html) if html and html.strip() else None
 
 
-def _main_content(tree: Any, url: str | None) -> Document | None:
+def _main_content(tree: Any, url: str | None, mode: ExtractMode = "default") -> Document | None:
     """trafilatura's document with metadata, or None when no body text was found: precision
     mode, unless it stopped short and recall mode finds at least _SHORT_BY times as much.
 
     A leading heading that repeats the title is dropped: the title is a field of its own.
     """
-    document = trafilatura.bare_extraction(tree, url=url, **_PRECISION)
+    options = _RECALL if mode == "recall" else _PRECISION
+    document = trafilatura.bare_extraction(tree, url=url, **options)
     if not isinstance(document, Document) or document.body is None:
         return None
-    if _stopped_short(document, tree):
+    if mode == "default" and _stopped_short(document, tree):
         recall = trafilatura.bare_extraction(tree, url=url, **_RECALL)
         recall_body = recall.body if isinstance(recall, Document) else None
         if recall_body is not None and _word_count(recall_body) >= _SHORT_BY * _word_count(

@@ -35,8 +35,9 @@ from .store import PgPageStore
 log = logging.getLogger("crawler.handlers")
 
 
-def page_key(url: str) -> str:
-    return f"page:v2:{url}"
+def page_key(url: str, mode: str = "default") -> str:
+    """A page's cache key; an experiment's extraction mode gets keys of its own."""
+    return f"page:v2:{url}" if mode == "default" else f"page:v2:{mode}:{url}"
 
 
 class CrawlPage:
@@ -83,11 +84,12 @@ class CrawlPage:
             ack=False,
         )
         url = normalize_url(str(event.spec.url))
+        mode = str(event.spec.overrides("crawler").get("extract_mode", "default"))
         page, computed = await fresh_json(
             self.parts.cache,
-            page_key(url),
+            page_key(url, mode),
             self.settings.page_ttl_s,
-            lambda: self._fetch_and_extract(url),
+            lambda: self._fetch_and_extract(url, mode),
         )
         if not computed:
             self.metrics.cache_hits.inc()
@@ -108,14 +110,14 @@ class CrawlPage:
             recorded = await self.parts.store.record_crawl(crawled)
         await bus.publish(recorded)
 
-    async def _fetch_and_extract(self, url: str) -> dict[str, Any]:
+    async def _fetch_and_extract(self, url: str, mode: str = "default") -> dict[str, Any]:
         store = self.parts.store
         with span("stored page"):  # validators for a conditional request
             stored = await store.stored_page(url)
         validators = (
             Validators(stored.etag, stored.last_modified)
-            if stored is not None and (stored.etag or stored.last_modified)
-            else None
+            if stored is not None and (stored.etag or stored.last_modified) and mode == "default"
+            else None  # another extraction mode fetches whole: the stored page is default's
         )
         try:
             fetched = await self.fetcher.fetch(url, validators)
@@ -135,7 +137,7 @@ class CrawlPage:
         with span("extract", {"seoblog.html_chars": len(fetched.html)}) as extracting:
             try:
                 analysis = await loop.run_in_executor(
-                    self.executor, analyse_page, fetched.html, fetched.final_url
+                    self.executor, analyse_page, fetched.html, fetched.final_url, mode
                 )
             except ExtractionError as exc:
                 raise JobError(exc.code, exc.message) from exc
@@ -181,7 +183,8 @@ class CrawlPage:
             "metadata": metadata,
         }
         with span("store page"):
-            await store.save_page(url, page, analysis.html_z, analysis.text_z, fingerprint)
+            if mode == "default":  # a variant's extraction is not kept as the page's
+                await store.save_page(url, page, analysis.html_z, analysis.text_z, fingerprint)
         return page
 
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from seoblog_contracts import (
     JobProgress,
@@ -25,6 +26,7 @@ from seoblog_runtime.store import write_until_stored
 from seoblog_telemetry import span
 
 from .llm_writer import (
+    PROMPTS,
     build_prompt,
     build_revision,
     draft_from,
@@ -49,21 +51,53 @@ REVISE = "revise_post"
 def generation_key(event: TextTranslated, settings: Settings, model: str) -> str:
     """Everything that changes the output, so identical work is shared and nothing else."""
     spec = event.spec
-    material = json.dumps(
-        [
-            hashlib.sha256(event.text.encode()).hexdigest(),
-            event.title,
-            spec.keywords,
-            event.target_language,
-            spec.length,
-            model,
-            settings.prompt_version,
-            settings.revise_prompt_version,
-            settings.revise_below,
-        ],
-        ensure_ascii=False,
-    )
+    parts: list[object] = [
+        hashlib.sha256(event.text.encode()).hexdigest(),
+        event.title,
+        spec.keywords,
+        event.target_language,
+        spec.length,
+        model,
+        settings.prompt_version,
+        settings.revise_prompt_version,
+        settings.revise_below,
+    ]
+    if tag := spec.overrides_tag("generator"):  # an experiment variant's post is its own
+        parts.append(tag)
+    material = json.dumps(parts, ensure_ascii=False)
     return f"post:{hashlib.sha256(material.encode()).hexdigest()}"
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The settings one job is written with: the service's, or its experiment variant's."""
+
+    prompt_version: str
+    revise_prompt_version: str
+    revise_below: int
+    model: str | None
+    temperature: float | None
+
+    @classmethod
+    def of(cls, settings: Settings, event: TextTranslated, llm: Llm | None) -> Knobs:
+        o = event.spec.overrides("generator")
+        knobs = cls(
+            prompt_version=str(o.get("prompt_version", settings.prompt_version)),
+            revise_prompt_version=str(
+                o.get("revise_prompt_version", settings.revise_prompt_version)
+            ),
+            revise_below=int(o.get("revise_below", settings.revise_below)),
+            model=str(o["model"]) if "model" in o else (llm.settings.task_model if llm else None),
+            temperature=float(o["temperature"]) if "temperature" in o else None,
+        )
+        for version in (knobs.prompt_version, knobs.revise_prompt_version):
+            if not (PROMPTS / f"{version}.md").is_file():
+                raise JobError(
+                    "unknown_prompt_version",
+                    f"The generator has no prompt template {version!r} (an experiment "
+                    "variant's override); the job cannot be written with it.",
+                )
+        return knobs
 
 
 def score(draft: Draft, event: TextTranslated) -> SeoReport:
@@ -103,11 +137,13 @@ class GeneratePost:
                     language=event.target_language,
                     length=spec.length,
                 )
-            writer, usage = "offline", Usage()
+            writer, usage, revised = "offline", Usage(), False
         else:
             with span("write post"):
-                draft = await self._write_with_llm(event, self.llm)
-            writer = f"llm:{self.llm.settings.task_model}"
+                draft, revised = await self._write_with_llm(
+                    event, self.llm, Knobs.of(self.settings, event, self.llm)
+                )
+            writer = f"llm:{spec.overrides('generator').get('model', self.llm.settings.task_model)}"
             usage = await store.job_usage(event.job_id)  # what this job paid, now or before
         with span("render"):
             html = render_page(
@@ -133,25 +169,32 @@ class GeneratePost:
             seo=score(draft, event),
             writer=writer,
             usage=event.usage + usage,
+            revised=revised,
+            experiments=spec.experiments,
         )
         with span("store post"):
             recorded = await store.record_post(post)
         await bus.publish(recorded)
 
-    async def _write_with_llm(self, event: TextTranslated, llm: Llm) -> Draft:
+    async def _write_with_llm(
+        self, event: TextTranslated, llm: Llm, s: Knobs
+    ) -> tuple[Draft, bool]:
         """Share identical work through the cache (one call across replicas); inside, reuse
-        any call this job already paid for."""
-        key = generation_key(event, self.settings, llm.settings.task_model)
-        value = await self.parts.cache.get_or_compute(key, lambda: self._compose(event, llm, key))
-        return draft_from(json.loads(value)["draft"])
+        any call this job already paid for. (draft, whether a revision pass ran)"""
+        key = generation_key(event, self.settings, s.model or llm.settings.task_model)
+        value = await self.parts.cache.get_or_compute(
+            key, lambda: self._compose(event, llm, key, s)
+        )
+        found = json.loads(value)
+        return draft_from(found["draft"]), bool(found.get("revised"))
 
-    async def _compose(self, event: TextTranslated, llm: Llm, key: str) -> bytes:
-        spec, s = event.spec, self.settings
+    async def _compose(self, event: TextTranslated, llm: Llm, key: str, s: Knobs) -> bytes:
+        spec = event.spec
         keywords, language, length = spec.keywords, event.target_language, spec.length
         prompt = build_prompt(
             s.prompt_version,
             title=event.title,
-            text=event.text[: s.max_source_chars],
+            text=event.text[: self.settings.max_source_chars],
             keywords=keywords,
             language=language,
             length=length,
@@ -166,7 +209,13 @@ class GeneratePost:
             )
 
         draft = await self._paid(
-            event, llm, PURPOSE, key, [{"role": "user", "content": prompt}], on_progress=progress
+            event,
+            llm,
+            PURPOSE,
+            key,
+            [{"role": "user", "content": prompt}],
+            on_progress=progress,
+            knobs=s,
         )
         report = score(draft, event)
         first_score, revised = report.score, False
@@ -190,7 +239,7 @@ class GeneratePost:
                     length=length,
                 )
                 better = await self._paid(
-                    event, llm, REVISE, key, revision_messages(prompt, draft, feedback)
+                    event, llm, REVISE, key, revision_messages(prompt, draft, feedback), knobs=s
                 )
                 better_report = score(better, event)
                 if better_report.score >= report.score:  # never trade a post for a worse one
@@ -209,6 +258,7 @@ class GeneratePost:
         messages: list[dict[str, str]],
         *,
         on_progress: Callable[[int], Awaitable[None]] | None = None,
+        knobs: Knobs | None = None,
     ) -> Draft:
         """The draft of an answer this job already paid for, or a new call recorded as an
         intent before it is made and completed with the raw answer the moment it arrives,
@@ -234,7 +284,7 @@ class GeneratePost:
                 "an earlier call was interrupted; it may have been billed",
                 extra={"job_id": event.job_id, "purpose": purpose, "attempt": attempt - 1},
             )
-        model = llm.settings.task_model
+        model = (knobs.model if knobs else None) or llm.settings.task_model
         await store.open_call(
             event.job_id,
             purpose,
@@ -252,6 +302,8 @@ class GeneratePost:
                 on_progress=on_progress,
                 low_priority=spec.priority == Priority.LOW,
                 purpose=purpose,
+                model=model,
+                temperature=knobs.temperature if knobs else None,
             )
         except Exception as exc:  # no answer came: nothing billed (a cancel leaves it open)
             await store.fail_call(event.job_id, purpose, attempt, f"{type(exc).__name__}: {exc}")

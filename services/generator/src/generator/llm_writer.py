@@ -219,6 +219,8 @@ async def request_post(
     on_progress: Callable[[int], Awaitable[None]] | None,
     low_priority: bool = False,
     purpose: str = "generate_post",
+    model: str | None = None,
+    temperature: float | None = None,
 ) -> LlmResult:
     """One call for a whole post (streamed when `on_progress` is given), answer unparsed:
     the caller records what it paid for before it looks at the answer."""
@@ -229,6 +231,8 @@ async def request_post(
         on_progress=None if low_priority else on_progress,
         expected_tokens=int(length * 1.6) + 200,
         low_priority=low_priority,
+        model=model,
+        temperature=temperature,
     )
 
 

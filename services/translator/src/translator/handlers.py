@@ -36,9 +36,15 @@ class Recorder:
     the answer the moment it arrives; attempts numbered per segment key."""
 
     def __init__(
-        self, store: PgTranslationStore, llm: Llm, job_id: str, ledger: SegmentLedger
+        self,
+        store: PgTranslationStore,
+        llm: Llm,
+        job_id: str,
+        ledger: SegmentLedger,
+        model: str | None = None,
     ) -> None:
         self.store, self.llm, self.job_id = store, llm, job_id
+        self.model = model or llm.settings.task_model
         self.next_attempt = dict(ledger.next_attempt)
 
     async def begin(self, key: str, messages: list[dict[str, str]]) -> int:
@@ -49,7 +55,7 @@ class Recorder:
                 "segment asked again; an earlier attempt may have been billed",
                 extra={"job_id": self.job_id, "attempt": attempt},
             )
-        model = self.llm.settings.task_model
+        model = self.model
         digest = hashlib.sha256(json.dumps(messages, ensure_ascii=False).encode()).hexdigest()
         estimate = self.llm.usage(estimate_tokens(messages), 0, model=model)
         await self.store.open_segment(self.job_id, key, attempt, model, digest, estimate)
@@ -118,6 +124,8 @@ class TranslatePage:
                 )
 
             ledger = await store.paid_segments(job_id)
+            variant_model = event.spec.overrides("translator").get("model")
+            model = str(variant_model) if variant_model is not None else None
             document = f"# {event.title}\n\n{event.text}"
             with span("translate", {"seoblog.target_language": target}) as translating:
                 result = await translate_document(
@@ -131,8 +139,9 @@ class TranslatePage:
                     concurrency=self.settings.segment_concurrency,
                     on_segment=progress,
                     paid=ledger.done,
-                    recorder=Recorder(store, self.llm, job_id, ledger),
+                    recorder=Recorder(store, self.llm, job_id, ledger, model),
                     low_priority=event.spec.priority == Priority.LOW,
+                    model=model,
                 )
                 translating.set_attribute("seoblog.segments", result.segments)
             first, _, rest = result.text.partition("\n\n")

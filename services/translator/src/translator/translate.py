@@ -94,6 +94,7 @@ async def translate_document(
     paid: dict[str, PaidSegment] | None = None,
     recorder: SegmentRecorder | None = None,
     low_priority: bool = False,
+    model: str | None = None,
 ) -> Translation:
     """Translate `text`; usage counts the segments this job paid for (now or before).
 
@@ -106,7 +107,7 @@ async def translate_document(
     out = Translation(text="", segments=len(segments))
     done = 0
     gate = asyncio.Semaphore(concurrency)
-    model = llm.settings.task_model
+    model = model or llm.settings.task_model  # a job's experiment variant may name another
     system = SYSTEM_PROMPT.format(target=target)
     reused: set[str] = set()
     errors: list[BaseException] = []
@@ -131,6 +132,7 @@ async def translate_document(
                     purpose="translate",
                     expected_tokens=len(protected) // 3 + 16,
                     low_priority=low_priority,
+                    model=model,
                 )
             except Exception as exc:  # no answer: not billed (a cancel leaves the intent open)
                 if recorder is not None:
