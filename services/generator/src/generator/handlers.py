@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from dataclasses import dataclass
 
 from seoblog_contracts import (
     JobProgress,
@@ -239,7 +240,7 @@ class GeneratePost:
                     length=length,
                 )
                 better = await self._paid(
-                    event, llm, REVISE, key, revision_messages(prompt, draft, feedback), knobs=s
+                    event, llm, REVISE, key, revision_messages(prompt, draft, feedback), knobs=s, knobs=s
                 )
                 better_report = score(better, event)
                 if better_report.score >= report.score:  # never trade a post for a worse one
