@@ -184,7 +184,6 @@ class CrawlPage:
         }
         with span("store page"):
             if mode == "default":  # a variant's extraction is not kept as the page's
-                if mode == "default":  # a variant's extraction is not kept as the page's
                 await store.save_page(url, page, analysis.html_z, analysis.text_z, fingerprint)
         return page
 

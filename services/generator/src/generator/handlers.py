@@ -9,7 +9,6 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from dataclasses import dataclass
 
 from seoblog_contracts import (
     JobProgress,
@@ -240,7 +239,7 @@ class GeneratePost:
                     length=length,
                 )
                 better = await self._paid(
-                    event, llm, REVISE, key, revision_messages(prompt, draft, feedback), knobs=s, knobs=s
+                    event, llm, REVISE, key, revision_messages(prompt, draft, feedback), knobs=s
                 )
                 better_report = score(better, event)
                 if better_report.score >= report.score:  # never trade a post for a worse one
