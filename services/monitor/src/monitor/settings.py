@@ -71,13 +71,13 @@ class Settings(ServiceSettings):
         default_factory=list,
         description="URLs (JSON list) that get each fired and resolved alert as a signed POST",
     )
-    # the live page
-    dashboard_minutes: int = Field(
-        60, ge=5, le=1440, description="minutes of history the live page shows"
-    )
-    dashboard_push_s: float = Field(2, gt=0, description="how often the live page is updated")
     alert_webhook_secret: SecretStr | None = Field(
         None,
         description="signs alert webhooks: Seoblog-Signature t=<unix s>,v1=<HMAC-SHA256 of "
         '"<t>.<body>">, as the gateway signs job webhooks (empty: unsigned)',
     )
+    # the live page
+    dashboard_minutes: int = Field(
+        60, ge=5, le=1440, description="minutes of history the live page shows"
+    )
+    dashboard_push_s: float = Field(2, gt=0, description="how often the live page is updated")
