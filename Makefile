@@ -52,9 +52,18 @@ lint: install ## ruff, formatting and mypy
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy libs/*/src services/*/src
 
+.PHONY: compose
+compose: ## install Debian's docker-compose when no `docker compose` answers (k8s-check renders compose.yaml)
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends docker-compose; }
+
 .PHONY: k8s-check
-k8s-check: uv ## render and validate the kustomize overlays and compose.yaml
-	$(UV) run --frozen --with pyyaml python scripts/k8s_check.py
+k8s-check: uv compose ## kubectl kustomize + Kubernetes/CRD schemas, checkov, project rules; compose.yaml, Dockerfile
+	UV=$(UV) $(UV) run --frozen --with pyyaml --with kubernetes-validate==1.37.0 python scripts/k8s_check.py
+
+.PHONY: pin-images
+pin-images: uv ## pin third-party images by digest (needs a container registry that answers)
+	$(UV) run --frozen --with pyyaml python scripts/pin_images.py
 
 .PHONY: clean
 clean: ## remove local state (embedded databases, caches)

@@ -147,6 +147,8 @@ def test_generated_deployment_files_are_current() -> None:
         " --conf deploy/nats/auth.conf --helm k8s/nats/auth-values.yaml"
     )
     assert conf.read_text() == nats_auth.server_config(), hint
+    dev = REPO / "k8s" / "overlays" / "dev" / "nats-auth.conf"
+    assert dev.read_text() == nats_auth.server_config(), "cp deploy/nats/auth.conf " + str(dev)
     assert helm.read_text() == nats_auth.helm_values(), hint
 
 
