@@ -16,6 +16,11 @@ from typing import Any
 import httpx
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -279,8 +284,18 @@ async def test_service_down_fires_when_a_service_stops_answering_and_resolves_wh
             app,
             client,
         ):
+            spans = InMemorySpanExporter()
+            provider = trace.get_tracer_provider()
+            assert isinstance(provider, TracerProvider)
+            provider.add_span_processor(SimpleSpanProcessor(spans))
             await evaluate_at(app, now)
             assert app.state.evaluator.scraper.targets["crawler"].last_ok == now
+            # A scrape is polling: it starts no trace (an idle monitor makes no spans).
+            assert [
+                s.name
+                for s in spans.get_finished_spans()
+                if s.kind is SpanKind.CLIENT and "GET" in s.name
+            ] == []
 
             await asyncio.to_thread(crawler.kill)
             await evaluate_at(app, now + timedelta(seconds=10))  # not yet 30 s without one

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from prometheus_client.parser import text_string_to_metric_families
 
 log = logging.getLogger("seoblog.monitor.scrape")
@@ -43,7 +44,9 @@ class Scraper:
     async def _one(self, client: httpx.AsyncClient, target: Target, now: datetime) -> None:
         target.first_tried = target.first_tried or now
         try:
-            response = await client.get(f"{target.url}/metrics", timeout=self.timeout_s)
+            # A scrape is polling, not work: no trace (issue 11: idle services make no spans).
+            with suppress_http_instrumentation():
+                response = await client.get(f"{target.url}/metrics", timeout=self.timeout_s)
             response.raise_for_status()
             target.breaker = breaker_state(response.text)
         except (httpx.HTTPError, ValueError) as exc:
