@@ -23,7 +23,7 @@ from .deps import Gateway
 from .experiments import Experiments
 from .handlers import Counters, register
 from .limits import BodyLimit, KeyFromQuery, RateLimitHeaders, RejectNul
-from .live import LiveHub
+from .live import REVOCATIONS, LiveHub
 from .relay import Relay
 from .routes import experiments as experiment_routes
 from .routes import jobs, keys, posts, web
@@ -71,12 +71,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     parts.registry.register(_GatewayCollector(hub, webhooks, relay, counters))
 
     async def start_auth() -> None:
-        await auth.start(parts.cache.redis, settings.cache_prefix)
+        # Revocations travel beside the live updates (core NATS, `<root>.live.keys`).
+        revocations = f"{parts.bus.subjects.root}.live.{REVOCATIONS}"
+        await auth.start(parts.cache.redis, settings.cache_prefix, parts.bus.nc, revocations)
 
     # Start hooks run once PostgreSQL, Redis and NATS answer, so a gateway started before its
     # dependencies serves /healthz (and 503s) at once instead of exiting; stops run in reverse.
     parts.on_start += [start_auth, hub.start, webhooks.start, relay.start]
-    parts.on_stop += [hub.stop, webhooks.stop, relay.stop]
+    parts.on_stop += [hub.stop, webhooks.stop, relay.stop, auth.stop]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

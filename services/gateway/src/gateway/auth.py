@@ -1,10 +1,17 @@
 """API keys and scopes: keys are `sk_seo_` + 43 random characters, only their sha256 is stored;
-each request names its key (Bearer or X-API-Key) and spends a token of that key's bucket."""
+each request names its key (Bearer or X-API-Key) and spends a token of that key's bucket.
+
+Failed authentications are limited per client address (a token bucket like the keys' own), and
+unknown keys are remembered for a minute, so guessing keys costs no database lookup each. A
+revoked key is forgotten at once on every replica (a core NATS notice), and open live streams
+ask `still_valid` every few seconds."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import logging
 import math
 import secrets
 import time
@@ -18,6 +25,8 @@ from seoblog_runtime.ratelimit import Decision, TokenBucket
 from .errors import ApiError
 from .settings import Settings
 from .store import PgJobStore
+
+log = logging.getLogger("gateway.auth")
 
 KEY_PREFIX = "sk_seo_"
 SCOPES = ("jobs:write", "jobs:read", "admin")
@@ -77,11 +86,22 @@ class Authenticator:
     the limit stricter, never looser."""
 
     LEASE_S = 0.5
+    UNKNOWN_TTL_S = 60.0
 
     def __init__(self, settings: Settings, store: PgJobStore, cache_ttl_s: float = 5.0) -> None:
         self.settings = settings
         self.store = store
         self._keys: TTLCache[str, Principal | None] = TTLCache(maxsize=10_000, ttl=cache_ttl_s)
+        # Digests of keys that are not ours: a guess repeated costs no lookup. A new key is
+        # random, so it is never here; `forget` clears it with the rest.
+        self._unknown: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=self.UNKNOWN_TTL_S)
+        # Client addresses over their failed-authentication budget: until when (monotonic).
+        self._blocked: TTLCache[str, float] = TTLCache(maxsize=100_000, ttl=3600)
+        self._failures: TokenBucket | None = None
+        self._jobs: TokenBucket | None = None
+        self._sub: Any = None
+        self._nc: Any = None
+        self.revocations_subject = ""
         self._buckets: dict[tuple[float, int], TokenBucket] = {}
         # key id: (tokens left, lapses at); bounded, whatever the number of keys
         self._leases: TTLCache[str, tuple[int, float]] = TTLCache(10_000, ttl=self.LEASE_S)
@@ -89,17 +109,77 @@ class Authenticator:
         self.redis: Any = None
         self.prefix = ""
 
-    async def start(self, redis: Any, prefix: str) -> None:
+    async def start(
+        self, redis: Any, prefix: str, nc: Any = None, revocations_subject: str = ""
+    ) -> None:
         self.redis, self.prefix = redis, prefix
-        if self.settings.admin_key is not None:
-            key = self.settings.admin_key.get_secret_value()
+        s = self.settings
+        self._failures = TokenBucket(
+            f"{prefix}:authfail", s.auth_fail_per_s, s.auth_fail_burst, redis=redis
+        )
+        self._jobs = TokenBucket(f"{prefix}:jobs", s.jobs_per_s, s.jobs_burst, redis=redis)
+        if s.admin_key is not None:
+            key = s.admin_key.get_secret_value()
             if key:
                 await self.store.put_bootstrap_key(hash_key(key), hint_of(key))
+        self.forget()
+        if nc is not None and revocations_subject:
+            self._nc, self.revocations_subject = nc, revocations_subject
+            self._sub = await nc.subscribe(revocations_subject, cb=self._on_revoked)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # the connection is closing anyway
+                log.debug("revocation subscription not closed", exc_info=True)
+            self._sub = None
 
     def forget(self) -> None:
         self._keys.clear()
+        self._unknown.clear()
 
-    async def principal(self, key: str | None) -> Principal:
+    async def revoked(self, key_id: str) -> None:
+        """A key was revoked here: forget every key now, and tell the other replicas to."""
+        self.forget()
+        if self._nc is not None:
+            try:
+                await self._nc.publish(
+                    self.revocations_subject, json.dumps({"key_id": key_id}).encode()
+                )
+            except Exception:  # the others forget within the key cache's TTL anyway
+                log.warning("key revocation not announced", exc_info=True)
+
+    async def _on_revoked(self, _msg: Any) -> None:
+        self.forget()
+
+    async def _lookup(self, digest: str) -> Principal | None:
+        """The key of this digest, from the caches or PostgreSQL (then cached)."""
+        if digest in self._keys:
+            return self._keys[digest]
+        if digest in self._unknown:
+            return None
+        row = await self.store.key_by_hash(digest)
+        found = (
+            None
+            if row is None
+            else Principal(row["key_id"], frozenset(row["scopes"]), row["rate_per_s"], row["burst"])
+        )
+        if found is None:
+            self._unknown[digest] = True
+        else:
+            self._keys[digest] = found
+        return found
+
+    async def still_valid(self, key: str | None) -> bool:
+        """For open live streams: is the key they opened with still a key (cheap: cached)?"""
+        if not key:
+            return True  # open mode: there is no key to revoke
+        return await self._lookup(hash_key(key)) is not None
+
+    async def principal(self, key: str | None, client: str | None = None) -> Principal:
+        """The caller of `key`, asked from client address `client`. Raises 401 for a missing
+        or unknown key, and 429 once `client` has failed too often."""
         if not key:
             if self.settings.open_mode:
                 return OPEN
@@ -110,21 +190,14 @@ class Authenticator:
                 **{"WWW-Authenticate": "Bearer"},
             )
         digest = hash_key(key)
-        if digest in self._keys:
-            found = self._keys[digest]
-        else:
-            row = await self.store.key_by_hash(digest)
-            found = (
-                None
-                if row is None
-                else Principal(
-                    row["key_id"], frozenset(row["scopes"]), row["rate_per_s"], row["burst"]
-                )
-            )
-            self._keys[digest] = found
+        if digest not in self._keys and client is not None:
+            self._refuse_if_blocked(client)  # before any lookup: a blocked guesser costs none
+        found = await self._lookup(digest)
         if found is None:
             if self.settings.open_mode:
                 return OPEN
+            if client is not None:
+                await self._count_failure(client)
             raise ApiError(
                 401,
                 "invalid_api_key",
@@ -132,6 +205,22 @@ class Authenticator:
                 **{"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
         return found
+
+    def _refuse_if_blocked(self, client: str) -> None:
+        until = self._blocked.get(client)
+        if until is not None:
+            wait = until - time.monotonic()
+            if wait > 0:
+                raise _too_many_failures(wait)
+            self._blocked.pop(client, None)
+
+    async def _count_failure(self, client: str) -> None:
+        if self._failures is None:
+            return
+        decision = await self._failures.take(client)
+        if not decision.allowed:
+            self._blocked[client] = time.monotonic() + decision.retry_after_s
+            raise _too_many_failures(decision.retry_after_s)
 
     async def _take(self, bucket: TokenBucket, key_id: str, rate: float, burst: int) -> Decision:
         while True:
@@ -158,6 +247,30 @@ class Authenticator:
         finally:
             del self._refills[key_id]
             done.set_result(None)
+
+    async def charge_jobs(self, who: Principal, jobs: int) -> None:
+        """Take `jobs` from the key's jobs quota (GATEWAY_JOBS_PER_S up to GATEWAY_JOBS_BURST),
+        all or none; 429 with Retry-After when the quota has fewer left."""
+        if who.key_id is None or self._jobs is None:
+            return
+        burst = self.settings.jobs_burst
+        if jobs > burst:
+            raise ApiError(
+                422,
+                "batch_too_large",
+                f"An API key may submit at most {burst} jobs at once; this batch has {jobs}.",
+            )
+        # One Redis round trip, beside the submit's INSERT and publish.
+        decision = await self._jobs.take(who.key_id, jobs)
+        if not decision.allowed:
+            wait = max(1, math.ceil(decision.retry_after_s))
+            raise ApiError(
+                429,
+                "jobs_rate_limited",
+                f"This API key may submit {self.settings.jobs_per_s:g} jobs a second, "
+                f"{burst} at once; {jobs} more fit in {wait} s. Nothing was queued.",
+                **{"Retry-After": str(wait)},
+            )
 
     async def limit(self, who: Principal) -> dict[str, str]:
         """Spend one token of the caller's bucket; the RateLimit headers to answer with.
@@ -190,3 +303,13 @@ class Authenticator:
                 },
             )
         return headers
+
+
+def _too_many_failures(wait_s: float) -> ApiError:
+    wait = max(1, math.ceil(wait_s))
+    return ApiError(
+        429,
+        "too_many_auth_failures",
+        f"Too many requests with unknown API keys from this address; retry in {wait} s.",
+        **{"Retry-After": str(wait)},
+    )

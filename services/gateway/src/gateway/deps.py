@@ -79,6 +79,21 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer sk_se
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key")
 
 
+def key_of(request: Request) -> str | None:
+    """The API key a request names: Bearer, X-API-Key, or (live routes) `?api_key=`."""
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    key = (credentials.strip() if scheme.lower() == "bearer" else "") or request.headers.get(
+        "x-api-key"
+    )
+    return key or request.query_params.get("api_key") or None
+
+
+def client_of(request: Request) -> str | None:
+    """The client's address (the proxy's, behind one that uvicorn does not trust)."""
+    return request.client.host if request.client else None
+
+
 def caller(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the authenticated caller, holding `scope`, within its rate limit."""
 
@@ -96,7 +111,7 @@ def caller(scope: str) -> Callable[..., Awaitable[Principal]]:
             # Browsers cannot set headers on EventSource or WebSocket: a query parameter.
             key = request.query_params.get("api_key")
         auth: Authenticator = request.app.state.auth
-        who = await auth.principal(key)
+        who = await auth.principal(key, client_of(request))
         if not who.can(scope):
             raise ApiError(403, "insufficient_scope", f"This API key lacks the {scope!r} scope.")
         request.state.ratelimit = await auth.limit(who)

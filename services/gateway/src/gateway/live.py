@@ -1,6 +1,7 @@
 """Live job updates: the replica that projects an event publishes the job's new snapshot on
 core NATS (`<root>.live.<job_id>`, outside the stream), and every replica hands it to the SSE
-and WebSocket clients it holds for that job."""
+and WebSocket clients it holds for that job. `<root>.live.keys` is not a job: it carries API
+key revocations to every replica's authenticator (auth.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ log = logging.getLogger("gateway.live")
 
 Snapshot = dict[str, Any]
 CLOSED: Snapshot = {}  # sentinel put on every queue when the gateway stops
+REVOKED: Snapshot = {"type": "revoked"}  # sentinel: the stream's API key was revoked
+REVOCATIONS = "keys"  # the live subject token of key revocations (never a job id)
 
 
 class LiveHub:
@@ -61,6 +64,8 @@ class LiveHub:
 
     async def _on_message(self, msg: Msg) -> None:
         job_id = msg.subject.rsplit(".", 1)[-1]
+        if job_id == REVOCATIONS:
+            return
         queues = self._listeners.get(job_id)
         if not queues and self.on_snapshot is None:
             return

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, WebSocket, status
+from fastapi import APIRouter, Header, Query, Request, Response, WebSocket, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
@@ -28,10 +30,20 @@ from seoblog_runtime import Parts
 from seoblog_telemetry import bind_job, current_trace_id
 
 from ..auth import Authenticator, Principal
-from ..deps import AppDep, CanRead, CanWrite, HubDep, JobsDep, PartsDep, SettingsDep, WebhooksDep
+from ..deps import (
+    AppDep,
+    CanRead,
+    CanWrite,
+    HubDep,
+    JobsDep,
+    PartsDep,
+    SettingsDep,
+    WebhooksDep,
+    key_of,
+)
 from ..errors import ApiError, validation_details
 from ..handlers import announce, announce_job
-from ..live import CLOSED, LiveHub, Snapshot
+from ..live import CLOSED, REVOKED, LiveHub, Snapshot
 from ..schemas import (
     JOB_EXAMPLE,
     BatchItem,
@@ -231,8 +243,11 @@ async def submit_job(
     request: JobRequest,
     who: CanWrite,
     app: AppDep,
+    http: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    auth: Authenticator = http.app.state.auth
+    await auth.charge_jobs(who, 1)
     job, replayed = await _submit(app, who, request, idempotency_key)
     headers = {"Location": f"/v1/jobs/{job.id}"}
     if replayed:
@@ -252,13 +267,16 @@ async def submit_job(
     responses=_AUTH | {413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     summary="Submit many jobs at once",
     description="Each item is validated and queued on its own: the answer lists, in order, "
-    "a 202 with the job or the item's error. At most GATEWAY_MAX_BATCH items. "
+    "a 202 with the job or the item's error. At most GATEWAY_MAX_BATCH items. Each item "
+    "takes one job of the key's jobs quota (GATEWAY_JOBS_PER_S, GATEWAY_JOBS_BURST), all "
+    "before any is queued: a 429 `jobs_rate_limited` with Retry-After queues none. "
     "Needs the `jobs:write` scope.",
 )
 async def submit_batch(
     batch: BatchRequest,
     who: CanWrite,
     app: AppDep,
+    http: Request,
 ) -> BatchResponse:
     settings = app.settings
     if len(batch.jobs) > settings.max_batch:
@@ -267,6 +285,9 @@ async def submit_batch(
             "batch_too_large",
             f"A batch holds at most {settings.max_batch} jobs; this one has {len(batch.jobs)}.",
         )
+    # Every item costs one job of the key's quota, all taken before anything is queued.
+    auth: Authenticator = http.app.state.auth
+    await auth.charge_jobs(who, len(batch.jobs))
     results: list[BatchItem] = []
     for index, item in enumerate(batch.jobs):
         try:
@@ -461,6 +482,13 @@ SSE_EXAMPLE = (
 )
 
 
+KEY_REVOKED_FRAME = (
+    "event: error\ndata: "
+    + json.dumps({"code": "key_revoked", "message": "The API key of this stream was revoked."})
+    + "\n\n"
+)
+
+
 def _frame(snapshot: Snapshot) -> str:
     return f"id: {snapshot['version']}\nevent: job\ndata: {json.dumps(snapshot, default=str)}\n\n"
 
@@ -480,7 +508,9 @@ def _frame(snapshot: Snapshot) -> str:
     summary="Follow a job live (Server-Sent Events)",
     description="Sends the job now, then on every change, and `end` when it has finished (a "
     "finished job's stream ends at once). Reconnect with `Last-Event-ID` to skip what you "
-    "have seen. Browsers may pass the key as `?api_key=`. Needs the `jobs:read` scope.",
+    "have seen. Browsers may pass the key as `?api_key=`. The key is checked again every "
+    "GATEWAY_LIVE_RECHECK_S: once revoked, the stream ends with `event: error`, data "
+    '`{"code": "key_revoked"}`. Needs the `jobs:read` scope.',
 )
 async def job_events(
     job_id: str,
@@ -489,6 +519,7 @@ async def job_events(
     jobs: JobsDep,
     hub: HubDep,
     settings: SettingsDep,
+    http: Request,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=20, examples=["4"])
     ] = None,
@@ -499,6 +530,9 @@ async def job_events(
     await _visible_job(jobs, who, job_id)
     seen = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
     queue: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=16)
+    auth: Authenticator = http.app.state.auth
+    key = key_of(http)
+    beat_s, recheck_s = settings.live_heartbeat_s, settings.live_recheck_s
 
     async def stream() -> AsyncIterator[str]:
         last = seen
@@ -509,19 +543,32 @@ async def job_events(
             if found is None:
                 return
             current = found[0].model_dump(mode="json")
+            beat = checked = time.monotonic()
             while True:
                 if current is CLOSED:
                     return  # the server is stopping: no `end`, so the client reconnects
+                if current is REVOKED:
+                    yield KEY_REVOKED_FRAME
+                    return
                 if current["version"] > last:
                     last = current["version"]
                     yield _frame(current)
                 if current["state"] in ("completed", "failed", "cancelled"):
                     yield "event: end\ndata: {}\n\n"
                     return
+                now = time.monotonic()
+                if now - checked >= recheck_s:
+                    checked = now  # cached in the authenticator: no lookup per stream
+                    if not await auth.still_valid(key):
+                        current = REVOKED
+                        continue
+                wait = max(0.0, min(beat + beat_s, checked + recheck_s) - now)
                 try:
-                    current = await asyncio.wait_for(queue.get(), settings.live_heartbeat_s)
+                    current = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
-                    yield ": heartbeat\n\n"
+                    if time.monotonic() - beat >= beat_s:
+                        yield ": heartbeat\n\n"
+                        beat = time.monotonic()
                     current = {"version": -1, "state": ""}
 
     return StreamingResponse(
@@ -536,7 +583,12 @@ async def follow_jobs(websocket: WebSocket) -> None:
     """One WebSocket following many jobs. Send `{"follow": [ids]}` or `{"unfollow": [ids]}`;
     receive `{"type": "job", "job": {...}}` at once and on every change, `{"type": "ping"}`
     heartbeats and `{"type": "error", "code", "message", "job_id"?}`. `?jobs=a,b` follows
-    from the start; `?api_key=` for browsers."""
+    from the start; `?api_key=` for browsers.
+
+    Each message spends a token of the key's bucket: over it, an error `rate_limited` with
+    `retry_after` (seconds) and the message is dropped; WS_STRIKES of them in a row close the
+    socket with 4429. A revoked key's socket closes with 4401 `key_revoked` within
+    GATEWAY_LIVE_RECHECK_S."""
     app = websocket.app
     auth: Authenticator = app.state.auth
     hub: LiveHub = app.state.hub
@@ -545,10 +597,12 @@ async def follow_jobs(websocket: WebSocket) -> None:
     header = websocket.headers.get("authorization", "")
     # `?api_key=` arrives as X-API-Key (limits.KeyFromQuery).
     key = header.removeprefix("Bearer ").strip() or websocket.headers.get("x-api-key")
+    client = websocket.client.host if websocket.client else None
     try:
-        who = await auth.principal(key or None)
+        who = await auth.principal(key or None, client)
         if not who.can("jobs:read"):
             raise ApiError(403, "insufficient_scope", "This API key lacks the 'jobs:read' scope.")
+        await auth.limit(who)
     except ApiError as exc:
         # Accept, then close with 4401/4403: browsers see a close code, not an HTTP status.
         await websocket.accept()
@@ -573,10 +627,24 @@ async def follow_jobs(websocket: WebSocket) -> None:
             await queue.put(found[0].model_dump(mode="json"))
 
     async def read() -> None:
+        strikes = 0
         while True:
             try:
                 message = await websocket.receive_json()
             except (ValueError, KeyError):
+                message = None
+            try:
+                await auth.limit(who)
+                strikes = 0
+            except ApiError as exc:
+                strikes += 1
+                if strikes >= WS_STRIKES:
+                    raise _Abusive from None
+                error = _ws_error("rate_limited", exc.message)
+                error["retry_after"] = int(exc.headers.get("Retry-After", "1"))
+                await queue.put(error)
+                continue
+            if message is None:
                 await queue.put(_ws_error("invalid_message", 'Send {"follow": [job ids]}.'))
                 continue
             if not isinstance(message, dict):
@@ -611,21 +679,47 @@ async def follow_jobs(websocket: WebSocket) -> None:
             if item["state"] in ("completed", "failed", "cancelled"):
                 hub.unfollow(queue, job_id)  # it will not change again
 
+    async def watch() -> None:
+        """Returns once the key is revoked (checked every GATEWAY_LIVE_RECHECK_S, cached)."""
+        while True:
+            if not await auth.still_valid(key or None):
+                return
+            await asyncio.sleep(settings.live_recheck_s)
+
     async with hub.listen(queue):
         first = websocket.query_params.get("jobs")
         if first:
             await follow([j for j in first.split(",") if j])
-        tasks = [asyncio.create_task(read()), asyncio.create_task(write())]
+        watcher = asyncio.create_task(watch())
+        tasks = [asyncio.create_task(read()), asyncio.create_task(write()), watcher]
+        close: tuple[int, str] | None = None
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 error = None if task.cancelled() else task.exception()
-                if error is not None and not isinstance(error, WebSocketDisconnect | RuntimeError):
+                if task is watcher and error is None:
+                    close = (4401, "key_revoked")
+                elif isinstance(error, _Abusive):
+                    close = (4429, "rate_limited")
+                elif error is not None and not isinstance(
+                    error, WebSocketDisconnect | RuntimeError
+                ):
                     log.warning("websocket ended with an error", exc_info=error)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        if close is not None:
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await websocket.close(code=close[0], reason=close[1])
+
+
+# Messages over the key's rate in a row before a WebSocket is closed with 4429.
+WS_STRIKES = 20
+
+
+class _Abusive(Exception):
+    """A WebSocket kept sending over its key's rate limit."""
 
 
 def _ws_error(code: str, message: str, job_id: str | None = None) -> dict[str, Any]:

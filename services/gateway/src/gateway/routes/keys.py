@@ -57,14 +57,16 @@ async def list_keys(_: IsAdmin, parts: PartsDep) -> KeyList:
     response_model=ApiKey,
     responses=_ERRORS | {404: {"model": ErrorResponse}},
     summary="Revoke an API key",
-    description="At once on this replica, within 5 s on the others. Needs the `admin` scope.",
+    description="At once on every replica (a NATS notice; within 5 s should it be lost). Open "
+    "SSE streams and WebSockets of the key end within GATEWAY_LIVE_RECHECK_S (SSE with an "
+    "`error` event `key_revoked`, WebSockets with close code 4401). Needs the `admin` scope.",
 )
 async def revoke_key(key_id: str, _: IsAdmin, parts: PartsDep, request: Request) -> ApiKey:
     row = await parts.store.revoke_key(key_id)
     if row is None:
         raise ApiError(404, "key_not_found", f"No API key with id {key_id!r}.")
     auth: Authenticator = request.app.state.auth
-    auth.forget()
+    await auth.revoked(key_id)
     return ApiKey.from_row(row)
 
 
