@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from seoblog_contracts import JobSpec, JobState, PostGenerated, SeoReport, Usage
+from seoblog_contracts import Assignment, JobSpec, JobState, PostGenerated, SeoReport, Usage
 
 JOB_ID = "0f8c2d7e9b1a4c3d8e7f6a5b4c3d2e1f"
 POST_ID = "5b2e8c1f3a4d4e6f9a8b7c6d5e4f3a2b"
@@ -311,6 +311,10 @@ class Post(BaseModel):
     writer: str
     usage: Usage
     created_at: datetime
+    experiments: list[Assignment] = Field(
+        default_factory=list, description="the job's experiment variants (see /v1/experiments)"
+    )
+    revised: bool = Field(False, description="a revision pass ran (the first draft scored low)")
 
     @classmethod
     def from_event(cls, event: PostGenerated) -> Post:
@@ -329,6 +333,8 @@ class Post(BaseModel):
             writer=event.writer,
             usage=event.usage,
             created_at=event.occurred_at,
+            experiments=event.experiments,
+            revised=event.revised,
         )
 
 

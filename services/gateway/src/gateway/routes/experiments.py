@@ -86,6 +86,20 @@ class Shares(BaseModel):
 
 
 class OverrideInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "crawler.extract_mode",
+                    "service": "crawler",
+                    "type": "str",
+                    "description": "article extraction",
+                    "choices": ["default", "precision", "recall"],
+                }
+            ]
+        }
+    )
+
     key: str
     service: str
     type: str
