@@ -171,7 +171,6 @@ async def test_submit_watch_and_read_the_full_report(stack, fixture_site, fake_l
         "generating",
         "completed",
     ]
-    await page.screenshot(path=shots / "webapp-job.png")
 
     await page.click("#open-post")
     await expect(page.locator("#post-title")).to_contain_text("Water plumes on Europa")
@@ -204,7 +203,11 @@ async def test_submit_watch_and_read_the_full_report(stack, fixture_site, fake_l
     assert int(tokens) > 0
     rendered = page.frame_locator("#post-rendered")
     await expect(rendered.locator("h2").first).to_have_text("What the telescopes saw over Europa")
-    await page.screenshot(path=shots / "webapp-post.png", full_page=True)
+    await page.screenshot(
+        path=shots / "webapp-post.png",
+        full_page=True,
+        clip={"x": 0, "y": 0, "width": 1280, "height": 1500},
+    )
 
     await page.click("#tab-source")
     await expect(page.locator("#source-url")).to_have_text(fixture_site.article_url(ARTICLE))
@@ -371,5 +374,7 @@ async def test_a_phone_screen_has_no_horizontal_scroll(
         await page.wait_for_load_state("networkidle")
         await no_horizontal_scroll(page)
     await expect(page.locator("#checks li.check").first).to_be_visible()
+    await page.locator("#report-title").scroll_into_view_if_needed()
+    await page.evaluate("window.scrollBy(0, -12)")
     await page.screenshot(path=shots / "webapp-phone.png")
     await context.close()

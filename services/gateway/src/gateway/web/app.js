@@ -259,7 +259,7 @@ function renderJob(job) {
   $("state").textContent = job.state;
   $("state").className = "badge state-" + job.state;
   const p = job.progress;
-  $("stage").textContent = p && ACTIVE.includes(job.state) ? `${p.percent}% ${p.message || ""}`.trim() : "";
+  $("stage").textContent = p && ACTIVE.includes(job.state) && (p.percent || p.message) ? `${p.percent}% ${p.message || ""}`.trim() : "";
   const start = new Date(job.created_at), end = FINAL.includes(job.state) ? new Date(job.updated_at) : new Date();
   $("job-elapsed").textContent = isNaN(start) ? "" : "· " + duration(end - start);
 
@@ -449,7 +449,7 @@ async function loadPosts(more) {
     show($("posts-more"), !!page.next_cursor);
     const n = $("post-list").children.length;
     $("posts-count").textContent = postsView.q
-      ? `${n}${page.next_cursor ? "+" : ""} post${n === 1 ? "" : "s"} match “${postsView.q}”`
+      ? `${n}${page.next_cursor ? "+" : ""} post${n === 1 ? "" : "s"} match: ${postsView.q}`
       : n ? `${n}${page.next_cursor ? "+" : ""} post${n === 1 ? "" : "s"}, newest first` : "No posts yet.";
   } catch (err) { banner(err.message); }
 }
