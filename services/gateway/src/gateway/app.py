@@ -30,6 +30,7 @@ from .routes import jobs, keys, posts, web
 from .settings import Settings, check_open_mode
 from .snapshots import JobCache
 from .store import PgJobStore
+from .webhook_docs import router as webhook_docs
 from .webhooks import Webhooks
 
 log = logging.getLogger("gateway.app")
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(experiment_routes.router)
     app.include_router(web.router)
+    app.webhooks.include_router(webhook_docs)  # OpenAPI `webhooks`: what callbacks receive
     add_ops_routes(app, parts.registry, parts.readiness_checks())
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

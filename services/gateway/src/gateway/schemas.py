@@ -34,6 +34,12 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+CallbackEvent = Literal["completed", "failed", "cancelled", "progress"]
+# What a callback gets when the request does not say: how jobs ended, as before.
+DEFAULT_CALLBACK_EVENTS: tuple[CallbackEvent, ...] = ("completed", "failed", "cancelled")
+_EVENT_ORDER: tuple[CallbackEvent, ...] = ("progress", "completed", "failed", "cancelled")
+
+
 class NoNul(BaseModel):
     """PostgreSQL text cannot hold NUL characters: refuse them as bad input, not a 500."""
 
@@ -57,8 +63,26 @@ class JobRequest(JobSpec, NoNul):
     callback_url: HttpUrl | None = Field(
         None,
         max_length=2048,
-        description="POSTed a signed webhook when the job completes, fails or is cancelled",
+        description="POSTed a signed webhook for each event in `callback_events`",
     )
+    callback_events: list[CallbackEvent] | None = Field(
+        None,
+        min_length=1,
+        max_length=4,
+        description="which events the callback gets: `completed`, `failed`, `cancelled` "
+        "(the default is these three) and `progress` (each stage change, and within a "
+        "stage at most one every GATEWAY_WEBHOOK_PROGRESS_INTERVAL_S). Needs `callback_url`",
+        examples=[["completed", "failed", "progress"]],
+    )
+
+    @model_validator(mode="after")
+    def _events_need_a_callback(self) -> Any:
+        if self.callback_events is not None:
+            if self.callback_url is None:
+                raise ValueError("callback_events needs a callback_url")
+            chosen = set(self.callback_events)
+            self.callback_events = [e for e in _EVENT_ORDER if e in chosen]
+        return self
 
     max_age: float | None = Field(
         None,
@@ -72,7 +96,9 @@ class JobRequest(JobSpec, NoNul):
     )
 
     def spec(self) -> JobSpec:
-        return JobSpec.model_validate(self.model_dump(exclude={"callback_url", "max_age"}))
+        return JobSpec.model_validate(
+            self.model_dump(exclude={"callback_url", "callback_events", "max_age"})
+        )
 
 
 class BatchRequest(BaseModel):
@@ -162,6 +188,9 @@ class Job(BaseModel):
     error: JobError | None = None
     trace_id: str | None = None
     callback_url: str | None = None
+    callback_events: list[CallbackEvent] | None = Field(
+        None, description="the events the callback gets (set when `callback_url` is)"
+    )
     post_id: str | None = None
     post: PostSummary | None = None
     cached_from: str | None = Field(
@@ -186,6 +215,7 @@ class Job(BaseModel):
             error=json.loads(row["error"]) if row["error"] else None,
             trace_id=row["trace_id"],
             callback_url=row.get("callback_url"),
+            callback_events=_callback_events(row),
             post_id=row["post_id"],
             cached_from=row.get("cached_from"),
             post=None
@@ -205,6 +235,12 @@ class Job(BaseModel):
                 "post": f"/v1/posts/{row['post_id']}" if row["post_id"] else None,
             },
         )
+
+
+def _callback_events(row: dict[str, Any]) -> list[CallbackEvent] | None:
+    if not row.get("callback_url"):
+        return None
+    return list(row.get("callback_events") or DEFAULT_CALLBACK_EVENTS)
 
 
 class JobList(BaseModel):

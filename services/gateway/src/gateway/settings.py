@@ -83,6 +83,12 @@ class Settings(ServiceSettings):
         default_factory=list,
         description="private networks callback URLs may reach (JSON list of CIDRs)",
     )
+    webhook_progress_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="progress webhooks of a job: one at each stage change, and within a stage "
+        "at most one per this many seconds (the latest progress)",
+    )
 
 
 class OpenModeRefused(RuntimeError):

@@ -31,39 +31,43 @@ from .projection import advance, state_of
 DONE_PROGRESS = {"stage": "generate", "percent": 100, "message": "done"}
 
 # A queued job and its first state ($1 job, $2 spec, $3 trace, $4 at, $5 owner, $6 callback,
-# $7 event id, $8 request key, $9 seconds until the relay republishes its event).
+# $7 event id, $8 request key, $9 seconds until the relay republishes its event, $10 the
+# callback's events).
 _INSERT_QUEUED = (
     "INSERT INTO jobs (job_id, spec, state, trace_id, created_at, updated_at, owner,"
-    " callback_url, request_key, publish_due) SELECT $1, $2, 'queued', $3, $4, $4, $5, $6, $8,"
-    " $4::timestamptz + make_interval(secs => $9)"
+    " callback_url, request_key, publish_due, callback_events)"
+    " SELECT $1, $2, 'queued', $3, $4, $4, $5, $6, $8,"
+    " $4::timestamptz + make_interval(secs => $9), $10::text[]"
 )
 _FIRST_STATE = (
     "INSERT INTO job_history (event_id, job_id, state, at) SELECT $7, job_id, 'queued', $4 FROM j"
 )
 _QUEUED = f"WITH j AS ({_INSERT_QUEUED} RETURNING job_id) {_FIRST_STATE}"
-# The same, unless a job with the same request completed within $10 seconds: then the new
-# job is created completed instead, with its own copy of that job's post ($11 post id, $12
-# post event id, $13 its time, $14 its usage), and the source job and its post come back.
+# The same, unless a job with the same request completed within $11 seconds: then the new
+# job is created completed instead, with its own copy of that job's post ($12 post id, $13
+# post event id, $14 its time, $15 its usage, $16 its progress), and the source job and its
+# post come back.
 # Fixed fragments only; every value is a parameter.
 _QUEUED_UNLESS_CACHED = (
     "WITH hit AS (SELECT c.job_id, p.event FROM jobs c JOIN posts p ON p.post_id = c.post_id"  # noqa: S608
     " WHERE c.request_key = $8 AND c.state = 'completed' AND c.cached_from IS NULL"
-    " AND c.updated_at >= now() - make_interval(secs => $10)"
+    " AND c.updated_at >= now() - make_interval(secs => $11)"
     " ORDER BY c.updated_at DESC LIMIT 1),"
     f" j AS ({_INSERT_QUEUED} WHERE NOT EXISTS (SELECT 1 FROM hit) RETURNING job_id),"
     f" h AS ({_FIRST_STATE}),"
     " cj AS (INSERT INTO jobs (job_id, spec, state, trace_id, created_at, updated_at, owner,"
-    " callback_url, request_key, post_id, cached_from, progress, version)"
-    " SELECT $1, $2, 'completed', $3, $4, $4, $5, $6, $8, $11, hit.job_id, $15, 2 FROM hit"
+    " callback_url, request_key, post_id, cached_from, progress, version, callback_events)"
+    " SELECT $1, $2, 'completed', $3, $4, $4, $5, $6, $8, $12, hit.job_id, $16, 2, $10::text[]"
+    " FROM hit"
     " RETURNING job_id),"
     # Completed a microsecond after queued, so the history lists them in that order.
     " ch AS (INSERT INTO job_history (event_id, job_id, state, at)"
     " SELECT e, job_id, s, $4::timestamptz + make_interval(secs => d) FROM cj,"
-    " unnest(ARRAY[$7, $12], ARRAY['queued', 'completed'], ARRAY[0, 0.000001]) AS x(e, s, d)),"
+    " unnest(ARRAY[$7, $13], ARRAY['queued', 'completed'], ARRAY[0, 0.000001]) AS x(e, s, d)),"
     " cp AS (INSERT INTO posts (post_id, job_id, title, language, event)"
-    " SELECT $11, cj.job_id, hit.event->>'title', hit.event->>'language',"
-    " hit.event || jsonb_build_object('job_id', $1::text, 'post_id', $11::text,"
-    " 'event_id', $12::text, 'occurred_at', $13::text, 'usage', $14::jsonb) FROM hit, cj)"
+    " SELECT $12, cj.job_id, hit.event->>'title', hit.event->>'language',"
+    " hit.event || jsonb_build_object('job_id', $1::text, 'post_id', $12::text,"
+    " 'event_id', $13::text, 'occurred_at', $14::text, 'usage', $15::jsonb) FROM hit, cj)"
     " SELECT job_id, event FROM hit"
 )
 
@@ -119,6 +123,7 @@ class NewJob:
     callback_url: str | None = None
     request_key: str | None = None
     publish_after_s: float = 10.0  # the relay republishes the event if not confirmed by then
+    callback_events: Sequence[str] | None = None  # None: the default events
 
 
 @dataclass
@@ -230,6 +235,7 @@ class PgJobStore(Store):
             job.event_id,
             job.request_key,
             job.publish_after_s,
+            None if job.callback_events is None else list(job.callback_events),
         ]
         if max_age_s <= 0 or job.request_key is None:
             await conn.execute(_QUEUED, *args)
@@ -577,15 +583,37 @@ class PgJobStore(Store):
     async def enqueue_webhook(
         self, delivery_id: str, job_id: str, url: str, payload: dict[str, Any]
     ) -> bool:
+        """Queue a delivery, due now, unless it exists; a new one drops the job's coalesced
+        progress deliveries not yet attempted (it is newer news)."""
         inserted = await self.pool.fetchval(
-            "INSERT INTO webhook_deliveries (delivery_id, job_id, url, payload)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING delivery_id",
+            "WITH new AS (INSERT INTO webhook_deliveries (delivery_id, job_id, url, payload)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING delivery_id),"
+            " stale AS (DELETE FROM webhook_deliveries WHERE job_id = $2 AND replaceable"
+            " AND state = 'pending' AND attempts = 0 AND EXISTS (SELECT 1 FROM new))"
+            " SELECT delivery_id FROM new",
             delivery_id,
             job_id,
             url,
             json.dumps(payload),
         )
         return inserted is not None
+
+    async def coalesce_webhook(
+        self, delivery_id: str, job_id: str, url: str, payload: dict[str, Any], due: datetime
+    ) -> None:
+        """Queue a replaceable delivery due at `due`, or give the pending one its newer
+        payload (until its first attempt)."""
+        await self.pool.execute(
+            "INSERT INTO webhook_deliveries (delivery_id, job_id, url, payload, next_at,"
+            " replaceable) VALUES ($1, $2, $3, $4, $5, true) ON CONFLICT (delivery_id) DO UPDATE"
+            " SET payload = EXCLUDED.payload WHERE webhook_deliveries.state = 'pending'"
+            " AND webhook_deliveries.attempts = 0",
+            delivery_id,
+            job_id,
+            url,
+            json.dumps(payload),
+            due,
+        )
 
     async def claim_webhooks(self, limit: int, lease_s: float) -> list[dict[str, Any]]:
         """Due deliveries, leased to this replica for `lease_s` (others skip them)."""

@@ -1,6 +1,8 @@
-"""Signed completion webhooks: a job that ends (completed, failed, cancelled) with a callback URL
-gets one delivery, kept in PostgreSQL and POSTed by whichever replica claims it, retried with
-back-off under the same delivery id. Callback URLs must not reach private addresses."""
+"""Signed webhooks: a job with a callback URL gets a delivery for each event it chose
+(`callback_events`: completed, failed, cancelled by default; progress on request, coalesced),
+kept in PostgreSQL and POSTed by whichever replica claims it, retried with back-off under the
+same delivery id. Deliveries go through the shared guarded transport (seoblog_netguard): the
+connection goes to the very address the policy checked, so DNS rebinding cannot reach inside."""
 
 from __future__ import annotations
 
@@ -8,19 +10,32 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from seoblog_contracts import stage_event_id, utcnow
+from seoblog_netguard import (
+    AddressGuard,
+    AddressPolicy,
+    BadHostname,
+    BlockedAddress,
+    Resolver,
+    guarded_client,
+    hostname_problem,
+    system_resolver,
+)
 
 from .errors import ApiError
+from .schemas import DEFAULT_CALLBACK_EVENTS
 from .settings import Settings
 from .store import PgJobStore
 
@@ -30,6 +45,11 @@ SIGNATURE_HEADER = "Seoblog-Signature"
 TIMESTAMP_HEADER = "Seoblog-Timestamp"
 DELIVERY_HEADER = "Seoblog-Delivery"
 TERMINAL = {"completed", "failed", "cancelled"}
+PROGRESS = "progress"
+# What `last_error` may say about a delivery that got no HTTP answer: no more, so the
+# attempts of a callback URL tell nobody which ports answer where.
+BLOCKED = "blocked_address"
+CONNECTION_FAILED = "connection failed"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -52,50 +72,47 @@ def verify(secret: str, header: str, body: bytes, *, tolerance_s: int = 300) -> 
 
 
 class Addresses:
-    """Which addresses a callback may reach: public ones, plus the allowed networks."""
+    """Which addresses a callback may reach: the shared policy (public addresses, IPv4 inside
+    IPv6 judged by the IPv4 address), plus GATEWAY_CALLBACK_ALLOWED_NETWORKS."""
 
-    def __init__(self, allowed: list[str]) -> None:
-        self.allowed = [ipaddress.ip_network(n, strict=False) for n in allowed]
-
-    def permitted(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if any(ip in net for net in self.allowed):
-            return True
-        return ip.is_global and not ip.is_multicast
+    def __init__(self, allowed: list[str], resolver: Resolver = system_resolver) -> None:
+        self.guard = AddressGuard(AddressPolicy.allowing(allowed), resolver)
 
     async def check(self, url: str) -> None:
-        """Raise ApiError(422) unless every address the URL's host resolves to is permitted."""
+        """Raise ApiError(422) unless the URL's host is a valid name whose every address is
+        permitted. A courtesy at submission: each delivery's connection checks again."""
         parts = urlsplit(url)
         host = parts.hostname
         if parts.scheme not in ("http", "https") or not host:
             raise ApiError(422, "invalid_callback_url", "callback_url must be an http(s) URL.")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            infos = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(host, port), timeout=5
+        if (problem := hostname_problem(host)) is not None:
+            raise ApiError(
+                422, "invalid_callback_url", f"callback_url: {BadHostname(host, problem)}"
             )
-        except (OSError, TimeoutError) as exc:
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            await self.guard.addresses(host, port, timeout_s=5)
+        except BlockedAddress as exc:
+            raise ApiError(
+                422,
+                "callback_url_blocked",
+                f"callback_url points at a private or reserved address ({host}).",
+            ) from exc
+        except (OSError, ValueError, httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
             raise ApiError(
                 422,
                 "callback_url_unresolvable",
                 f"The host {host!r} of callback_url does not resolve.",
             ) from exc
-        addresses = {str(info[4][0]) for info in infos}
-        if not addresses or not all(self.permitted(a) for a in addresses):
-            raise ApiError(
-                422,
-                "callback_url_blocked",
-                f"callback_url points at a private or reserved address ({host}).",
-            )
 
 
 class Webhooks:
-    def __init__(self, settings: Settings, store: PgJobStore) -> None:
+    def __init__(
+        self, settings: Settings, store: PgJobStore, resolver: Resolver = system_resolver
+    ) -> None:
         self.settings = settings
         self.store = store
-        self.addresses = Addresses(settings.callback_allowed_networks)
+        self.addresses = Addresses(settings.callback_allowed_networks, resolver)
         self.secret = ""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -110,11 +127,12 @@ class Webhooks:
             self.secret = await self.store.secret(
                 "webhook_secret", "whsec_" + secrets.token_urlsafe(32)
             )
-        self._client = httpx.AsyncClient(
-            timeout=self.settings.webhook_timeout_s,
-            follow_redirects=False,
-            headers={"User-Agent": "seoblog-webhooks/1"},
+        self._client = guarded_client(
+            self.addresses.guard,
+            per_origin_connections=4,
+            timeout_s=self.settings.webhook_timeout_s,
         )
+        self._client.headers["User-Agent"] = "seoblog-webhooks/1"
         self._task = asyncio.create_task(self._run(), name="webhooks")
 
     async def stop(self) -> None:
@@ -128,19 +146,38 @@ class Webhooks:
             self._client = None
 
     async def enqueue(self, job: dict[str, Any]) -> None:
-        """One delivery per finished job with a callback URL; idempotent."""
+        """Queue what this change of the job owes its callback; idempotent per delivery id.
+
+        An ending (completed, failed, cancelled) is one delivery, if chosen. With `progress`
+        chosen, each stage change is one delivery, sent at once; progress within a stage is
+        coalesced into one delivery per `webhook_progress_interval_s` window, sent at the
+        window's end with the latest progress. Either kind drops the coalesced deliveries of
+        the job not yet attempted, which it makes stale."""
         url, state = job.get("callback_url"), job.get("state")
-        if not url or state not in TERMINAL:
+        if not url or not isinstance(state, str):
             return
-        delivery_id = stage_event_id(job["id"], f"webhook:{state}")
-        payload = {
-            "id": delivery_id,
-            "type": f"job.{state}",
-            "created_at": utcnow().isoformat(),
-            "data": {"job": job},
-        }
-        if await self.store.enqueue_webhook(delivery_id, job["id"], url, payload):
+        chosen = job.get("callback_events") or DEFAULT_CALLBACK_EVENTS
+        job_id = job["id"]
+        if state in TERMINAL:
+            if state in chosen:
+                delivery_id = stage_event_id(job_id, f"webhook:{state}")
+                payload = _payload(delivery_id, f"job.{state}", job)
+                if await self.store.enqueue_webhook(delivery_id, job_id, url, payload):
+                    self._wake.set()
+            return
+        if PROGRESS not in chosen or state == "queued":
+            return
+        stage_change = stage_event_id(job_id, f"webhook:progress:{state}")
+        payload = _payload(stage_change, "job.progress", job)
+        if await self.store.enqueue_webhook(stage_change, job_id, url, payload):
             self._wake.set()
+            return
+        interval = self.settings.webhook_progress_interval_s
+        window = int(time.time() // interval)
+        coalesced = stage_event_id(job_id, f"webhook:progress:{state}", window)
+        due = datetime.fromtimestamp((window + 1) * interval, UTC)
+        payload = _payload(coalesced, "job.progress", job)
+        await self.store.coalesce_webhook(coalesced, job_id, url, payload, due)
 
     async def _run(self) -> None:
         while True:
@@ -162,12 +199,11 @@ class Webhooks:
         delivery_id, url = delivery["delivery_id"], delivery["url"]
         body = json.dumps(json.loads(delivery["payload"]), separators=(",", ":")).encode()
         timestamp = int(time.time())
-        error = ""
         try:
-            await self.addresses.check(url)  # again: DNS may have changed since submission
             response = await self._client.post(
                 url,
                 content=body,
+                follow_redirects=False,
                 headers={
                     "Content-Type": "application/json",
                     DELIVERY_HEADER: delivery_id,
@@ -175,22 +211,52 @@ class Webhooks:
                     SIGNATURE_HEADER: sign(self.secret, timestamp, body),
                 },
             )
+            await response.aclose()
             if 200 <= response.status_code < 300:
                 await self.store.webhook_done(delivery_id)
                 self.stats["delivered"] += 1
                 log.info("webhook delivered", extra={"delivery": delivery_id})
                 return
             error = f"HTTP {response.status_code}"
-        except ApiError as exc:
-            error = f"{exc.code}: {exc.message}"
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = _failure(exc)
+            log.info(
+                "webhook connection failed",
+                extra={"delivery": delivery_id, "detail": f"{type(exc).__name__}: {exc}"[:300]},
+            )
         backoff = self.settings.webhook_backoff_s
         attempt = delivery["attempts"]
-        delay = backoff[attempt] if attempt < len(backoff) else None
+        # A refused address is refused again: given up at once, never retried.
+        delay = backoff[attempt] if attempt < len(backoff) and error != BLOCKED else None
         await self.store.webhook_retry(delivery_id, delay, error)
         self.stats["retried" if delay is not None else "failed"] += 1
         log.warning(
             "webhook not delivered",
             extra={"delivery": delivery_id, "error": error, "retry_in_s": delay},
         )
+
+
+def _payload(delivery_id: str, kind: str, job: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": delivery_id,
+        "type": kind,
+        "created_at": utcnow().isoformat(),
+        "data": {"job": job},
+    }
+
+
+def _failure(exc: BaseException) -> str:
+    """`last_error` for a delivery without an HTTP answer: blocked, or one generic class (not
+    refused, reset, timed out or unresolvable, which would map ports for a caller)."""
+    if any(isinstance(cause, BlockedAddress) for cause in _causes(exc)):
+        return BLOCKED
+    return CONNECTION_FAILED
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__

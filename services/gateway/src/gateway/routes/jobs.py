@@ -26,6 +26,7 @@ from seoblog_contracts import (
     new_event_id,
     stage_event_id,
 )
+from seoblog_netguard import BadHostname, hostname_problem
 from seoblog_runtime import Parts
 from seoblog_telemetry import bind_job, current_trace_id
 
@@ -123,6 +124,9 @@ async def _submit(
     nothing is written (503); once the row is written the job is queued, and an event the
     stream does not confirm is published again by the relay."""
     parts, settings, webhooks = app.parts, app.settings, app.webhooks
+    host = request.url.host or ""
+    if (problem := hostname_problem(host)) is not None:  # else the crawler finds out, later
+        raise ApiError(422, "bad_url", f"url: {BadHostname(host, problem)}")
     callback = str(request.callback_url) if request.callback_url else None
     if callback:
         await webhooks.addresses.check(callback)
@@ -148,6 +152,7 @@ async def _submit(
         callback,
         request_key=key,
         publish_after_s=settings.relay_after_s,
+        callback_events=request.callback_events,
     )
     store = parts.store
     with bind_job(job_id):
@@ -205,6 +210,7 @@ def _job(new: NewJob, state: str, cached: CachedResult | None) -> Job:
         "error": None,
         "trace_id": new.trace_id,
         "callback_url": new.callback_url,
+        "callback_events": new.callback_events,
         "post_id": None,
     }
     if cached is None:
