@@ -100,7 +100,16 @@ class Knobs:
         return knobs
 
 
-def score(draft: Draft, event: TextTranslated) -> SeoReport:
+def written_language(event: TextTranslated) -> str:
+    """The language of the text the generator got: the target when it was translated or
+    already in it, else the article's own ("und" when it could not be detected)."""
+    source = event.source_language
+    if event.translated or (source and source.split("-")[0] == event.target_language.split("-")[0]):
+        return event.target_language
+    return source or "und"
+
+
+def score(draft: Draft, event: TextTranslated, language: str | None = None) -> SeoReport:
     with span("seo score") as scoring:
         report = seo_report(
             title=draft.title,
@@ -110,6 +119,7 @@ def score(draft: Draft, event: TextTranslated) -> SeoReport:
             keywords=event.spec.keywords,
             target_words=event.spec.length,
             source_text=event.text,
+            language=language or event.target_language,
         )
         scoring.set_attribute("seoblog.seo.score", report.score)
         return report
@@ -128,15 +138,29 @@ class GeneratePost:
             return
         await bus.publish(JobProgress(job_id=event.job_id, stage=Stage.GENERATE, percent=0))
         spec = event.spec
+        language = event.target_language
         if self.llm is None:
+            language = written_language(event)  # it cannot translate: it writes the article's
+            await bus.publish(
+                JobProgress(
+                    job_id=event.job_id, stage=Stage.GENERATE, percent=10, message="writing offline"
+                ),
+                ack=False,
+            )
             with span("write offline"):
                 draft = write_offline(
                     title=event.title,
                     text=event.text,
                     keywords=spec.keywords,
-                    language=event.target_language,
+                    language=language,
                     length=spec.length,
                 )
+            await bus.publish(
+                JobProgress(
+                    job_id=event.job_id, stage=Stage.GENERATE, percent=80, message="scoring"
+                ),
+                ack=False,
+            )
             writer, usage, revised = "offline", Usage(), False
         else:
             with span("write post"):
@@ -151,7 +175,7 @@ class GeneratePost:
                 title=draft.title,
                 description=draft.meta_description,
                 url=event.source_url,
-                language=event.target_language,
+                language=language,
                 faq=draft.faq,
             )
         post = PostGenerated(
@@ -159,14 +183,15 @@ class GeneratePost:
             job_id=event.job_id,
             post_id=stage_event_id(event.job_id, "post"),
             source_url=event.source_url,
-            language=event.target_language,
+            language=language,
+            requested_language=event.target_language,
             title=draft.title,
             slug=draft.slug,
             meta_description=draft.meta_description,
             markdown=draft.markdown,
             html=html,
             keywords=spec.keywords,
-            seo=score(draft, event),
+            seo=score(draft, event, language),
             writer=writer,
             usage=event.usage + usage,
             revised=revised,

@@ -10,18 +10,24 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .seo import (
+    DENSITY_MAX_PERCENT,
+    DENSITY_MIN_PERCENT,
+    LENGTH_TOLERANCE,
+    MAX_AVERAGE_SENTENCE_WORDS,
     META_MAX_CHARS,
     META_MIN_CHARS,
     TITLE_MAX_CHARS,
     TITLE_MIN_CHARS,
+    BodyMeasures,
     ascii_slug,
     contains_keyword,
     count_keyword,
     count_words,
+    measure_body,
     slugify,
     split_sentences,
     words,
@@ -36,7 +42,7 @@ WORDS_PER_SECTION = 250
 
 _FRAMING: dict[str, tuple[str, str, str]] = {
     # language: (takeaways heading, FAQ heading, question about a term)
-    "en": ("Key takeaways", "Frequently asked questions", "What should you know about {}?"),
+    "en": ("Key takeaways", "Frequently asked questions", "What is known about {}?"),
     "de": ("Das Wichtigste in Kürze", "Häufige Fragen", "Was sollte man über {} wissen?"),
     "fr": ("À retenir", "Questions fréquentes", "Que faut-il savoir sur {} ?"),
     "es": ("Puntos clave", "Preguntas frecuentes", "¿Qué hay que saber sobre {}?"),
@@ -117,6 +123,13 @@ _LINK_RE = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS_RE = re.compile(r"(\*\*|__|\*|`)")
 _BLOCK_START_RE = re.compile(r"^(#|>|[-+*]\s|\d+[.)]\s|=+\s*$|-+\s*$|\||<)")
 _TRAILING_RE = re.compile(r"[\s,;:–—\-|/&]+$")
+_DETERMINERS = frozenset(
+    ("the", "a", "an", "this", "that", "these", "those", "its", "their", "our", "his", "her")
+)
+_WHY_RE = re.compile(
+    r"\b(because|so that|important|matters?|crucial|essential|the reason|in order to)\b", re.I
+)
+_HOW_RE = re.compile(r"\b(works?|worked|allows?|lets|enables?|by \w+ing|through)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,7 @@ def write_offline(
 ) -> Draft:
     """Build a draft of about `length` words from the article's key sentences; never invents."""
     title = _plain(unicodedata.normalize("NFC", title)).strip()
-    sentences = _sentences(unicodedata.normalize("NFC", text))
+    sentences = _sentences(unicodedata.normalize("NFC", text), language)
     keywords = [k.strip() for k in keywords if k.strip()]
     frequencies = Counter(term for s in sentences for term in s.terms)
     terms = _ranked_terms(sentences, title)
@@ -164,31 +177,69 @@ def write_offline(
     intro = _intro(sentences, scores, keyword)
     rest = [s for s in sentences if s not in intro]
     phrases_first = sorted(terms[:10], key=lambda t: " " not in t.key)
-    subjects = [keyword, *keywords, *(t.display for t in phrases_first)]
-    faq = _faq(rest, scores, subjects, question, 2 if length < 700 else 3)
-    n_takeaways = min(5, max(3, round(length / 300)))
+    named = [t.display.removesuffix("’s").removesuffix("'s") for t in phrases_first]
+    subjects = [keyword, *keywords, *(t for t in named if _usage(t, sentences)[1])]
+    english = language.lower().startswith("en") or language.lower() == "und"
+
+    def ask(subject: str, answer: _Sentence) -> str:
+        surface = _surface(subject, sentences)
+        return _english_question(surface, answer) if english else question.format(surface)
+
+    faq = _faq(rest, scores, subjects, ask, 2 if length < 700 else 3)
+    n_takeaways = min(5, max(2 if length < 400 else 3, round(length / 300)))
     sections = _sections(rest, scores, keyword, length, intro, faq, n_takeaways)
     joiner = "、" if language.lower().startswith(("ja", "zh")) else ", "
-    headings = _headings(sections, keyword, keywords[1:], joiner, language)
-    takeaways = _takeaways(sections, scores, n_takeaways, {a.index for _, a in faq})
+    taken = {a.index for _, a in faq}
+    uses = {s.index: count_keyword(s.plain, keyword) if keyword else 0 for s in sentences}
 
-    parts = [OFFLINE_LABEL]
-    if intro:
-        opening = " ".join(s.text for s in intro)
-        if keyword and not contains_keyword(opening, keyword):
-            opening = f"**{_capitalise(keyword)}:** {opening}"
-        parts.append(_escape_block_start(opening))
-    for heading, chosen in zip(headings, sections, strict=True):
-        parts += [f"## {heading}", *_paragraphs(chosen)]
-    outline = list(headings)
-    if takeaways:
-        parts += [f"## {takeaways_heading}", "\n".join(f"- {s.text}" for s in takeaways)]
-        outline.append(takeaways_heading)
-    if faq:
-        parts.append(f"## {faq_heading}")
-        for q, a in faq:
-            parts += [f"### {q}", _escape_block_start(a.text)]
-        outline.append(faq_heading)
+    def assemble(sections: list[list[_Sentence]]) -> tuple[str, list[str], list[_Sentence]]:
+        headings = _headings(sections, keyword, keywords[1:], joiner, language)
+        takeaways = _takeaways(sections, scores, n_takeaways, taken, uses)
+        parts = [OFFLINE_LABEL]
+        if intro:
+            opening = " ".join(s.text for s in intro)
+            if keyword and not contains_keyword(opening, keyword):
+                opening = f"**{_capitalise(keyword)}:** {opening}"
+            parts.append(_escape_block_start(opening))
+        for heading, chosen in zip(headings, sections, strict=True):
+            parts += [f"## {heading}", *_paragraphs(chosen)]
+        outline = list(headings)
+        if takeaways:
+            parts += [f"## {takeaways_heading}", "\n".join(f"- {s.text}" for s in takeaways)]
+            outline.append(takeaways_heading)
+        if faq:
+            parts.append(f"## {faq_heading}")
+            for q, a in faq:
+                parts += [f"### {q}", _escape_block_start(a.text)]
+            outline.append(faq_heading)
+        return "\n\n".join(parts) + "\n", outline, takeaways
+
+    spare = [s for s in rest if s.index not in taken and all(s not in c for c in sections)]
+    markdown, outline, takeaways = assemble(sections)
+    for _ in range(4):  # measure as the SEO report does; move sentences on an estimate; again
+        measured = measure_body(markdown, keyword, language)
+        chosen = [s for c in sections for s in c]
+        base = (
+            measured.words - sum(s.words for s in chosen),
+            measured.keyword_uses - sum(uses[s.index] for s in chosen),
+            measured.sentences - len(chosen),
+            measured.reading_words - sum(s.words for s in chosen),
+        )
+        changed = False
+        for _ in range(60):
+            chosen = [s for c in sections for s in c]
+            estimate = BodyMeasures(
+                words=base[0] + sum(s.words for s in chosen),
+                keyword_uses=base[1] + sum(uses[s.index] for s in chosen),
+                sentences=base[2] + len(chosen),
+                reading_words=base[3] + sum(s.words for s in chosen),
+            )
+            if not _repair(sections, spare, scores, estimate, uses, length):
+                break
+            changed = True
+        if not changed:
+            break
+        markdown, outline, takeaways = assemble(sections)
 
     final_title = _title(title or (sentences[0].plain if sentences else ""), keyword, terms)
     slug = slugify(final_title)
@@ -199,7 +250,7 @@ def write_offline(
         title=final_title,
         slug=slug,
         meta_description=_meta(sentences, keyword),
-        markdown="\n\n".join(parts) + "\n",
+        markdown=markdown,
         outline=outline,
         faq=[(q, a.plain) for q, a in faq],
         takeaways=[s.plain for s in takeaways],
@@ -239,6 +290,80 @@ def _sections(
         sections.append(_select(region, scores, budget, keyword, share))
         allowance -= sum(count_keyword(s.plain, keyword) for s in sections[-1])
     return sections
+
+
+def _repair(
+    sections: list[list[_Sentence]],
+    spare: list[_Sentence],
+    scores: dict[int, float],
+    measures: BodyMeasures,
+    keyword_uses: dict[int, int],
+    length: int,
+) -> bool:
+    """One change that brings the draft closer to the SEO limits it misses (keyword density,
+    average sentence length, length), made in place; False when there is nothing to do."""
+    low, high = (1 - 0.8 * LENGTH_TOLERANCE) * length, (1 + 0.8 * LENGTH_TOLERANCE) * length
+    words = measures.words
+
+    def uses(s: _Sentence) -> int:
+        return keyword_uses[s.index]
+
+    def place(s: _Sentence) -> None:
+        spare.remove(s)
+        home = min(sections, key=lambda c: min(abs(x.index - s.index) for x in c) if c else 1e9)
+        home.append(s)
+        home.sort(key=lambda x: x.index)
+
+    def drop(s: _Sentence) -> None:
+        for chosen in sections:
+            if s in chosen:
+                chosen.remove(s)
+        spare.append(s)
+
+    removable = [s for c in sections if len(c) > 1 for s in c]
+    too_dense = measures.density > DENSITY_MAX_PERCENT - 0.2
+    too_long = measures.average_sentence_words > MAX_AVERAGE_SENTENCE_WORDS - 1
+    if too_dense:
+        heavy = [s for s in removable if uses(s)]
+        if heavy:
+            worst = max(heavy, key=lambda s: (uses(s), -scores[s.index], s.index))
+            light = [s for s in spare if not uses(s)]
+            if words - worst.words >= low or light:  # never trade length for density
+                if words - worst.words < low:
+                    place(min(light, key=lambda s: (abs(s.words - worst.words), s.index)))
+                drop(worst)
+                return True
+        light = [s for s in _best(spare, scores) if not uses(s) and s.words <= 25]
+        if light and words + light[0].words <= high:
+            place(light[0])
+            return True
+    if any(keyword_uses.values()) and measures.density < DENSITY_MIN_PERCENT + 0.1:
+        bearing = [s for s in _best(spare, scores) if uses(s)]
+        if bearing:
+            place(bearing[0])
+            return True
+    if too_long:
+        longest = max(removable, key=lambda s: (s.words, s.index), default=None)
+        short = [
+            s for s in _best(spare, scores) if s.words <= 20 and (not too_dense or not uses(s))
+        ]
+        if short and words + short[0].words <= high:
+            place(short[0])
+            return True
+        long_enough = longest is not None and longest.words > MAX_AVERAGE_SENTENCE_WORDS
+        if longest is not None and long_enough and (words - longest.words >= low or not short):
+            drop(longest)
+            return True
+    if words < low:
+        fitting = [s for s in _best(spare, scores) if not (too_dense and uses(s))]
+        fitting = [s for s in fitting if s.words <= MAX_AVERAGE_SENTENCE_WORDS or not too_long]
+        if fitting:
+            place(fitting[0])
+            return True
+    if words > high and removable:
+        drop(min(removable, key=lambda s: (scores[s.index], -s.index)))
+        return True
+    return False
 
 
 def _plain(markdown: str) -> str:
@@ -286,7 +411,7 @@ def _tokens(text: str) -> list[str]:
     return [key for key, _ in _term_pairs(text)]
 
 
-def _sentences(text: str) -> list[_Sentence]:
+def _sentences(text: str, language: str) -> list[_Sentence]:
     """Usable sentences of a markdown article, skipping code, tables, headings and fragments."""
     paragraphs: list[list[str]] = [[]]
     in_fence = ""
@@ -300,6 +425,11 @@ def _sentences(text: str) -> list[_Sentence]:
             in_fence = fence.group(1)
             paragraphs.append([])
             continue
+        if line.lstrip().startswith("|"):  # a layout table can hold the whole article
+            cells = [c.strip() for c in line.strip().strip("|").split("|") if count_words(c) >= 40]
+            paragraphs += [[cell] for cell in cells]
+            paragraphs.append([])
+            continue
         if not line.strip() or _SKIP_LINE_RE.match(line):
             paragraphs.append([])
             continue
@@ -307,7 +437,7 @@ def _sentences(text: str) -> list[_Sentence]:
 
     raw: list[tuple[int, str]] = []
     for number, lines in enumerate(p for p in paragraphs if p):
-        raw.extend((number, s) for line in lines for s in split_sentences(line))
+        raw.extend((number, s) for line in lines for s in split_sentences(line, language))
     seen: set[str] = set()
     candidates: list[tuple[int, str]] = []
     for p, s in raw:  # a sentence repeated in the source (a recurring interview question) once
@@ -476,7 +606,7 @@ def _faq(
     sentences: list[_Sentence],
     scores: dict[int, float],
     subjects: list[str],
-    question: str,
+    ask: Callable[[str, _Sentence], str],
     wanted: int,
 ) -> list[tuple[str, _Sentence]]:
     """Questions the article asks and answers in the same paragraph, then ones about key terms."""
@@ -505,10 +635,69 @@ def _faq(
         ]
         if answers:
             answer = min(answers, key=lambda s: _answer_rank(s, subject, scores))
-            faq.append((question.format(subject), answer))
+            faq.append((ask(subject, answer), answer))
             used.add(answer.index)
             asked.append(subject)
     return faq
+
+
+def _surface(subject: str, sentences: list[_Sentence]) -> str:
+    """A subject as the article writes it inside a sentence: "Volkswagen", not "volkswagen";
+    "the ID. Buzz" or "the car" when the article names it with an article."""
+    form, _ = _usage(subject, sentences)
+    return form
+
+
+def _usage(subject: str, sentences: list[_Sentence]) -> tuple[str, bool]:
+    """The subject's usual written form and whether it is used as a noun (named, or after an
+    article or a possessive), so "electric" or "stunning" are not asked about."""
+    if not subject:
+        return subject, False
+    pattern = re.compile(rf"(?<!\w)({re.escape(subject)})(?!\w)", re.IGNORECASE)
+    forms: Counter[str] = Counter()
+    determined = definite = 0
+    for s in sentences:
+        for match in pattern.finditer(s.plain):
+            before = s.plain[: match.start()].split()
+            if not before:
+                continue  # sentence-initial: its capital letter says nothing
+            forms[match.group(1)] += 1
+            determined += before[-1].casefold() in _DETERMINERS
+            definite += before[-1].casefold() == "the"
+    if not forms:
+        return subject, " " in subject
+    form = forms.most_common(1)[0][0]
+    named = form[:1].isupper()
+    nounish = named or 3 * determined >= forms.total() or " " in form
+    if (named and 2 * definite > forms.total()) or (not named and 3 * determined >= forms.total()):
+        return f"the {form}", nounish  # "the car", "the Senate", "the ID. Buzz"
+    return form, nounish
+
+
+def _english_question(subject: str, answer: _Sentence) -> str:
+    """A question the answer sentence answers, in the form its content suggests."""
+    bare = subject.removeprefix("the ")
+    plural = _is_plural(bare, answer.plain)
+    be, do = ("are", "do") if plural else ("is", "does")
+    defined = re.search(rf"(?<!\w){re.escape(bare)}\s+(is|are|was|were)\s", answer.plain, re.I)
+    if defined and bare[:1].islower():
+        return f"What {be} {subject}?"
+    if _WHY_RE.search(answer.plain):
+        return f"Why {do} {subject} matter?"
+    if _HOW_RE.search(answer.plain) and bare[:1].islower():
+        return f"How {do} {subject} work?"
+    return f"What is known about {subject}?"
+
+
+def _is_plural(subject: str, text: str) -> bool:
+    after = re.search(rf"(?<!\w){re.escape(subject)}\s+(\w+)", text, re.IGNORECASE)
+    verb = after.group(1).casefold() if after else ""
+    if verb in ("are", "were", "have", "do"):
+        return True
+    if verb in ("is", "was", "has", "does"):
+        return False
+    last = subject.split()[-1]
+    return last.islower() and last.endswith("s") and not last.endswith(("ss", "us", "is"))
 
 
 def _overlaps(a: str, b: str) -> bool:
@@ -652,9 +841,14 @@ def _headings(
 
 
 def _takeaways(
-    sections: list[list[_Sentence]], scores: dict[int, float], n: int, taken: set[int]
+    sections: list[list[_Sentence]],
+    scores: dict[int, float],
+    n: int,
+    taken: set[int],
+    keyword_uses: dict[int, int],
 ) -> list[_Sentence]:
-    """The best short statement of each section, then the next best, in source order."""
+    """The best short statement of each section, then the next best, in source order; ones
+    without the keyword first (it is used enough elsewhere: repeating it adds density)."""
     fit = [
         [
             s
@@ -664,8 +858,8 @@ def _takeaways(
         for chosen in sections
     ]
 
-    def rank(s: _Sentence) -> tuple[bool, float, int]:
-        return (not _self_contained(s), -scores[s.index], s.index)
+    def rank(s: _Sentence) -> tuple[bool, bool, float, int]:
+        return (not _self_contained(s), keyword_uses[s.index] > 0, -scores[s.index], s.index)
 
     picks = [min(candidates, key=rank) for candidates in fit if candidates][:n]
     rest = sorted((s for candidates in fit for s in candidates if s not in picks), key=rank)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
+import sentencex
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
@@ -50,21 +51,13 @@ _LETTER = rf"(?:[^\W_{_NO_SPACE_CHARS}]|[{_MARK_CHARS}])"
 _WORD_RE = re.compile(rf"[{_NO_SPACE_CHARS}]|{_LETTER}+(?:['’\-]{_LETTER}+)*")
 _NO_SPACE_RE = re.compile(rf"[{_NO_SPACE_CHARS}]")
 
-_SENTENCE_END_RE = re.compile(
-    r"[.!?…]+[\"'”’»)\]]*(?=\s|$)"  # Latin-style: punctuation, closing quotes, then a space
-    r"|[。！？]+[」』”’\"')）]*"  # CJK: no space needed
-    r"|[।॥؟۔]+"  # Devanagari danda, Arabic and Urdu stops
-    r"|\n"
+_LONG_SEGMENT_WORDS = 45
+# Titles and abbreviations a sentence does not end on, whatever the language's rules say.
+_NEVER_FINAL = frozenset(
+    {"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "rep.", "sen.", "gov.", "gen.", "lt.", "col."}
+    | {"sgt.", "e.g.", "i.e.", "vs.", "no.", "nos."}
 )
-_NEXT_CHARACTER_RE = re.compile(r"[ \t]*(\S)")
-_ABBREVIATIONS = frozenset(
-    " ".join(
-        (
-            "mr mrs ms dr prof sr jr st vs no fig approx dept est inc ltd co corp gen gov sen rep",
-            "e.g i.e u.s u.k a.m p.m jan feb mar apr jun jul aug sep sept oct nov dec",
-        )
-    ).split()
-)
+_NEUTRAL_QUOTES = str.maketrans(dict.fromkeys("\"'‘’“”«»„‚‹›", "\u02bc"))
 
 _TRANSLITERATION = str.maketrans(
     {
@@ -98,33 +91,57 @@ def count_words(text: str) -> int:
     return len(words(text))
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a text, split after . ! ? and their CJK, Devanagari and Arabic forms and at
-    newlines; abbreviations, initials and a full stop before a lower-case word do not split."""
+def split_sentences(text: str, language: str = "en") -> list[str]:
+    """Sentences of a text, split at newlines and, inside a line, by sentencex (Wikimedia's
+    rule-based segmenter for ~300 languages): abbreviations ("U.S.", "e.g.", "Dr."), names
+    that end in a full stop ("The ID. Buzz"), initials and decimals do not split."""
+    code = _segmenter_language(language)
     sentences: list[str] = []
-    start = 0
-    for match in _SENTENCE_END_RE.finditer(text):
-        if match.group().startswith(".") and _is_false_stop(
-            text, start, match.start(), match.end()
-        ):
-            continue
-        piece = text[start : match.end()].strip()
-        if piece:
-            sentences.append(piece)
-        start = match.end()
-    tail = text[start:].strip()
-    if tail:
-        sentences.append(tail)
+    for line in text.split("\n"):
+        merged: list[str] = []  # raw pieces, whitespace kept: joined, they are the line again
+        for piece in _segments(code, line) if line.strip() else []:
+            if merged and piece.strip() and _continues(merged[-1].strip(), piece.strip()):
+                merged[-1] += piece
+            else:
+                merged.append(piece)
+        sentences += [sentence for piece in merged if (sentence := piece.strip())]
     return sentences
 
 
-def _is_false_stop(text: str, start: int, dot: int, end: int) -> bool:
-    before = text[start:dot].split()
-    token = before[-1].lstrip("(\"'“‘«[").casefold() if before else ""
-    if token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
+def _continues(previous: str, piece: str) -> bool:
+    """True where sentencex split after a title or an initial it does not know ("ST. JOSEPH",
+    "Prof. Carlos", "R-W.Va.", "Hueske-Kraus D.") or before a lower-case word."""
+    if piece[:1].islower():
         return True
-    following = _NEXT_CHARACTER_RE.match(text, end)
-    return following is not None and following.group(1).islower()
+    last = previous.split()[-1].lstrip("(\"'“‘«[*_")
+    letters = re.split(r"[^\w.]", last)[-1]
+    return last.casefold() in _NEVER_FINAL or bool(re.fullmatch(r"[^\W\d_]\.", letters))
+
+
+def _segments(code: str, line: str) -> list[str]:
+    """sentencex does not split inside a quotation, so one stray opening quote mark makes the
+    rest of a paragraph one sentence: a long piece is split again with its quote marks
+    neutralised (same length, so the pieces still cut the original text)."""
+    pieces: list[str] = []
+    for piece in sentencex.segment(code, line):
+        if count_words(piece) <= _LONG_SEGMENT_WORDS:
+            pieces.append(piece)
+            continue
+        position = 0
+        for part in sentencex.segment(code, piece.translate(_NEUTRAL_QUOTES)):
+            pieces.append(piece[position : position + len(part)])
+            position += len(part)
+        if position < len(piece):
+            pieces.append(piece[position:])
+    return pieces
+
+
+@lru_cache(maxsize=64)
+def _segmenter_language(language: str) -> str:
+    """The base language code sentencex knows ("pt-BR" -> "pt"); undetermined text is segmented
+    with the English rules, which also cover the CJK, Devanagari and Arabic stops."""
+    base = language.split("-")[0].split("_")[0].lower()
+    return base if base.isalpha() and base not in ("und", "mul", "zxx", "mis") else "en"
 
 
 def slugify(text: str, max_chars: int = SLUG_MAX_CHARS) -> str:
@@ -282,6 +299,39 @@ def _percent(value: float, bound: float) -> str:
     return f"{value:.2f}" if text == f"{bound:.1f}" else text
 
 
+@dataclass(frozen=True)
+class BodyMeasures:
+    """What the length, density and readability checks measure in a post's body."""
+
+    words: int
+    keyword_uses: int
+    sentences: int
+    reading_words: float
+
+    @property
+    def density(self) -> float:
+        return 100 * self.keyword_uses / self.words if self.words else 0.0
+
+    @property
+    def average_sentence_words(self) -> float:
+        return self.reading_words / self.sentences if self.sentences else 0.0
+
+
+def measure_body(markdown: str, keyword: str, language: str = "en") -> BodyMeasures:
+    """The body's words, keyword uses and prose sentences, as seo_report counts them."""
+    blocks = _content_blocks(markdown)
+    body_text = "\n".join(block.text for block in blocks if block.kind != "code")
+    prose = "\n".join(block.text for block in blocks if block.kind == "paragraph")
+    # Two CJK characters make about one word of reading effort.
+    reading_words = count_words(prose) - 0.5 * len(_NO_SPACE_RE.findall(prose))
+    return BodyMeasures(
+        words=count_words(body_text),
+        keyword_uses=count_keyword(body_text, keyword) if keyword else 0,
+        sentences=len(split_sentences(prose, language)),
+        reading_words=reading_words,
+    )
+
+
 def seo_report(
     *,
     title: str,
@@ -291,12 +341,14 @@ def seo_report(
     keywords: list[str],
     target_words: int,
     source_text: str,
+    language: str = "en",
 ) -> SeoReport:
     """Score a post from 0 to 100 with one reason, carrying the measured value, per failed check."""
     blocks = _content_blocks(markdown)
     body_text = "\n".join(block.text for block in blocks if block.kind != "code")
-    body_words = count_words(body_text)
     keyword = next((k.strip() for k in keywords if k.strip()), "")
+    measures = measure_body(markdown, keyword, language)
+    body_words = measures.words
     checks: dict[str, bool] = {}
     reasons: list[str] = []
 
@@ -307,8 +359,7 @@ def seo_report(
 
     if keyword:
         _keyword_checks(check, reasons, keyword, title, slug, meta_description, blocks)
-        occurrences = count_keyword(body_text, keyword)
-        density = 100 * occurrences / body_words if body_words else 0.0
+        occurrences, density = measures.keyword_uses, measures.density
         if density < DENSITY_MIN_PERCENT:
             bound = DENSITY_MIN_PERCENT
             reason = f"keyword density {_percent(density, bound)}% is below {bound}%"
@@ -342,16 +393,12 @@ def seo_report(
     structure_problems = _heading_problems(blocks)
     check("heading_structure_ok", not structure_problems, "; ".join(structure_problems))
 
-    prose = "\n".join(block.text for block in blocks if block.kind == "paragraph")
-    sentences = split_sentences(prose)
-    # Two CJK characters make about one word of reading effort.
-    reading_words = count_words(prose) - 0.5 * len(_NO_SPACE_RE.findall(prose))
-    average = reading_words / len(sentences) if sentences else 0.0
+    average = measures.average_sentence_words
     check(
         "readability_ok",
-        bool(sentences) and average <= MAX_AVERAGE_SENTENCE_WORDS,
+        bool(measures.sentences) and average <= MAX_AVERAGE_SENTENCE_WORDS,
         f"average sentence length {average:.1f} words is above {MAX_AVERAGE_SENTENCE_WORDS:g}"
-        if sentences
+        if measures.sentences
         else "the post has no prose sentences to read",
     )
 

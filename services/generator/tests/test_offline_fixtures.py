@@ -1,0 +1,223 @@
+"""Every fixture page through the crawler's extraction and the offline writer, scored by the real
+SEO report: no sentence cut short, and the score each page gets."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import statistics
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from crawler.extract import extract_article
+from generator.offline import write_offline
+from generator.seo import count_keyword, count_words, seo_report, split_sentences, words
+
+FIXTURES = Path(__file__).resolve().parents[3].parent / "shared/fixtures/extraction"
+VW_SPACE_VIZZION = (
+    "06ee193de4bd611f7fafbab0c59b0f6fe3495093516720632cd093b24c7a0e98"  # "The ID. SPACE VIZZION"
+)
+# A sentence never ends on these: a title before a name, "e.g.", a model name ("The ID. Buzz").
+NEVER_FINAL = frozenset(
+    {"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "e.g.", "i.e.", "vs.", "no.", "nos.", "fig."}
+    | {"gen.", "sen.", "rep.", "gov.", "id."}
+)
+BOUNDARY_BEFORE = re.compile(r"(^|[.!?…。！？:;\"”’)»|*]|\]\(.*?\))\s*$")
+TERMINAL = re.compile(r"[.!?…。！？।؟][\"'”’»)\]」』）*]*$")
+EMPHASIS = re.compile(r"\*\*|__|\*|`")
+LIST_PREFIX = re.compile(r"^\s*(>\s*)*([-*+]|\d{1,3}[.)])?\s+")
+DEFAULT_LENGTH = 800
+FUNCTION_WORDS = frozenset(
+    ("about", "after", "again", "their", "there", "these", "those", "which", "while", "where")
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    page_id: str
+    title: str
+    text: str
+    language: str
+    keyword: str
+    length: int
+
+
+@cache
+def cases() -> list[Case]:
+    truth = json.loads((FIXTURES / "ground-truth.json").read_text())
+    found = []
+    for page_id in sorted(truth):
+        raw = gzip.decompress((FIXTURES / "html" / f"{page_id}.html.gz").read_bytes())
+        article = extract_article(raw.decode("utf-8", "replace"), truth[page_id]["url"])
+        language = (article.language or "en").split("-")[0]
+        source_words = count_words(article.text)
+        # The length the source can fill (an extractive writer cannot write more), at most 800.
+        length = max(300, min(DEFAULT_LENGTH, 50 * (int(0.9 * source_words) // 50)))
+        found.append(
+            Case(page_id, article.title, article.text, language, keyword_of(article), length)
+        )
+    return found
+
+
+def keyword_of(article: object) -> str:
+    """What a user would type: the title's word (five letters or more, no function word) the
+    article uses most."""
+    title, text = getattr(article, "title", ""), getattr(article, "text", "")
+    candidates = [w for w in words(title) if len(w) >= 5 and w.casefold() not in FUNCTION_WORDS]
+    return max(candidates, key=lambda w: count_keyword(text, w), default="")
+
+
+def output_lines(markdown: str, keyword: str) -> list[str]:
+    """The prose of a post: paragraphs, list items and FAQ answers, without the label, headings
+    and the "**Keyword:**" the writer puts before an intro that lacks the keyword."""
+    found = []
+    for line in markdown.splitlines()[1:]:  # the first line is the writer's label
+        if not line.strip() or line.startswith("#"):
+            continue
+        line = line.removeprefix("- ").removeprefix(f"**{keyword[:1].upper()}{keyword[1:]}:** ")
+        found.append(squash(line))
+    return found
+
+
+def whole_sentences(line: str, sentences: set[str]) -> list[str] | None:
+    """The line as a run of whole source sentences, or None when some part is not one."""
+    found: list[str] = []
+    while line:
+        fits = [s for s in sentences if line == s or line.startswith(s + " ")]
+        if not fits:
+            return None
+        longest = max(fits, key=len)
+        found.append(longest)
+        line = line[len(longest) :].lstrip()
+    return found
+
+
+def fragments(case: Case, markdown: str) -> list[str]:
+    """Output prose that is not made of whole source sentences (see cut_short)."""
+    keyword = case.keyword
+    lines = source_lines(case.text)
+    raw = raw_lines(case.text)
+    sentences = {squash(s) for line in raw for s in split_sentences(line, case.language)}
+    bad = []
+    for line in output_lines(markdown, keyword):
+        pieces = whole_sentences(line, sentences)
+        if pieces is None:
+            bad.append(line)
+        else:
+            bad += [p for p in pieces if cut_short(p, lines)]
+    return bad
+
+
+def raw_lines(text: str) -> list[str]:
+    """The source's lines as the writer reads them: list markers off, table cells apart."""
+    found = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("|"):
+            found += line.strip().strip("|").split("|")
+        else:
+            found.append(LIST_PREFIX.sub("", line, count=1))
+    return found
+
+
+def source_lines(text: str) -> list[str]:
+    return [squash(line) for line in raw_lines(text)]
+
+
+def squash(text: str) -> str:
+    """Whitespace made single, emphasis marks and markdown escapes dropped (the writer may cut
+    an emphasised run of sentences into whole sentences, leaving one "*" on either side)."""
+    return " ".join(EMPHASIS.sub("", text).replace("\\", "").split())
+
+
+def cut_short(sentence: str, lines: list[str]) -> bool:
+    """True unless the sentence is a whole sentence of the source: found verbatim where a source
+    sentence starts (line start or after a stop that is no abbreviation) and ending where one
+    ends (a stop that is no abbreviation, or the end of the source line)."""
+    sentence = squash(sentence)
+    last = sentence.split()[-1].casefold().lstrip("(\"'“‘")
+    if last in NEVER_FINAL:
+        return True
+    for line in lines:
+        start = line.find(sentence)
+        while start >= 0:
+            before, after = line[:start], line[start + len(sentence) :]
+            previous = before.split()[-1].casefold() if before.split() else ""
+            starts = BOUNDARY_BEFORE.search(before) and previous not in NEVER_FINAL
+            # A stop glued to the next sentence ("Daten.Weder") ends one; an initial does not.
+            glued = not after[:1].islower() and not re.search(r"(^|\W)\w\.$", sentence)
+            ends = not after.strip() or (TERMINAL.search(sentence) and (after[:1] == " " or glued))
+            if starts and ends:
+                return False
+            start = line.find(sentence, start + 1)
+    return True
+
+
+@pytest.mark.slow  # extracting 121 pages and writing a post of each: about 20 s on a quiet machine
+def test_every_fixture_post_is_made_of_whole_source_sentences_and_most_score_90_or_more() -> None:
+    failures: list[tuple[str, str]] = []
+    scores: dict[str, int] = {}
+    for case in cases():
+        draft = write_offline(
+            title=case.title,
+            text=case.text,
+            keywords=[case.keyword] if case.keyword else [],
+            language=case.language,
+            length=case.length,
+        )
+        failures += [(case.page_id[:8], s) for s in fragments(case, draft.markdown)]
+        report = seo_report(
+            title=draft.title,
+            slug=draft.slug,
+            meta_description=draft.meta_description,
+            markdown=draft.markdown,
+            keywords=[case.keyword] if case.keyword else [],
+            target_words=case.length,
+            source_text=case.text,
+            language=case.language,
+        )
+        scores[case.page_id] = report.score
+
+    assert not failures, failures[:10]
+    # Measured: 97 of 121 pages score 90 or more, median 93. Originality always fails (the
+    # writer copies whole sentences), which caps a post at 93; the pages below 90 are short
+    # sources (fewer usable sentences than the length asks for) or ones that use their keyword
+    # too often for the density window at that length. See README, "Quality".
+    passing = sum(score >= 90 for score in scores.values())
+    assert passing >= 95, sorted(scores.values())
+    assert statistics.median(scores.values()) >= 93
+
+
+def test_the_id_space_vizzion_sentences_stay_whole() -> None:
+    case = next(c for c in cases() if c.page_id == VW_SPACE_VIZZION)
+    draft = write_offline(
+        title=case.title, text=case.text, keywords=["SPACE VIZZION"], language="en", length=800
+    )
+    sentences = [s for line in output_lines(draft.markdown, "SPACE VIZZION") for s in [line]]
+    assert any("ID. SPACE VIZZION" in s for s in sentences)
+    assert not [s for s in sentences if s.startswith("SPACE VIZZION") or " SPACE VIZZION a" in s]
+    assert not fragments(case, draft.markdown)
+
+
+def test_the_cut_short_check_catches_a_sentence_cut_at_an_abbreviation() -> None:
+    lines = source_lines(
+        "The ID. SPACE VIZZION has a near-50:50 weight distribution. It is sold in the U.S. "
+        "from 2022, e.g. in California."
+    )
+    assert cut_short("SPACE VIZZION has a near-50:50 weight distribution.", lines)
+    assert cut_short("The ID.", lines)
+    assert cut_short("in California.", lines)
+    assert not cut_short("The ID. SPACE VIZZION has a near-50:50 weight distribution.", lines)
+    assert not cut_short("It is sold in the U.S. from 2022, e.g. in California.", lines)
+
+
+def test_split_sentences_keeps_model_names_and_abbreviations_inside_their_sentence() -> None:
+    text = "The ID. Buzz is a van. It came to the U.S. market, e.g. in California. Mr. Li came."
+    assert split_sentences(text) == [
+        "The ID. Buzz is a van.",
+        "It came to the U.S. market, e.g. in California.",
+        "Mr. Li came.",
+    ]
