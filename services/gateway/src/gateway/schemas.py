@@ -317,6 +317,7 @@ POST_EXAMPLE: dict[str, Any] = {
     "job_id": JOB_ID,
     "source_url": "https://example.com/blog/some-article",
     "language": "ko",
+    "requested_language": "ko",
     "title": "원격 근무의 생산성: 5가지 방법",
     "slug": "remote-work-productivity",
     "meta_description": "원격 근무에서 생산성을 높이는 다섯 가지 방법.",
@@ -336,7 +337,12 @@ class Post(BaseModel):
     id: str
     job_id: str
     source_url: str
-    language: str
+    language: str = Field(description="the language the post is written in")
+    requested_language: str | None = Field(
+        None,
+        description="the target_language the job asked for; differs from `language` when the "
+        "writer could not write in it (the offline writer keeps the article's language)",
+    )
     title: str
     slug: str
     meta_description: str
@@ -359,6 +365,7 @@ class Post(BaseModel):
             job_id=event.job_id,
             source_url=event.source_url,
             language=event.language,
+            requested_language=event.requested_language,
             title=event.title,
             slug=event.slug,
             meta_description=event.meta_description,
