@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from types import FrameType
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -90,7 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 restore_signals()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc with their assets served from a pinned package
+    # (fastapi-offline), not from a CDN at a floating version.
+    app = FastAPIOffline(
+        static_url="/docs/assets",
         title="seoblog API",
         version="1",
         summary="Turn a web article into an SEO blog post in another language.",

@@ -19,6 +19,16 @@ router = APIRouter(prefix="/v1/posts", tags=["posts"])
 Format = Literal["json", "markdown", "html"]
 
 
+# A post opened in a browser runs nothing and loads nothing from elsewhere: its HTML is
+# sanitised twice, and this policy is the third wall (inline styles of table cells only,
+# images of this origin, and a sandbox: no scripts, forms, plugins or top navigation).
+HTML_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'; sandbox",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 def negotiate(fmt: Format | None, accept: str | None) -> Format:
     if fmt is not None:
         return fmt
@@ -130,5 +140,5 @@ async def get_post(
                 f"# {event.title}\n\n{event.markdown}\n", media_type="text/markdown; charset=utf-8"
             )
         case "html":
-            return Response(event.html, media_type="text/html; charset=utf-8")
+            return Response(event.html, media_type="text/html; charset=utf-8", headers=HTML_HEADERS)
     return Post.from_event(event)
