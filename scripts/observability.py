@@ -172,6 +172,35 @@ def dashboard() -> dict[str, Any]:
             12,
             40,
         ),
+        _panel(
+            13,
+            "HTTP latency p95 by route",
+            [
+                (
+                    "histogram_quantile(0.95, sum by (le, job, route) "
+                    f"(rate(seoblog_http_request_duration_seconds_bucket{R})))",
+                    "{{job}} {{route}}",
+                )
+            ],
+            "s",
+            0,
+            48,
+        ),
+        _panel(
+            14,
+            "LLM call latency p50/p95 (retries and waits included)",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le, service) "
+                    f"(rate(seoblog_llm_call_duration_seconds_bucket{R})))",
+                    f"{{{{service}}}} p{int(q * 100)}",
+                )
+                for q in (0.5, 0.95)
+            ],
+            "s",
+            12,
+            48,
+        ),
     ]
     return {
         "uid": "seoblog-overview",

@@ -328,3 +328,18 @@ async def test_every_service_exports_exactly_the_metrics_the_readme_lists_and_pr
             requests = families["seoblog_http_requests"].samples
             assert any(s.labels.get("route") == "unmatched" for s in requests), name
             assert families["process_resident_memory_bytes"].samples[0].value > 0
+
+
+def _referenced(expr: str) -> set[str]:
+    names = set(re.findall(r"\b((?:seoblog|crawler|process|python)_[a-z0-9_]+)", expr))
+    return {re.sub(r"_(bucket|sum|count)$", "", n) for n in names}
+
+
+def test_the_dashboard_and_the_alert_rules_query_only_metrics_the_services_export() -> None:
+    listed = set(_readme_metrics())
+    dashboard = json.loads((ROOT / "observability/grafana/dashboards/seoblog.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    rules = yaml.safe_load((RULES / "alerts.yml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    unknown = set().union(*map(_referenced, exprs)) - listed
+    assert not unknown, f"queried but exported by no service: {sorted(unknown)}"
