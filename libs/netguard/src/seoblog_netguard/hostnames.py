@@ -48,10 +48,7 @@ def hostname_problem(host: str) -> str | None:
         return f"a label is {len(too_long)} characters long; DNS allows at most {MAX_LABEL}"
     if len(ascii_name) > MAX_NAME:
         return f"it is {len(ascii_name)} characters long; DNS allows at most {MAX_NAME}"
-    try:
-        ascii_name.encode("idna")  # what socket.getaddrinfo does with a str host
-    except UnicodeError as exc:
-        return f"the system resolver cannot encode it ({exc})"
+    # Past these checks, the IDNA codec socket.getaddrinfo applies to a str host takes it.
     return None
 
 
