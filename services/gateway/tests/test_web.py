@@ -6,6 +6,7 @@ test_web_app.py runs the same app against the whole system."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -203,6 +204,15 @@ async def test_the_app_follows_a_job_live_and_shows_the_post_with_its_report(
     assert await page.evaluate("navigator.clipboard.readText()") == served
     await page.click("#tab-source")
     await expect(page.locator("#source-url")).to_have_attribute("href", post.source_url)
+    # The post's tabs follow the ARIA tabs pattern: arrow keys move between them.
+    await page.focus("#tab-source")
+    await page.keyboard.press("ArrowLeft")
+    await expect(page.locator("#tab-markdown")).to_be_focused()
+    await expect(page.locator("#tab-markdown")).to_have_attribute("aria-selected", "true")
+    await expect(page.locator("#panel-markdown")).to_be_visible()
+    await page.keyboard.press("Home")
+    await expect(page.locator("#tab-rendered")).to_have_attribute("aria-selected", "true")
+    await expect(page.locator("#panel-source")).to_be_hidden()
     assert problems == []
     await context.close()
 
@@ -383,7 +393,10 @@ async def test_the_experiments_page_lists_experiments_and_compares_the_arms(
     assert heads[1:] == ["control (control)", "v2"]
     rows = await page.locator("#experiment-table tbody th").all_inner_texts()
     assert rows[:4] == ["Share", "Jobs", "Completed", "Failed"]
-    assert "Seo score" in rows or "seo score" in [r.lower() for r in rows]
+    assert "seo score" in [r.lower() for r in rows]
+    shots = os.environ.get("SEOBLOG_SCREENSHOTS")
+    if shots:
+        await page.screenshot(path=Path(shots) / "webapp-experiment.png")
     assert problems == []
     await page.close()
 

@@ -149,8 +149,13 @@ function keywordsOf(text) { return text.split(",").map((k) => k.trim()).filter(B
 const views = ["write", "job", "jobs", "posts", "post", "experiments"];
 let leave = null;
 
+let routed = false;
+
 function route() {
   if (leave) { leave(); leave = null; }
+  // After the first view, move focus to the new view so keyboard and screen-reader users land in it.
+  if (routed) $("main").focus({ preventScroll: true });
+  routed = true;
   banner("");
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
   let view = "write";
@@ -626,6 +631,12 @@ function fmt(v, digits) {
   return typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(digits ?? 3)) : String(v);
 }
 
+function metricLabel(m) {
+  const text = m.replace(/_usd$/, " ($)").replace(/_s$/, " (s)").replace(/_/g, " ")
+    .replace(/\be2e\b/, "end-to-end").replace(/\bseo\b/, "SEO");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 function percent(v) { return v === null || v === undefined ? "–" : `${fmt(v, 1)} %`; }
 
 function metricCell(r, control) {
@@ -670,7 +681,7 @@ async function openExperiments(id) {
       ["Jobs", (v) => el("td", { text: fmt(v.jobs) })],
       ["Completed", (v) => el("td", { text: fmt(v.completed) })],
       ["Failed", (v) => el("td", { text: fmt(v.failed) + (Object.keys(v.failures_by_code || {}).length ? " (" + Object.entries(v.failures_by_code).map(([c, n]) => `${c} ${n}`).join(", ") + ")" : "") })],
-      ...metrics.map((m) => [m.replace(/_/g, " "), (v) => metricCell((v.metrics || {})[m], isControl(v))]),
+      ...metrics.map((m) => [metricLabel(m), (v) => metricCell((v.metrics || {})[m], isControl(v))]),
     ].map(([label, cell]) => el("tr", {}, el("th", { scope: "row", text: label }), ...arms.map(cell)));
     $("experiment-table").tHead.replaceChildren(head);
     $("experiment-table").tBodies[0].replaceChildren(...rows);
