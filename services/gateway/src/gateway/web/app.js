@@ -418,10 +418,35 @@ async function loadJobs(more) {
   } catch (err) { banner(err.message); }
 }
 
+// Jobs submitted elsewhere (the CLI, another tab) join the top of the list: a light look at the
+// first page every few seconds; the WebSocket then follows them.
+async function newJobs() {
+  const params = new URLSearchParams({ limit: "20" });
+  const f = jobsView.filter;
+  for (const s of f === "active" ? ACTIVE : f ? [f] : []) params.append("state", s);
+  if (jobsView.q) params.set("q", jobsView.q);
+  let page;
+  try { page = await api("GET", "/v1/jobs?" + params); } catch { return; }
+  const fresh = page.data.filter((j) => !jobsView.rows.has(j.id));
+  const list = $("job-list");
+  for (const job of fresh.reverse()) {
+    jobCache.set(job.id, job);
+    const row = jobRow(job);
+    jobsView.rows.set(job.id, row);
+    list.prepend(row);
+  }
+  if (fresh.length) {
+    show($("jobs-empty"), false);
+    follow(fresh.filter((j) => ACTIVE.includes(j.state)).map((j) => j.id));
+    $("jobs-live").textContent = `${fresh.length} new job${fresh.length === 1 ? "" : "s"}`;
+  }
+}
+
 function openJobs() {
   loadJobs(false);
   openSocket();
-  leave = () => { const s = jobsView.socket; jobsView.socket = null; if (s) s.close(); };
+  const timer = setInterval(newJobs, 5000);
+  leave = () => { clearInterval(timer); const s = jobsView.socket; jobsView.socket = null; if (s) s.close(); };
 }
 
 async function cancel(id) {
