@@ -68,7 +68,9 @@ class Evaluator:
         self.settings, self.bus, self.store, self.metrics = settings, bus, store, metrics
         self.webhooks = webhooks or AlertWebhooks([], None)
         self.clock = clock  # the one fake the tests use: windows and history read it
-        self.scraper = Scraper(settings.services, settings.scrape_timeout_s)
+        self.scraper = Scraper(
+            {n: str(u) for n, u in settings.services.items()}, settings.scrape_timeout_s
+        )
         self.samples: deque[Sample] = deque(maxlen=20_000)
         self._http: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None

@@ -3,7 +3,7 @@ knobs (MONITOR_*)."""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from seoblog_runtime import ServiceSettings
@@ -57,7 +57,7 @@ class Settings(ServiceSettings):
         1, ge=1, description="end_to_end_latency_high: fewer completed jobs never fire it"
     )
     # service_down, llm_breaker_open: read from the services' own /metrics
-    services: dict[str, str] = Field(
+    services: dict[str, AnyHttpUrl] = Field(
         default_factory=dict,
         description='services to scrape, JSON {"name": "http://host:port"}; their /metrics '
         "feed service_down and llm_breaker_open (empty: those two rules are off)",
@@ -67,7 +67,7 @@ class Settings(ServiceSettings):
         60, ge=0, description="service_down: no successful scrape of a service for this long"
     )
     # where alerts go besides seo.alert.fired / seo.alert.resolved
-    alert_webhooks: list[str] = Field(
+    alert_webhooks: list[AnyHttpUrl] = Field(
         default_factory=list,
         description="URLs (JSON list) that get each fired and resolved alert as a signed POST",
     )

@@ -10,8 +10,10 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Sequence
 
 import httpx
+from pydantic import AnyHttpUrl
 
 from seoblog_contracts import AlertFired, AlertResolved
 
@@ -32,9 +34,13 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 class AlertWebhooks:
     def __init__(
-        self, urls: list[str], secret: str | None, backoff_s: tuple[float, ...] = BACKOFF_S
+        self,
+        urls: Sequence[AnyHttpUrl | str],
+        secret: str | None,
+        backoff_s: tuple[float, ...] = BACKOFF_S,
     ) -> None:
-        self.urls, self.secret, self.backoff_s = urls, secret, backoff_s
+        self.urls = [str(url) for url in urls]
+        self.secret, self.backoff_s = secret, backoff_s
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -151,10 +151,10 @@
   function connect() {
     const source = new EventSource("/v1/dashboard/stream");
     source.addEventListener("snapshot", (e) => {
-      $("status").textContent = "live";
+      if (!paused) $("status").textContent = "live";
       show(JSON.parse(e.data));
     });
-    source.onerror = () => { $("status").textContent = "reconnecting…"; };
+    source.onerror = () => { if (!paused) $("status").textContent = "reconnecting…"; };
   }
 
   function start() {
