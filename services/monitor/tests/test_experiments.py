@@ -5,12 +5,15 @@ and advances a ramp step that held."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,11 +33,48 @@ from seoblog_contracts import (
 )
 from seoblog_experiments import Experiment
 from seoblog_testing import settings_for, wait_until
+from seoblog_testing.processes import free_port
+
+
+class Receiver:
+    """A local endpoint standing in for an alert webhook receiver."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.bodies.append(json.loads(body))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
 
 
 @pytest.fixture
-async def monitor(service_env) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings_for(Settings, service_env, port=0, evaluate_every_s=60))
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    found, port = Receiver(), free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(found, host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    await wait_until(lambda: server.started)
+    yield found, f"http://127.0.0.1:{port}/alerts"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def monitor(service_env, receiver) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    settings = settings_for(
+        Settings, service_env, port=0, evaluate_every_s=60, alert_webhooks=[receiver[1]]
+    )
+    app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
@@ -44,12 +84,7 @@ async def monitor(service_env) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient
 
 
 def watch_of(app: FastAPI) -> Any:
-    # The composition root registered it as a start hook; find it through the hook's owner.
-    for hook in app.state.parts.on_start:
-        owner = getattr(hook, "__self__", None)
-        if type(owner).__name__ == "ExperimentWatch":
-            return owner
-    raise AssertionError("no ExperimentWatch")
+    return app.state.experiments
 
 
 def defined(experiment: Experiment) -> ExperimentChanged:
@@ -89,7 +124,9 @@ async def run_jobs(bus: Any, experiment_id: str, variant: str, scores: list[int]
         await bus.publish(post)  # a redelivered post: counted once
 
 
-async def test_a_breached_guardrail_publishes_a_rollback_and_an_alert(monitor, bus, events):
+async def test_a_breached_guardrail_publishes_a_rollback_and_an_alert(
+    monitor, bus, events, receiver
+):
     app, client = monitor
     experiment = Experiment.model_validate(
         {
@@ -117,6 +154,8 @@ async def test_a_breached_guardrail_publishes_a_rollback_and_an_alert(monitor, b
     assert breach["variant_n"] == 5
     alert = await wait_until(lambda: events.of("alert.fired"))
     assert alert[0].data["alert"] == "experiment_rolled_back"
+    hooked = await wait_until(lambda: receiver[0].bodies)
+    assert hooked[0]["alert"] == "experiment_rolled_back"
     await watch.evaluate()  # the same version is not rolled back twice
     assert len(events.of("experiment.rolled_back")) == 1
 

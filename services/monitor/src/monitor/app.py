@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     parts.on_stop.append(experiments.stop)
     secret = settings.alert_webhook_secret
     webhooks = AlertWebhooks(settings.alert_webhooks, secret.get_secret_value() if secret else None)
+    experiments.webhooks = webhooks  # a rollback's alert goes to the alert webhooks too
     evaluator = Evaluator(settings, parts.bus, parts.store, metrics, webhooks)
     dashboard = Dashboard(settings, parts.store, evaluator)
     parts.on_start += [webhooks.start, evaluator.start, dashboard.start]
@@ -37,5 +38,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dashboard_router(dashboard))
     app.state.parts = parts
     app.state.evaluator = evaluator
+    app.state.experiments = experiments
     app.state.dashboard = dashboard
     return app

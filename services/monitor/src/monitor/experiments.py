@@ -34,6 +34,8 @@ from seoblog_contracts import (
 from seoblog_experiments import Experiment, JobFigures, Report, breaches, build_report, step_holds
 from seoblog_runtime import Bus, Store
 
+from .webhooks import AlertWebhooks
+
 log = logging.getLogger("seoblog.monitor.experiments")
 
 EVALUATE_EVERY_S = 2.0
@@ -118,6 +120,7 @@ class ExperimentWatch:
         # evaluation round from the table, so it holds across restarts.
         self._open = True
         self._task: asyncio.Task[None] | None = None
+        self.webhooks: AlertWebhooks | None = None  # the monitor's alert webhooks, when set
 
     # -- folding events -----------------------------------------------------------------------
 
@@ -279,15 +282,16 @@ class ExperimentWatch:
                 figures={"breaches": [b.figures | {"variant": b.variant} for b in found]},
             )
         )
-        await self.bus.publish(
-            AlertFired(
-                event_id=stage_event_id(experiment.id, "experiment.alert", experiment.version),
-                alert="experiment_rolled_back",
-                severity="warning",
-                summary=f"experiment {experiment.id} rolled back: {first.reason}",
-                value=first.figures.get("variant_value"),
-            )
+        alert = AlertFired(
+            event_id=stage_event_id(experiment.id, "experiment.alert", experiment.version),
+            alert="experiment_rolled_back",
+            severity="warning",
+            summary=f"experiment {experiment.id} rolled back: {first.reason}",
+            value=first.figures.get("variant_value"),
         )
+        await self.bus.publish(alert)
+        if self.webhooks is not None:
+            self.webhooks.send(alert)
         self._acted.add(event_id)
         self.metrics.rollbacks.labels(experiment.id).inc()
         log.warning(
