@@ -120,7 +120,7 @@ async def test_jobs_stuck_fires_for_a_job_without_progress_and_resolves_when_it_
         await evaluate_at(app, now)
         fired = await fired_once(events, rules.JOBS_STUCK)
         assert (fired.severity, fired.value) == ("critical", 1.0)
-        assert fired.summary == "1 unfinished jobs entered no new state for 1800 s: slow"
+        assert fired.summary == "1 unfinished job entered no new state for 1800 s: slow"
         await evaluate_at(app, now + timedelta(seconds=1))  # still stuck: no second alert
         assert await active(client) == [rules.JOBS_STUCK]
 
@@ -188,7 +188,7 @@ async def test_dlq_growing_fires_when_a_message_is_dead_lettered_and_resolves_a_
         await wait_until(dead_lettered)
         await evaluate_at(app, t0 + timedelta(seconds=61))
         fired = await fired_once(events, rules.DLQ_GROWING)
-        assert (fired.value, fired.summary) == (1.0, "1 messages dead-lettered in the last 60 s")
+        assert (fired.value, fired.summary) == (1.0, "1 message dead-lettered in the last 60 s")
         await evaluate_at(app, t0 + timedelta(seconds=100))  # the same one: nothing new
         assert rules.DLQ_GROWING in await active(client)
 

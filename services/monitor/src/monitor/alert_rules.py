@@ -60,6 +60,10 @@ def act(check: Check, *, active: bool) -> AlertAction:
     return AlertAction.KEEP
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _names(names: Sequence[str], most: int = 5) -> str:
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
@@ -117,7 +121,8 @@ def decide(jobs: FinishedJobs, *, active: bool, threshold: float, min_jobs: int)
 def stuck_check(stuck: Sequence[str], *, after_s: float) -> Check:
     """Unfinished jobs that entered no new state for `after_s`: fire while there is one."""
     summary = (
-        f"{len(stuck)} unfinished jobs entered no new state for {after_s:g} s: {_names(stuck)}"
+        f"{_count(len(stuck), 'unfinished job')} entered no new state for {after_s:g} s: "
+        f"{_names(stuck)}"
         if stuck
         else f"no unfinished job has been without progress for {after_s:g} s"
     )
@@ -155,7 +160,7 @@ def dlq_check(last_seq: int, before: int | None, *, window_s: float) -> Check:
     if before is None:
         return Check(DLQ_GROWING, "warning", False, False, "not enough history yet")
     added = max(last_seq - before, 0)
-    summary = f"{added} messages dead-lettered in the last {window_s:g} s"
+    summary = f"{_count(added, 'message')} dead-lettered in the last {window_s:g} s"
     return Check(DLQ_GROWING, "warning", added > 0, added == 0, summary, float(added))
 
 
