@@ -6,6 +6,7 @@ nothing."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import re
 import shutil
@@ -343,3 +344,26 @@ def test_the_dashboard_and_the_alert_rules_query_only_metrics_the_services_expor
     exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
     unknown = set().union(*map(_referenced, exprs)) - listed
     assert not unknown, f"queried but exported by no service: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("service", ["translator", "generator"])
+async def test_llm_metrics_are_exported_at_zero_when_no_llm_is_configured(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    app_module = importlib.import_module(f"{service}.app")
+    settings_module = importlib.import_module(f"{service}.settings")
+    settings = settings_module.Settings(llm_base_url="", llm_api_key=None)
+    assert not settings.llm_configured
+    app = app_module.create_app(settings)
+    transport = httpx.ASGITransport(app=app)  # no lifespan: nothing connects
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        text = (await client.get("/metrics")).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("seoblog_llm_calls", "seoblog_llm_tokens", "seoblog_llm_cost_usd"):
+        samples = families[name].samples
+        assert samples, name
+        assert all(s.value == 0 for s in samples), name
+    assert families["seoblog_llm_breaker_state"].samples[0].value == 0  # closed
+    assert families["seoblog_llm_call_duration_seconds"].samples
