@@ -158,6 +158,12 @@ async def test_a_breached_guardrail_publishes_a_rollback_and_an_alert(
     assert hooked[0]["alert"] == "experiment_rolled_back"
     await watch.evaluate()  # the same version is not rolled back twice
     assert len(events.of("experiment.rolled_back")) == 1
+    # Resumed (a new version, running from now): judged on its new jobs only.
+    resumed = experiment.model_copy(update={"version": 3, "started_at": utcnow()})
+    await bus.publish(defined(resumed))
+    await wait_until(lambda: _version(watch, "worse", 3))
+    await watch.evaluate()
+    assert len(events.of("experiment.rolled_back")) == 1
 
     text = (await client.get("/metrics")).text
     samples = {
@@ -201,6 +207,10 @@ async def test_a_step_that_held_ramps_the_experiment(monitor, bus, events):
 
 async def _known(watch: Any, experiment_id: str) -> bool:
     return any(e.id == experiment_id for e in await watch.experiments())
+
+
+async def _version(watch: Any, experiment_id: str, version: int) -> bool:
+    return any(e.id == experiment_id and e.version == version for e in await watch.experiments())
 
 
 async def _finished(watch: Any, experiment_id: str, n: int) -> bool:

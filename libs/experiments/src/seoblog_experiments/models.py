@@ -167,6 +167,11 @@ class Experiment(ExperimentDefinition):
     status: ExperimentStatus = "running"
     step: int | None = Field(None, description="index of the ramp step now in force")
     step_started_at: datetime | None = None
+    started_at: datetime | None = Field(
+        None,
+        description="when it last started running (created or resumed): the guardrails "
+        "judge the jobs submitted since",
+    )
     promoted_variant: str | None = None
     reason: str = Field("", description="why it was last paused, rolled back or promoted")
     version: int = 1

@@ -175,7 +175,13 @@ class Experiments:
         now = self.clock()
         experiment = Experiment.model_validate(
             definition.model_dump()
-            | {"status": "running", "version": 1, "created_at": now, "updated_at": now}
+            | {
+                "status": "running",
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+                "started_at": now,
+            }
         )
         if experiment.ramp is not None:
             experiment = _at_step(experiment, 0, now)
@@ -330,7 +336,7 @@ def resumed(experiment: Experiment, now: datetime) -> Experiment | None:
         return None
     if experiment.status == "promoted":
         raise ExperimentConflict("A promoted experiment is finished; create a new one.")
-    again = experiment.model_copy(update={"status": "running", "reason": ""})
+    again = experiment.model_copy(update={"status": "running", "reason": "", "started_at": now})
     if again.ramp is not None and again.step is not None:
         again = _at_step(again, 0, now)  # a rolled-back or paused ramp starts over
     return again

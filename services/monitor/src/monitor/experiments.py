@@ -216,10 +216,16 @@ class ExperimentWatch:
         rows = await self.store.pool.fetch("SELECT definition FROM experiments")
         return [Experiment.model_validate_json(r["definition"]) for r in rows]
 
-    async def figures(self, experiment_id: str) -> list[tuple[JobFigures, datetime | None]]:
+    async def figures(
+        self, experiment_id: str, since: datetime | None = None
+    ) -> list[tuple[JobFigures, datetime | None]]:
+        """Finished jobs of the experiment (submitted since `since`: a resumed experiment is
+        judged on its new jobs, not on those that got it rolled back)."""
         rows = await self.store.pool.fetch(
-            "SELECT * FROM experiment_jobs WHERE experiment_id = $1 AND outcome IS NOT NULL",
+            "SELECT * FROM experiment_jobs WHERE experiment_id = $1 AND outcome IS NOT NULL"
+            " AND ($2::timestamptz IS NULL OR submitted_at >= $2)",
             experiment_id,
+            since,
         )
         return [(figures_of(r), r["finished_at"]) for r in rows]
 
@@ -258,7 +264,7 @@ class ExperimentWatch:
                 self.metrics.share.labels(experiment.id, v.name).set(share)
             if experiment.status != "running":
                 continue
-            rows = await self.figures(experiment.id)
+            rows = await self.figures(experiment.id, experiment.started_at)
             # The statistics take a few hundred ms on thousands of jobs: off the event loop.
             report = await asyncio.to_thread(build_report, experiment, [f for f, _ in rows])
             if await self._guard(experiment, report):
@@ -321,7 +327,7 @@ class ExperimentWatch:
         if not step_holds(experiment, report, in_step, self.clock()):
             return
         step = experiment.step + 1
-        event_id = stage_event_id(experiment.id, "experiment.ramped", step)
+        event_id = stage_event_id(experiment.id, f"experiment.ramped.{step}", experiment.version)
         if event_id in self._acted:
             return
         await self.bus.publish(
