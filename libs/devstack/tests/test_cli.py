@@ -177,10 +177,11 @@ def test_submit_wait_shows_live_progress_and_where_to_read_the_post(
 
     code = cli.main([*argv, "--wait", "--gateway", url])
 
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0
-    lines = out.splitlines()
-    progress = [line.split()[0] for line in lines[2:6]]
+    lines = captured.err.splitlines()  # progress goes to stderr, results to stdout
+    progress = [line.split()[0] for line in lines[0:4]]
     assert progress == ["queued", "crawling", "translating", "generating"]
     assert any(line.startswith("crawling") and " 40%" in line for line in lines)
     assert "title:     서울 여행 가이드" in out
@@ -225,7 +226,7 @@ def test_submit_wait_on_a_failed_job_prints_the_error_and_exits_1(
 
     captured = capsys.readouterr()
     assert code == 1
-    assert "crawling     10%  fetching page" in captured.out
+    assert "crawling     10%  fetching page" in captured.err
     assert "fetch_refused: robots.txt disallows this page" in captured.err
 
 
