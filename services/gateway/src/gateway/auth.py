@@ -222,19 +222,22 @@ class Authenticator:
             self._blocked[client] = time.monotonic() + decision.retry_after_s
             raise _too_many_failures(decision.retry_after_s)
 
-    async def _take(self, bucket: TokenBucket, key_id: str, rate: float, burst: int) -> Decision:
+    async def _take(
+        self, bucket: TokenBucket, key_id: str, rate: float, burst: int, lease: str = ""
+    ) -> Decision:
+        lease = lease or key_id  # a bucket other than the requests' leases under another name
         while True:
             now = time.monotonic()
-            left, lapses = self._leases.get(key_id, (0, 0.0))
+            left, lapses = self._leases.get(lease, (0, 0.0))
             if left > 0 and now < lapses:
-                self._leases[key_id] = (left - 1, lapses)
+                self._leases[lease] = (left - 1, lapses)
                 return Decision(True, 0.0)
-            refill = self._refills.get(key_id)
+            refill = self._refills.get(lease)
             if refill is None:
                 break
             await refill  # another request is leasing tokens for this key: share them
         done = asyncio.get_running_loop().create_future()
-        self._refills[key_id] = done
+        self._refills[lease] = done
         try:
             chunk = max(1, min(burst // 10, int(rate * self.LEASE_S)))
             decision = await bucket.take(key_id, chunk)
@@ -242,10 +245,10 @@ class Authenticator:
                 chunk = 1
                 decision = await bucket.take(key_id)
             if decision.allowed:
-                self._leases[key_id] = (chunk - 1, now + self.LEASE_S)
+                self._leases[lease] = (chunk - 1, now + self.LEASE_S)
             return decision
         finally:
-            del self._refills[key_id]
+            del self._refills[lease]
             done.set_result(None)
 
     async def charge_jobs(self, who: Principal, jobs: int) -> None:
@@ -260,8 +263,11 @@ class Authenticator:
                 "batch_too_large",
                 f"An API key may submit at most {burst} jobs at once; this batch has {jobs}.",
             )
-        # One Redis round trip, beside the submit's INSERT and publish.
-        decision = await self._jobs.take(who.key_id, jobs)
+        if jobs == 1:  # a single submit spends leased tokens, as requests do
+            rate = self._jobs.rate_per_s
+            decision = await self._take(self._jobs, who.key_id, rate, burst, f"jobs:{who.key_id}")
+        else:
+            decision = await self._jobs.take(who.key_id, jobs)
         if not decision.allowed:
             wait = max(1, math.ceil(decision.retry_after_s))
             raise ApiError(
