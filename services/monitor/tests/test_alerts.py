@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from monitor import alert_rules as rules
+from monitor.webhooks import AlertWebhooks
 from seoblog_contracts import AlertFired, Event, utcnow
 from seoblog_runtime import Bus, ServiceSettings
 from seoblog_testing import settings_for, signed_headers, wait_until
@@ -45,15 +46,17 @@ async def probe(service_env: dict[str, str]) -> AsyncIterator[Bus]:
 
 
 class Receiver:
-    """An outside webhook receiver: records every POST."""
+    """An outside webhook receiver: records every POST and answers the next of `statuses`
+    (204 once they are used up)."""
 
     def __init__(self) -> None:
         self.posts: list[tuple[dict[str, str], bytes]] = []
+        self.statuses: list[int] = []
         self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
 
     async def _hook(self, request: Request) -> Response:
         self.posts.append((dict(request.headers), await request.body()))
-        return Response(status_code=204)
+        return Response(status_code=self.statuses.pop(0) if self.statuses else 204)
 
 
 @pytest.fixture
@@ -355,3 +358,18 @@ async def test_llm_breaker_open_fires_while_a_services_breaker_is_open_and_resol
     finally:
         fake_llm.down = False
         await asyncio.to_thread(generator.stop)
+
+
+async def test_an_alert_webhook_that_fails_is_retried_under_the_same_delivery_id(receiver):
+    hooks, url = receiver
+    hooks.statuses = [500]
+    webhooks = AlertWebhooks([url], None, backoff_s=(0.05,))
+    await webhooks.start()
+    try:
+        event = AlertFired(alert=rules.SERVICE_DOWN, severity="critical", summary="s")
+        webhooks.send(event)
+        await wait_until(lambda: len(hooks.posts) == 2)
+        assert [h["seoblog-delivery"] for h, _ in hooks.posts] == [event.event_id] * 2
+        assert "seoblog-signature" not in hooks.posts[0][0]  # no secret: unsigned
+    finally:
+        await webhooks.stop()
