@@ -3,18 +3,27 @@ service it starts binds loopback unless `--host` says otherwise."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from seoblog_devstack import cli, up
+from seoblog_devstack import up
 from seoblog_devstack.infra import Infra
 
 ANY = "0.0.0.0"  # noqa: S104 - the address under test, never bound
 INFRA = Infra(nats_url="nats://x", database_url="postgresql://x", redis_url=None)
 
 
+def up_options(*argv: str) -> argparse.Namespace:
+    """`seoblog up`'s options as the CLI parses them (cli.up_command)."""
+    parser = argparse.ArgumentParser(prog="seoblog up")
+    up.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
 def test_seoblog_up_binds_loopback_by_default_and_takes_host() -> None:
-    assert cli.build_parser().parse_args(["up"]).host == "127.0.0.1"
-    assert cli.build_parser().parse_args(["up", "--host", ANY]).host == ANY
+    assert up_options().host == "127.0.0.1"
+    assert up_options("--host", ANY).host == ANY
 
 
 def test_every_service_is_told_to_bind_loopback_whatever_the_environment_says(
