@@ -146,7 +146,8 @@ class Experiments:
                     # afresh) learns it; same event ids within the stream's duplicate window.
                     self._announced_at = loop.time()
                     for experiment in await self.all():
-                        await self._announce(experiment)
+                        if experiment.status in ("running", "paused"):  # ended ones: once
+                            await self._announce(experiment)
             except Exception:  # the next round tries again; submits use the last list
                 log.warning("refreshing experiments failed", exc_info=True)
 
