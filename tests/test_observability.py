@@ -367,3 +367,12 @@ async def test_llm_metrics_are_exported_at_zero_when_no_llm_is_configured(
         assert all(s.value == 0 for s in samples), name
     assert families["seoblog_llm_breaker_state"].samples[0].value == 0  # closed
     assert families["seoblog_llm_call_duration_seconds"].samples
+
+
+def test_urls_on_fetch_spans_carry_no_credentials() -> None:
+    from crawler.fetch import _traced
+
+    assert _traced("https://user:secret@example.com:8443/a?b=1") == (
+        "https://REDACTED:REDACTED@example.com:8443/a?b=1"
+    )
+    assert _traced("https://example.com/a") == "https://example.com/a"

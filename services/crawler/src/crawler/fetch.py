@@ -189,7 +189,11 @@ class Fetcher:
             before_sleep=before_sleep,
             reraise=True,
         )
-        where = {"http.request.method": "GET", "url.full": url, "server.address": _host(url)}
+        where = {
+            "http.request.method": "GET",
+            "url.full": _traced(url),
+            "server.address": _host(url),
+        }
         with span("fetch", where) as current:
             async for attempt in retrying:
                 with attempt:
@@ -236,7 +240,7 @@ class Fetcher:
         if self._politeness is None:
             yield
             return
-        with span("robots", {"url.full": target}):
+        with span("robots", {"url.full": _traced(target)}):
             crawl_delay = await self._politeness.check_robots(target, self._robots_txt)
         async with contextlib.AsyncExitStack() as held:
             with span("host wait", {"server.address": _host(target)}):  # the host's turn
@@ -423,6 +427,15 @@ async def _read_robots(response: httpx.Response) -> str:
 
 def _host(url: str) -> str | None:
     return urlsplit(url).hostname
+
+
+def _traced(url: str) -> str:
+    """`url` for a span: credentials in it redacted, as the URL semantic conventions ask."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"REDACTED:REDACTED@{host}").geturl()
 
 
 def _with_attempts(page: FetchedPage, attempts: int) -> FetchedPage:
