@@ -84,3 +84,32 @@ def test_the_sampler_follows_the_standard_otel_variables(monkeypatch: pytest.Mon
         pass
     assert exporter.get_finished_spans() == ()
     assert "TraceIdRatioBased" in telemetry.provider.sampler.get_description()  # type: ignore[attr-defined]
+
+
+def test_span_helper_nests_under_the_current_span_and_drops_unset_attributes() -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import StatusCode
+
+    from seoblog_telemetry import span
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):  # no service built in this process yet
+        provider = setup_tracing("crawler").provider
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        with bind_job("job-7"), span("crawl"), span("fetch", {"url.full": "https://a/", "x": None}):
+            pass
+        with pytest.raises(ValueError, match="bad page"), span("extract"):
+            raise ValueError("bad page")
+        spans = {s.name: s for s in exporter.get_finished_spans()}
+    finally:
+        exporter.shutdown()  # it stays on the process's provider: keep it from storing more
+    fetch, crawl, extract = spans["fetch"], spans["crawl"], spans["extract"]
+    assert fetch.parent is not None
+    assert fetch.parent.span_id == crawl.context.span_id
+    assert dict(fetch.attributes or {}) == {"url.full": "https://a/", "seoblog.job_id": "job-7"}
+    assert extract.status.status_code == StatusCode.ERROR
+    assert extract.events[0].name == "exception"
