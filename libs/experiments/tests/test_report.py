@@ -102,3 +102,22 @@ def test_a_step_advances_only_after_its_jobs_and_time_without_breaches():
     assert not step_holds(experiment, good, finished_in_step=5, now=now - timedelta(seconds=2))
     bad = build_report(experiment, _jobs("control", 25, 80) + _jobs("v", 25, 60))
     assert not step_holds(experiment, bad, finished_in_step=50, now=now)
+
+
+def test_a_report_without_intervals_has_the_same_figures_for_guardrails():
+    experiment = _experiment()
+    jobs = _jobs("control", 25, 80) + _jobs("v", 25, 60)
+    full = build_report(experiment, jobs)
+    cheap = build_report(experiment, jobs, intervals=False)
+    for metric, result in full.variants[1].metrics.items():
+        fast = cheap.variants[1].metrics[metric]
+        assert (fast.value, fast.n, fast.difference) == (
+            result.value,
+            result.n,
+            result.difference,
+        ), metric
+    assert cheap.variants[1].metrics["latency_e2e_p95_s"].ci_low is None
+    assert full.variants[1].metrics["latency_e2e_p95_s"].ci_low is not None
+    assert [b.rule for b in breaches(experiment, cheap)] == [
+        b.rule for b in breaches(experiment, full)
+    ]

@@ -116,7 +116,7 @@ async def test_submitted_jobs_carry_their_variant_to_the_event_and_the_report_co
     assert score["difference"] < -15
     assert score["significant"]
     assert score["ci_low"] < score["difference"] < score["ci_high"]
-    assert v2["metrics"]["cost_per_post_usd"]["value"] == 0.002
+    assert v2["metrics"]["cost_per_post_usd"]["value"] == pytest.approx(0.002)
     assert v2["metrics"]["tokens_per_post"]["value"] == 150
     assert control["metrics"]["seo_score"]["difference"] is None
 

@@ -89,12 +89,18 @@ def compare_means(control: Sequence[float], variant: Sequence[float]) -> MetricR
     return result
 
 
-def compare_quantiles(control: Sequence[float], variant: Sequence[float], q: float) -> MetricResult:
+def compare_quantiles(
+    control: Sequence[float], variant: Sequence[float], q: float, *, interval: bool = True
+) -> MetricResult:
     """A two-sample bootstrap of the difference of the q-quantiles (significant when the
-    interval leaves out 0)."""
+    interval leaves out 0). Without `interval`, the values and the difference only (the
+    bootstrap is most of a report's cost)."""
     value = float(np.quantile(variant, q)) if variant else None
     result = MetricResult(value=value, n=len(variant))
     if len(control) < 2 or len(variant) < 2:
+        return result
+    if not interval:
+        result.difference = round(float(np.quantile(variant, q) - np.quantile(control, q)), 6)
         return result
 
     def statistic(v: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -147,10 +153,15 @@ _QUANTILES: dict[str, tuple[Callable[[JobFigures], float | None], float]] = {
     "latency_crawl_p50_s": (lambda j: j.stages_s.get("crawl"), 0.5),
     "latency_translate_p50_s": (lambda j: j.stages_s.get("translate"), 0.5),
     "latency_generate_p50_s": (lambda j: j.stages_s.get("generate"), 0.5),
+    "latency_crawl_p95_s": (lambda j: j.stages_s.get("crawl"), 0.95),
+    "latency_translate_p95_s": (lambda j: j.stages_s.get("translate"), 0.95),
+    "latency_generate_p95_s": (lambda j: j.stages_s.get("generate"), 0.95),
 }
 
 
-def _metrics(arm: list[JobFigures], control: list[JobFigures] | None) -> dict[str, MetricResult]:
+def _metrics(
+    arm: list[JobFigures], control: list[JobFigures] | None, intervals: bool
+) -> dict[str, MetricResult]:
     base = arm if control is None else control
     done = [j for j in arm if j.outcome == "completed"]
     base_done = [j for j in base if j.outcome == "completed"]
@@ -169,7 +180,10 @@ def _metrics(arm: list[JobFigures], control: list[JobFigures] | None) -> dict[st
         )
     for name, (pick, q) in _QUANTILES.items():
         out[name] = compare_quantiles(
-            _finite([pick(j) for j in base_done]), _finite([pick(j) for j in done]), q
+            _finite([pick(j) for j in base_done]),
+            _finite([pick(j) for j in done]),
+            q,
+            interval=intervals and control is not None,
         )
     revised = [j for j in done if j.revised is not None]
     base_revised = [j for j in base_done if j.revised is not None]
@@ -184,8 +198,11 @@ def _metrics(arm: list[JobFigures], control: list[JobFigures] | None) -> dict[st
     return {name: out[name] for name in METRICS}
 
 
-def build_report(experiment: Experiment, figures: Sequence[JobFigures]) -> Report:
-    """The control and every variant, each variant compared with the control."""
+def build_report(
+    experiment: Experiment, figures: Sequence[JobFigures], *, intervals: bool = True
+) -> Report:
+    """The control and every variant, each variant compared with the control. Without
+    `intervals` the percentiles get no bootstrap interval (what guardrails need is cheap)."""
     by_arm: dict[str, list[JobFigures]] = {arm: [] for arm in experiment.arms()}
     for job in figures:
         if job.variant in by_arm:
@@ -213,7 +230,7 @@ def build_report(experiment: Experiment, figures: Sequence[JobFigures]) -> Repor
                 completed=sum(j.outcome == "completed" for j in jobs),
                 failed=sum(j.outcome == "failed" for j in jobs),
                 failures_by_code=codes,
-                metrics=_metrics(jobs, None if arm == experiment.control else control),
+                metrics=_metrics(jobs, None if arm == experiment.control else control, intervals),
             )
         )
     return Report(control=experiment.control, variants=arms)

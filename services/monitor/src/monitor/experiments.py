@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -266,15 +267,23 @@ class ExperimentWatch:
                 continue
             rows = await self.figures(experiment.id, experiment.started_at)
             # The statistics take a few hundred ms on thousands of jobs: off the event loop.
-            report = await asyncio.to_thread(build_report, experiment, [f for f, _ in rows])
-            if await self._guard(experiment, report):
+            figures = [f for f, _ in rows]
+            report = await asyncio.to_thread(
+                functools.partial(build_report, experiment, figures, intervals=False)
+            )
+            if await self._guard(experiment, report, figures):
                 continue
             await self._ramp(experiment, report, rows)
 
-    async def _guard(self, experiment: Experiment, report: Report) -> bool:
+    async def _guard(
+        self, experiment: Experiment, report: Report, figures: list[JobFigures]
+    ) -> bool:
         found = breaches(experiment, report)
         if not found:
             return False
+        # Rare: the figures of the rollback get their intervals.
+        full = await asyncio.to_thread(build_report, experiment, figures)
+        found = breaches(experiment, full) or found
         first = found[0]
         event_id = stage_event_id(experiment.id, "experiment.rolled_back", experiment.version)
         if event_id in self._acted:
