@@ -96,9 +96,9 @@ def whole_sentences(line: str, sentences: set[str]) -> list[str] | None:
     return found
 
 
-def fragments(case: Case, markdown: str) -> list[str]:
+def fragments(case: Case, markdown: str, keyword: str | None = None) -> list[str]:
     """Output prose that is not made of whole source sentences (see cut_short)."""
-    keyword = case.keyword
+    keyword = case.keyword if keyword is None else keyword
     lines = source_lines(case.text)
     raw = raw_lines(case.text)
     sentences = {squash(s) for line in raw for s in split_sentences(line, case.language)}
@@ -182,12 +182,12 @@ def test_every_fixture_post_is_made_of_whole_source_sentences_and_most_score_90_
         scores[case.page_id] = report.score
 
     assert not failures, failures[:10]
-    # Measured: 97 of 121 pages score 90 or more, median 93. Originality always fails (the
+    # Measured: 100 of 121 pages score 90 or more, median 93. Originality always fails (the
     # writer copies whole sentences), which caps a post at 93; the pages below 90 are short
     # sources (fewer usable sentences than the length asks for) or ones that use their keyword
     # too often for the density window at that length. See README, "Quality".
     passing = sum(score >= 90 for score in scores.values())
-    assert passing >= 95, sorted(scores.values())
+    assert passing >= 97, sorted(scores.values())
     assert statistics.median(scores.values()) >= 93
 
 
@@ -196,10 +196,11 @@ def test_the_id_space_vizzion_sentences_stay_whole() -> None:
     draft = write_offline(
         title=case.title, text=case.text, keywords=["SPACE VIZZION"], language="en", length=800
     )
-    sentences = [s for line in output_lines(draft.markdown, "SPACE VIZZION") for s in [line]]
-    assert any("ID. SPACE VIZZION" in s for s in sentences)
-    assert not [s for s in sentences if s.startswith("SPACE VIZZION") or " SPACE VIZZION a" in s]
-    assert not fragments(case, draft.markdown)
+    lines = output_lines(draft.markdown, "SPACE VIZZION")
+    sentences = [s for line in lines for s in split_sentences(line)]
+    assert any("the ID. SPACE VIZZION a near-50:50 weight distribution." in s for s in sentences)
+    assert not [s for s in sentences if s.startswith("SPACE VIZZION")]
+    assert not fragments(case, draft.markdown, "SPACE VIZZION")
 
 
 def test_the_cut_short_check_catches_a_sentence_cut_at_an_abbreviation() -> None:

@@ -240,6 +240,11 @@ def write_offline(
         if not changed:
             break
         markdown, outline, takeaways = assemble(sections)
+    if keyword and measure_body(markdown, keyword, language).density < DENSITY_MIN_PERCENT + 0.1:
+        # A keyword the article seldom uses: the closing headings name it too.
+        takeaways_heading = f"{takeaways_heading}: {keyword}"
+        faq_heading = f"{faq_heading}: {keyword}"
+        markdown, outline, takeaways = assemble(sections)
 
     final_title = _title(title or (sentences[0].plain if sentences else ""), keyword, terms)
     slug = slugify(final_title)
