@@ -242,6 +242,7 @@ async def test_a_jobs_trace_says_where_its_time_went(
         assert a["gen_ai.usage.input_tokens"] > 0
         assert a["gen_ai.usage.output_tokens"] > 0
         assert a["seoblog.llm.cost_usd"] > 0
+        assert a["server.address"] == "127.0.0.1"
     purposes = {s["attributes"]["seoblog.llm.purpose"] for s in llm_spans}
     assert purposes == {"translate", "generate_post", "revise_post"}
     segments = [s for s in spans if s["name"] == "translate segment"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from opentelemetry import trace
@@ -282,7 +283,6 @@ class LlmStats:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
 
-
 Completion = tuple[str, int, int]  # text, prompt tokens, completion tokens
 T = TypeVar("T")
 
@@ -374,6 +374,15 @@ class Llm:
         self.stats = LlmStats()
 
     @cached_property
+    def _server(self) -> dict[str, Any]:
+        """server.address and server.port of the provider, for the call spans."""
+        url = urlsplit(str(self.client.base_url))  # the openai client's default when unset
+        if not url.hostname:
+            return {}
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return {"server.address": url.hostname, "server.port": port}
+
+    @cached_property
     def batcher(self) -> Any:
         from .batch import BatchQueue  # only services with low-priority work need it
 
@@ -453,7 +462,7 @@ class Llm:
         with self.tracer.start_as_current_span(
             f"chat {model}",
             kind=SpanKind.CLIENT,
-            attributes=_request_attributes(body, purpose, json_schema is not None),
+            attributes=_request_attributes(body, purpose, json_schema is not None) | self._server,
         ) as span:
             span.set_attribute("gen_ai.response.model", model)  # the answer's, once it comes
             started = time.perf_counter()
