@@ -155,7 +155,9 @@ async def test_submit_watch_and_read_the_full_report(stack, fixture_site, fake_l
         await expect(page).to_have_url(re.compile("#/jobs/[0-9a-f]{32}$"))
         job_id = await page.locator("#job-id").inner_text()
         assert len(job_id) == 32
-        await expect(page.locator("#state")).to_have_text(re.compile("translating|generating"))
+        await expect(page.locator("#state")).to_have_text(
+            re.compile("translating|generating"), timeout=30_000
+        )
         running = await page.locator("#bar").get_attribute("aria-valuenow")
         assert 0 < int(running or 0) < 100
         await expect(page.locator("#steps li.now")).to_have_count(1)
@@ -264,34 +266,40 @@ async def test_a_failed_job_shows_failed_with_its_error_and_retry_runs_it_again(
     await page.close()
 
 
+async def submit(stack: Stack, body: dict) -> str:
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.post(f"{stack.gateway}/v1/jobs", json=body | {"max_age": 0})
+    assert answer.status_code == 202, answer.text
+    job_id: str = answer.json()["id"]
+    return job_id
+
+
 async def test_the_jobs_list_updates_live(stack, fixture_site, fake_llm, browser, shots):
     fake_llm.responder = post_writer
-    fake_llm.latency_s = 4.0  # two LLM calls: the job runs for 8 s or more
-    page = await browser.new_page(viewport={"width": 1280, "height": 800})
-    problems = watch(page)
-    await page.goto(stack.gateway + "/#/jobs")
-    await expect(page.locator("#jobs-title")).to_be_visible()
-    async with httpx.AsyncClient() as client:
-        answer = await client.post(
-            f"{stack.gateway}/v1/jobs",
-            json={
-                "url": fixture_site.article_url(ARTICLE),
-                "keywords": [KEYWORD],
-                "target_language": "fr",
-                "length": 300,
-                "max_age": 0,
-            },
-        )
-    job_id = answer.json()["id"]
-    row = page.locator(f'#job-list li[data-id="{job_id}"]')
+    spec = {"url": fixture_site.article_url(ARTICLE), "keywords": [KEYWORD], "length": 300}
+    fake_llm.latency_s = 6.0  # two LLM calls: the job runs for 12 s or more
     try:
-        await expect(row).to_be_visible(timeout=10_000)  # no reload: new jobs join the list
+        running = await submit(stack, spec | {"target_language": "fr"})
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        problems = watch(page)
+        await page.goto(stack.gateway + "/#/jobs")
+        row = page.locator(f'#job-list li[data-id="{running}"]')
+        await expect(row).to_be_visible()
         assert await row.get_attribute("data-state") in ACTIVE
-        # No reload from here either: the WebSocket brings the job to its end.
+        # No reload from here: the WebSocket brings the job to its end.
         await expect(row).to_have_attribute("data-state", "completed", timeout=60_000)
     finally:
         fake_llm.latency_s = 0.0
     await expect(row.locator("a.button")).to_have_text("Post")
+    await expect(row.locator(".item-meta")).to_contain_text(" tokens · $")
+    # A job submitted elsewhere joins the list without a reload.
+    later = await submit(stack, spec | {"target_language": "es"})
+    await expect(page.locator(f'#job-list li[data-id="{later}"]')).to_be_visible(timeout=20_000)
+    first = await page.locator("#job-list li.job-item").first.get_attribute("data-id")
+    assert first == later
+    await expect(page.locator(f'#job-list li[data-id="{later}"]')).to_have_attribute(
+        "data-state", "completed", timeout=60_000
+    )
     await page.screenshot(path=shots / "webapp-jobs.png")
     assert problems == []
     await page.close()
@@ -320,6 +328,13 @@ async def test_the_library_search_finds_a_post(stack, fixture_site, fake_llm, br
     found = page.locator(f'#post-list a[href="#/posts/{job["post_id"]}"]')
     await expect(found).to_have_text("Water plumes on Europa: what NASA saw and why it matters")
     await page.screenshot(path=shots / "webapp-library.png")
+    await page.fill("#posts-language", "de")  # the post is in English: none in German
+    await page.press("#posts-q", "Enter")
+    await expect(page.locator("#posts-count")).to_contain_text("0 posts in German (de) match")
+    await page.fill("#posts-language", "en")
+    await page.press("#posts-q", "Enter")
+    await expect(found).to_be_visible()
+    await page.fill("#posts-language", "")
     await page.fill("#posts-q", "zebrafishmarathon")
     await page.press("#posts-q", "Enter")
     await expect(page.locator("#post-list li")).to_have_count(0)

@@ -349,10 +349,16 @@ function jobRow(job) {
     el("div", { class: "item-head" },
       el("span", { class: "badge state-" + job.state, text: job.state }),
       el("a", { class: "item-title", href: "#/jobs/" + encodeURIComponent(job.id), text: title })),
-    el("div", { class: "item-meta muted", text: [languageLabel(job.spec.target_language), (job.spec.keywords || []).join(", "), when(job.created_at)].filter(Boolean).join(" · ") }),
+    el("div", { class: "item-meta muted", text: [languageLabel(job.spec.target_language), (job.spec.keywords || []).join(", "), when(job.created_at), job.post ? usageLine(job.post) : ""].filter(Boolean).join(" · ") }),
     job.error ? el("div", { class: "item-error", text: `${job.error.code}: ${job.error.message}` }) : null,
     bar, actions);
   return li;
+}
+
+function usageLine(summary) {
+  const u = summary.usage || {};
+  const tokens = (u.prompt_tokens || 0) + (u.completion_tokens || 0);
+  return `SEO ${summary.seo.score} · ${tokens.toLocaleString("en")} tokens · $${(u.cost_usd || 0).toFixed(4)}`;
 }
 
 function matches(job) {
@@ -456,7 +462,7 @@ async function cancel(id) {
 
 // --- posts library -----------------------------------------------------------------------------
 
-const postsView = { q: "", cursor: null };
+const postsView = { q: "", language: "", cursor: null };
 
 function postRow(p) {
   return el("li", { class: "item post-item" },
@@ -470,6 +476,7 @@ function postRow(p) {
 async function loadPosts(more) {
   const params = new URLSearchParams({ limit: "20" });
   if (postsView.q) params.set("q", postsView.q);
+  if (postsView.language) params.set("language", postsView.language);
   if (more && postsView.cursor) params.set("cursor", postsView.cursor);
   try {
     const page = await api("GET", "/v1/posts?" + params);
@@ -478,9 +485,10 @@ async function loadPosts(more) {
     postsView.cursor = page.next_cursor;
     show($("posts-more"), !!page.next_cursor);
     const n = $("post-list").children.length;
+    const where = postsView.language ? ` in ${languageLabel(postsView.language)}` : "";
     $("posts-count").textContent = postsView.q
-      ? `${n}${page.next_cursor ? "+" : ""} post${n === 1 ? "" : "s"} match: ${postsView.q}`
-      : n ? `${n}${page.next_cursor ? "+" : ""} post${n === 1 ? "" : "s"}, newest first` : "No posts yet.";
+      ? `${n}${page.next_cursor ? "+" : ""} post${n === 1 ? "" : "s"}${where} match: ${postsView.q}`
+      : n ? `${n}${page.next_cursor ? "+" : ""} post${n === 1 ? "" : "s"}${where}, newest first` : `No posts${where} yet.`;
   } catch (err) { banner(err.message); }
 }
 
@@ -753,7 +761,13 @@ function init() {
   });
   $("jobs-search").addEventListener("submit", (e) => { e.preventDefault(); jobsView.q = $("jobs-q").value.trim(); loadJobs(false); });
   $("jobs-more").addEventListener("click", () => loadJobs(true));
-  $("posts-search").addEventListener("submit", (e) => { e.preventDefault(); postsView.q = $("posts-q").value.trim(); loadPosts(false); });
+  $("posts-search").addEventListener("submit", (e) => {
+    e.preventDefault();
+    postsView.q = $("posts-q").value.trim();
+    const language = $("posts-language").value.trim();
+    postsView.language = language && languageName(language) ? language : "";
+    loadPosts(false);
+  });
   $("posts-more").addEventListener("click", () => loadPosts(true));
 
   const tabs = [...$("post-tabs").querySelectorAll('[role="tab"]')];
