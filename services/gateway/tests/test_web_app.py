@@ -389,7 +389,8 @@ async def test_a_phone_screen_has_no_horizontal_scroll(
             posts = (await client.get(f"{stack.gateway}/v1/posts")).json()["data"]
     context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = await context.new_page()
-    views = ("#/", "#/jobs", f"#/jobs/{posts[0]['job_id']}", "#/posts", f"#/posts/{posts[0]['id']}")
+    job, post = f"#/jobs/{posts[0]['job_id']}", f"#/posts/{posts[0]['id']}"
+    views = ("#/", "#/jobs", job, "#/posts", "#/experiments", post)
     for hash_ in views:
         await page.goto(stack.gateway + "/" + hash_)
         await page.wait_for_load_state("networkidle")
