@@ -11,13 +11,17 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from gateway.store import NewJob
 from seoblog_contracts import (
     ExperimentRamped,
     ExperimentRolledBack,
     JobFailed,
+    JobSpec,
     SeoReport,
     Stage,
     Usage,
+    new_event_id,
+    utcnow,
 )
 from seoblog_testing import wait_until
 
@@ -233,3 +237,25 @@ async def test_a_change_reaches_a_second_replica_within_5_s(service_env, jobs):
         await wait_until(unassigned, timeout_s=5)
         assert time.monotonic() - started < 5
         await asyncio.sleep(0)
+
+
+async def test_the_relay_republishes_a_job_with_the_variant_it_was_assigned(
+    service_env, jobs, events
+):
+    settings = jobs.settings(service_env, relay_after_s=0.5, relay_interval_s=0.2)
+    async with jobs.in_process(settings) as (app, client):
+        client.headers.update(jobs.admin)
+        everyone = PROMPT | {"targeting": {}, "variants": [{"name": "v2", "share": 100}]}
+        assert (await client.post("/v1/experiments", json=everyone)).status_code == 201
+        # Assigned and written, then the gateway died before publishing: the relay sends the
+        # recorded assignment, and the experiment's later changes do not alter it.
+        job_id = new_event_id()
+        spec = app.state.experiments.assign(job_id, JobSpec(url="https://example.com/orphan"))
+        assert spec.experiments[0].variant == "v2"
+        await client.post("/v1/experiments/prompt-v2/rollback")
+        store = app.state.parts.store
+        await store.create_job(
+            NewJob(job_id, spec, new_event_id(), utcnow(), None, publish_after_s=0.5)
+        )
+        sent = await wait_until(lambda: events.of("job.submitted.normal", job_id), timeout_s=10)
+        assert sent[0].data["spec"]["experiments"] == [a.model_dump() for a in spec.experiments]
