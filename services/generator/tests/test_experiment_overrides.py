@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from generator.app import create_app
+from generator.handlers import Knobs
 from generator.settings import Settings
 from seoblog_contracts import (
     Assignment,
@@ -19,6 +20,7 @@ from seoblog_contracts import (
     Usage,
     new_event_id,
 )
+from seoblog_experiments import OVERRIDES
 from seoblog_testing import fake_llm_settings, running_app, settings_for, wait_until
 
 TEXT = " ".join(
@@ -106,3 +108,24 @@ async def test_a_prompt_version_the_generator_lacks_fails_the_job_without_a_call
     assert failed["type"] == "job.failed"
     assert failed["code"] == "unknown_prompt_version"
     assert fake_llm.calls == 0
+
+
+def test_every_generator_override_the_gateway_accepts_changes_a_knob():
+    settings = Settings(revise_below=70)
+    values = {
+        "prompt_version": "post_v1",
+        "revise_prompt_version": "revise_v1",
+        "model": "fake-x",
+        "temperature": 0.5,
+        "revise_below": 10,
+    }
+    keys = [k.removeprefix("generator.") for k in OVERRIDES if k.startswith("generator.")]
+    assert sorted(keys) == sorted(values)
+    base = Knobs.of(settings, translated(), None)
+    for key in keys:
+        overridden = Assignment(
+            experiment_id="e", variant="v", overrides={f"generator.{key}": values[key]}
+        )
+        knobs = Knobs.of(settings, translated(overridden), None)
+        assert getattr(knobs, key) == values[key]
+        assert getattr(base, key) != values[key] or key.endswith("version")
