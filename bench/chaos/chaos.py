@@ -173,6 +173,8 @@ class World:
                 "GATEWAY_OPEN_MODE": "1",
                 "GATEWAY_RATE_PER_S": "10000",
                 "GATEWAY_RATE_BURST": "10000",
+                "GATEWAY_JOBS_PER_S": "10000",
+                "GATEWAY_JOBS_BURST": "10000",
                 # Streams at three replicas on the cluster (honoured once the bus reads it).
                 "NATS_STREAM_REPLICAS": "3" if self.cluster else "1",
                 "DB_POOL_MAX": "5",

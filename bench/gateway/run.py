@@ -206,6 +206,8 @@ def main() -> None:
         "GATEWAY_OPEN_MODE": "0",
         "GATEWAY_RATE_PER_S": "1000000",
         "GATEWAY_RATE_BURST": "1000000",
+        "GATEWAY_JOBS_PER_S": "1000000",
+        "GATEWAY_JOBS_BURST": "1000000",
     }
     gateway = start([sys.executable, "-m", "gateway"], env, logs / "gateway.log")
     bare = start(

@@ -82,6 +82,8 @@ def service_env(
         "GATEWAY_OPEN_MODE": "1",
         "GATEWAY_RATE_PER_S": "1000000",
         "GATEWAY_RATE_BURST": "1000000",
+        "GATEWAY_JOBS_PER_S": "1000000",
+        "GATEWAY_JOBS_BURST": "1000000",
     }
     for name in SERVICES:
         env[f"{name.upper()}_DB_POOL_MAX"] = str(pool)
