@@ -248,13 +248,81 @@ def _wants_json(request: dict[str, Any]) -> bool:
     return isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object")
 
 
+_NO_SPACE_RE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f]")
+_POST_FIELDS = frozenset({"title", "slug", "meta_description", "markdown", "faq"})
+_LENGTH_RE = re.compile(r"about (\d+) words")
+_KEYWORD_RE = re.compile(r'main keyword "([^"\n]+)"')
+
+
+def fake_post(prompt: str) -> dict[str, Any]:
+    """The generator's post, as a good writer would meet its brief: the length asked, the main
+    keyword in title, slug, meta, intro and a heading at about 1.5 % of the words, short
+    sentences, and no sentence of the source (its words in new orders)."""
+    length = int(m.group(1)) if (m := _LENGTH_RE.search(prompt)) else 600
+    keyword = m.group(1).strip() if (m := _KEYWORD_RE.search(prompt)) else "this story"
+    source = prompt.split("Source article (markdown):", 1)[-1]
+    # Runs of CJK or Thai count a word per character: the fake writes in the spaced words only.
+    spaced = (w for w in _words_of(source) if len(w) > 3 and not _NO_SPACE_RE.search(w))
+    vocabulary = list(dict.fromkeys(w.lower() for w in spaced))
+    vocabulary = vocabulary[:300] or list(_FALLBACK_WORDS)
+    counter = itertools.count()
+
+    def sentence(with_keyword: bool = False) -> str:
+        n = next(counter)
+        picked = [vocabulary[(n * 7 + i * 13) % len(vocabulary)] for i in range(11)]
+        if with_keyword:
+            picked.insert(4, keyword)
+        return f"The {' '.join(picked)}."
+
+    def paragraph(count: int, start: int) -> str:
+        return " ".join(sentence((start + i) % 6 == 0) for i in range(count))
+
+    capital = keyword[:1].upper() + keyword[1:]
+    sections, per_section = 4, max(2, (length - 110) // (4 * 13 * 3))
+    body = [paragraph(3, 0).replace("The ", f"{capital} matters: the ", 1)]
+    for number in range(sections):
+        heading = (
+            f"Why {keyword} matters" if number == 0 else " ".join(vocabulary[number : number + 3])
+        )
+        body.append(f"## {heading[:1].upper()}{heading[1:]}")
+        body += [paragraph(per_section, 6 * number + k) for k in range(3)]
+    title = f"{capital}: what it means"
+    for word in itertools.islice(itertools.cycle(vocabulary), 200):
+        if len(title) >= 50:
+            break
+        if len(title) + len(word) + 1 <= 60:
+            title = f"{title} {word}"
+    meta = f"{capital} explained:"
+    for word in itertools.islice(itertools.cycle(vocabulary), 400):
+        if len(meta) >= 150:
+            break
+        if len(meta) + len(word) + 2 <= 160:
+            meta = f"{meta} {word}"
+    slug = "-".join([*re.findall(r"[a-z0-9]+", keyword.lower()), "guide"])
+    return {
+        "title": title,
+        "slug": slug,
+        "meta_description": f"{meta}.",
+        "outline": [line[3:] for line in body if line.startswith("## ")],
+        "markdown": "\n\n".join(body),
+        "faq": [
+            {"question": f"What is {keyword}?", "answer": sentence()},
+            {"question": "Why does it matter?", "answer": sentence()},
+        ],
+        "key_takeaways": [sentence(), sentence(), sentence()],
+    }
+
+
 def default_responder(request: dict[str, Any]) -> str:
-    """Deterministic assistant text: schema-valid JSON, a tagged "translation" or short markdown."""
+    """Deterministic assistant text: schema-valid JSON (for the generator's post schema a post
+    that meets its brief), a tagged "translation" or short markdown."""
     user_text = (_texts(request, "user") or [""])[-1]
     words = _words_of(user_text)
     fmt = request.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
+        if set(schema.get("properties") or {}) >= _POST_FIELDS:
+            return json.dumps(fake_post(user_text), ensure_ascii=False)
         return json.dumps(fill_schema(schema, words), ensure_ascii=False)
     if isinstance(fmt, dict) and fmt.get("type") == "json_object":
         return json.dumps({"text": " ".join(words[:12])}, ensure_ascii=False)

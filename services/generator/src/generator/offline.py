@@ -192,8 +192,10 @@ def write_offline(
     taken = {a.index for _, a in faq}
     uses = {s.index: count_keyword(s.plain, keyword) if keyword else 0 for s in sentences}
 
+    counted: dict[tuple[int, ...], _Counts] = {}
+
     def assemble(sections: list[list[_Sentence]]) -> tuple[str, list[str], list[_Sentence]]:
-        headings = _headings(sections, keyword, keywords[1:], joiner, language)
+        headings = _headings(sections, keyword, keywords[1:], joiner, language, counted)
         takeaways = _takeaways(sections, scores, n_takeaways, taken, uses)
         parts = [OFFLINE_LABEL]
         if intro:
@@ -799,11 +801,26 @@ def _paragraphs(chosen: list[_Sentence]) -> list[str]:
     return [_escape_block_start(" ".join(s.text for s in group)) for group in groups]
 
 
+_Counts = tuple[Counter[str], dict[str, Counter[str]]]
+
+
 def _headings(
-    sections: list[list[_Sentence]], keyword: str, others: list[str], joiner: str, language: str
+    sections: list[list[_Sentence]],
+    keyword: str,
+    others: list[str],
+    joiner: str,
+    language: str,
+    counted: dict[tuple[int, ...], _Counts] | None = None,
 ) -> list[str]:
-    """Each heading names its section's most distinctive terms; the keyword leads one of them."""
-    stats = [_term_counts(s.plain for s in chosen) for chosen in sections]
+    """Each heading names its section's most distinctive terms; the keyword leads one of them.
+    `counted` keeps each section's term counts while the repair pass moves sentences."""
+    counted = {} if counted is None else counted
+    stats = []
+    for chosen in sections:
+        indices = tuple(s.index for s in chosen)
+        if indices not in counted:
+            counted[indices] = _term_counts(s.plain for s in chosen)
+        stats.append(counted[indices])
     spread = Counter(key for counts, _ in stats for key in counts)
     texts = [" ".join(s.plain for s in chosen) for chosen in sections]
     home = 0
