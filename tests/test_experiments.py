@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -79,7 +80,7 @@ def stack(infra, fake_llm) -> Iterator[tuple[Stack, str]]:
         "LLM_MODEL": "fake-model",
         "GENERATOR_REVISE_BELOW": "0",  # one call per post: the figures compare first drafts
     }
-    with running_stack(env) as found:
+    with running_stack(env, replicas={"gateway": 2}) as found:
         yield found, ns
     asyncio.run(drop_namespace(infra, ns))
 
@@ -253,3 +254,37 @@ async def test_the_assigned_variant_survives_a_kill_of_the_generator_and_redeliv
         post = (await api.get(f"{stack_.gateway}/v1/posts/{done['post_id']}")).json()
         assert post["experiments"] == assigned
     assert {j["spec"]["experiments"][0]["variant"] for j in jobs} == {"control", "b"}
+
+
+async def test_a_change_reaches_the_other_gateway_process_within_5_s(stack, api, fixture_site):
+    stack_, _ = stack
+    one, two = (s.url for s in stack_.replicas("gateway"))
+    url = fixture_site.article_url(ARTICLE)
+    definition = {
+        "id": "replicas",
+        "variants": [
+            {"name": "all", "share": 100, "overrides": {"crawler.extract_mode": "recall"}}
+        ],
+        "targeting": {"languages": ["de"]},
+        "guardrails": [],
+    }
+    body = {"url": url, "keywords": [KEYWORD], "target_language": "de", "max_age": 0}
+
+    async def variant_on_two() -> list[dict]:
+        job = (await api.post(f"{two}/v1/jobs", json=body)).json()
+        experiments = job["spec"]["experiments"]  # other tests' experiments may match too
+        found: list[dict] = [e for e in experiments if e["experiment_id"] == "replicas"]
+        return found
+
+    assert (await api.post(f"{one}/v1/experiments", json=definition)).status_code == 201
+    started = time.monotonic()
+    await wait_until(variant_on_two, timeout_s=5, interval_s=0.2)
+    assert time.monotonic() - started < 5
+    assert (await api.post(f"{one}/v1/experiments/replicas/pause")).status_code == 200
+    started = time.monotonic()
+
+    async def none_on_two() -> bool:
+        return not await variant_on_two()
+
+    await wait_until(none_on_two, timeout_s=5, interval_s=0.2)
+    assert time.monotonic() - started < 5
