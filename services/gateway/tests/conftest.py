@@ -31,6 +31,9 @@ def gateway_settings(service_env: dict[str, str], **overrides: Any) -> Settings:
         "callback_allowed_networks": ["127.0.0.0/8", "::1/128"],
         "webhook_backoff_s": [0.2, 0.2, 0.2],
         "live_heartbeat_s": 0.5,
+        # No crawler in these tests (port 9 refuses): a post's source is a 503 unless a test
+        # starts one (test_post_source.py).
+        "crawler_url": "http://127.0.0.1:9",
     }
     values.update(overrides)
     settings: Settings = settings_for(Settings, service_env, **values)

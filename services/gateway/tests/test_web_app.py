@@ -214,6 +214,9 @@ async def test_submit_watch_and_read_the_full_report(stack, fixture_site, fake_l
 
     await page.click("#tab-source")
     await expect(page.locator("#source-url")).to_have_text(fixture_site.article_url(ARTICLE))
+    # The crawled article beside the post, read from the crawler through the gateway.
+    await expect(page.locator("#source-text")).to_contain_text("Europa")
+    await expect(page.locator("#source-title")).not_to_be_empty()
     assert problems == []
     await page.close()
 

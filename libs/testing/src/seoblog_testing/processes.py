@@ -173,6 +173,10 @@ def build_stack(
         for i in range((replicas or {}).get(module, 1)):
             name = module if i == 0 else f"{module}-{i + 1}"
             services[name] = ServiceProcess(name, free_port(), env, module)
+    # The gateway reads post sources from the crawler (GET /v1/posts/{id}/source).
+    if "crawler" in services and "gateway" in services and "GATEWAY_CRAWLER_URL" not in env:
+        gateway = services["gateway"]
+        gateway.env = gateway.env | {"GATEWAY_CRAWLER_URL": services["crawler"].url}
     return Stack(services)
 
 

@@ -23,6 +23,7 @@ from .analysis import start_worker
 from .fetch import Fetcher, FetchLimits
 from .handlers import CrawlPage, register
 from .metrics import CrawlerMetrics
+from .pages_api import pages_router
 from .politeness import Politeness, PolitenessRules
 from .priority import PrioritySlots
 from .settings import Settings
@@ -147,5 +148,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="seoblog crawler", lifespan=lifespan, docs_url=None, redoc_url=None)
     add_ops_routes(app, parts.registry, parts.readiness_checks() | {"extractor": warm.ready})
+    app.include_router(pages_router(parts.store))  # read-only: the gateway's post sources
     app.state.crawl_page = handler  # tests and operators reach the handler and its slots here
     return app

@@ -6,13 +6,13 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -23,13 +23,14 @@ from .auth import Authenticator
 from .deps import Gateway
 from .experiments import Experiments
 from .handlers import Counters, register
-from .limits import BodyLimit, KeyFromQuery, RateLimitHeaders, RejectNul
+from .limits import BodyLimit, KeyFromQuery, RateLimitHeaders, RejectNul, key_out_of_query
 from .live import REVOCATIONS, LiveHub
 from .relay import Relay
 from .routes import experiments as experiment_routes
 from .routes import jobs, keys, posts, web
 from .settings import Settings, check_open_mode
 from .snapshots import JobCache
+from .sources import Sources
 from .store import PgJobStore
 from .webhook_docs import router as webhook_docs
 from .webhooks import Webhooks
@@ -79,8 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Start hooks run once PostgreSQL, Redis and NATS answer, so a gateway started before its
     # dependencies serves /healthz (and 503s) at once instead of exiting; stops run in reverse.
-    parts.on_start += [start_auth, hub.start, webhooks.start, relay.start]
-    parts.on_stop += [hub.stop, webhooks.stop, relay.stop, auth.stop]
+    sources = Sources(settings)  # GET /v1/posts/{id}/source asks the crawler
+    parts.on_start += [start_auth, hub.start, webhooks.start, relay.start, sources.start]
+    parts.on_stop += [sources.stop, hub.stop, webhooks.stop, relay.stop, auth.stop]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -100,6 +102,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Turn a web article into an SEO blog post in another language.",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry support makes the server span (current HTTP semantic
+        # conventions). One span per request: no spans per dependency, endpoint and
+        # serialization; request metrics are Prometheus' (HttpMetrics). `?api_key=` leaves
+        # the URL before the span sees it.
+        telemetry={
+            "tracer_provider": parts.telemetry.provider,
+            "operation_spans": False,
+            "metrics": False,
+            "logs": False,
+            "exclude": None,
+        },
     )
     app.state.parts = parts
     app.state.settings = settings
@@ -110,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.relay = relay
     app.state.counters = counters
     app.state.experiments = experiments
+    app.state.sources = sources
     app.state.gateway = Gateway(parts, settings, jobs_cache, hub, webhooks, relay, experiments)
     errors.install(app)
     app.include_router(jobs.router)
@@ -122,17 +136,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RejectNul)
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=parts.telemetry.provider,
-        excluded_urls="healthz,readyz,metrics",
-        # One span per request: the per-message receive/send spans cost more than they tell.
-        exclude_spans=["receive", "send"],
-    )
-    # Outside everything, tracing included, so `?api_key=` never reaches a span.
+    # Outside every middleware, so `?api_key=` never reaches a log line or a route's URL.
     build_stack = app.build_middleware_stack
     app.build_middleware_stack = lambda: KeyFromQuery(build_stack())  # type: ignore[method-assign]
     return app
+
+
+def _key_out_of_query(scope: MutableMapping[str, Any]) -> bool:
+    """FastAPI's telemetry `exclude` hook, the first thing that sees a request: moves the key
+    of a live route out of the query string (in place) and excludes nothing."""
+    key_out_of_query(scope)
+    return False
 
 
 def _close_live_on_signals(hub: LiveHub) -> Callable[[], None]:

@@ -381,6 +381,34 @@ class Post(BaseModel):
         )
 
 
+class PostSource(BaseModel):
+    """The article a post was written from, as the crawler stored it (plain text)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "post_id": "01JH2Q8Z6N4W0XKX2M3V9B7C5D",
+                    "url": "https://example.com/remote-work",
+                    "final_url": "https://example.com/remote-work",
+                    "title": "Remote work, five years on",
+                    "text": "Five years after offices emptied, ...",
+                    "language": "en",
+                    "fetched_at": "2026-01-01T12:00:00+00:00",
+                }
+            ]
+        }
+    )
+
+    post_id: str
+    url: str = Field(description="the URL as crawled (normalised)")
+    final_url: str = Field(description="where redirects ended")
+    title: str
+    text: str = Field(description="the extracted article text, as the writer received it")
+    language: str | None = Field(None, description="the article's language, as detected")
+    fetched_at: str = Field(description="when the crawler last fetched or confirmed the page")
+
+
 class PostListItem(BaseModel):
     id: str
     job_id: str

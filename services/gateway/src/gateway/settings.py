@@ -83,6 +83,17 @@ class Settings(ServiceSettings):
         default_factory=list,
         description="private networks callback URLs may reach (JSON list of CIDRs)",
     )
+    crawler_url: str = Field(
+        "http://127.0.0.1:8001",
+        description="the crawler's HTTP address: GET /v1/posts/{id}/source reads the source "
+        "article from its page store",
+    )
+    source_timeout_s: float = Field(
+        2.0, gt=0, description="wait this long for the crawler's stored page (then 503)"
+    )
+    source_cache_ttl_s: float = Field(
+        60.0, ge=0, description="a post's source article kept in process this long"
+    )
     webhook_progress_interval_s: float = Field(
         5.0,
         gt=0,

@@ -7,16 +7,25 @@ import json
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from ..deps import CanRead, PartsDep
 from ..errors import ApiError
-from ..schemas import POST_EXAMPLE, ErrorResponse, Post, PostList, PostListItem
+from ..schemas import POST_EXAMPLE, ErrorResponse, Post, PostList, PostListItem, PostSource
+from ..sources import Sources
 from .jobs import _AUTH, next_cursor, parse_cursor
 
 router = APIRouter(prefix="/v1/posts", tags=["posts"])
 
 Format = Literal["json", "markdown", "html"]
+
+
+async def get_sources(request: Request) -> Sources:
+    sources: Sources = request.app.state.sources
+    return sources
+
+
+SourcesDep = Annotated[Sources, Depends(get_sources)]
 
 
 # A post opened in a browser runs nothing and loads nothing from elsewhere: its HTML is
@@ -142,3 +151,26 @@ async def get_post(
         case "html":
             return Response(event.html, media_type="text/html; charset=utf-8", headers=HTML_HEADERS)
     return Post.from_event(event)
+
+
+@router.get(
+    "/{post_id}/source",
+    response_model=PostSource,
+    responses=_AUTH | {404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    summary="Get the source article of a post",
+    description="The article the post was written from, as the crawler stored it: title and "
+    "extracted plain text (the latest copy of its URL; a re-crawl replaces it). Read from the "
+    "crawler's page store on request and kept for `GATEWAY_SOURCE_CACHE_TTL_S`. 404 "
+    "`post_not_found` (no such post, or another key's), 404 `source_not_found` (the crawler "
+    "keeps no copy), 503 `source_unavailable` (the crawler did not answer). Needs the "
+    "`jobs:read` scope.",
+)
+async def get_post_source(
+    post_id: str, who: CanRead, parts: PartsDep, sources: SourcesDep
+) -> PostSource:
+    exists, owner = await parts.store.post_owner(post_id)
+    event = await parts.store.post(post_id) if exists and who.may_see(owner) else None
+    if event is None:
+        raise ApiError(404, "post_not_found", f"No post with id {post_id!r}.")
+    page = await sources.page(event.source_url)
+    return PostSource(post_id=post_id, **page)

@@ -497,6 +497,7 @@ function openPosts() { $("posts-q").value = postsView.q; loadPosts(false); }
 // --- one post ----------------------------------------------------------------------------------
 
 let post = null;
+let sourceOf = null; // the id of the post whose source the Source tab shows (loadSource)
 
 function scoreClass(score) { return score >= 90 ? "good" : score >= 70 ? "fair" : "poor"; }
 
@@ -595,10 +596,10 @@ function renderPost(p) {
   $("post-rendered").srcdoc = `<!doctype html><html lang="${lang}"><meta charset="utf-8"><link rel="stylesheet" href="${location.origin}/web/post.css"><h1>${escapeHtml(p.title)}</h1>${p.html}`;
   $("source-url").textContent = p.source_url;
   $("source-url").href = p.source_url;
-  const source = p.source || null; // optional: the crawled article, when the gateway has it
-  show($("source-text-box"), !!(source && source.text));
-  show($("source-none"), !(source && source.text));
-  if (source && source.text) { $("source-title").textContent = source.title || ""; $("source-text").textContent = source.text; }
+  sourceOf = null; // the crawled article: read when the Source tab opens (loadSource)
+  show($("source-text-box"), false);
+  show($("source-none"), true);
+  $("source-none").textContent = "Open this tab to read the crawled article beside the post.";
 
   renderReport(p.seo);
 
@@ -626,6 +627,32 @@ function renderPost(p) {
   if (u.unconfirmed_calls) $("usage").append(el("dt", { text: "Unconfirmed calls" }), el("dd", { text: String(u.unconfirmed_calls) }));
 }
 
+// The Source tab: the article the post was written from, as the crawler stored it (read through
+// the gateway, GET /v1/posts/{id}/source, once per post; text only).
+
+async function loadSource() {
+  const p = post;
+  if (!p || sourceOf === p.id) return;
+  sourceOf = p.id;
+  show($("source-text-box"), false);
+  show($("source-none"), true);
+  $("source-none").textContent = "Loading the source article…";
+  try {
+    const s = await api("GET", "/v1/posts/" + encodeURIComponent(p.id) + "/source");
+    if (post !== p) return;
+    $("source-title").textContent = s.title || "";
+    $("source-text").textContent = s.text;
+    show($("source-text-box"), true);
+    show($("source-none"), false);
+  } catch (err) {
+    if (post !== p) return;
+    sourceOf = err.status === 404 ? p.id : null; // a 503 is tried again on the next visit
+    $("source-none").textContent = err.code === "source_not_found"
+      ? "The crawler keeps no copy of this article any more: open the link to compare."
+      : "The source article could not be loaded (" + err.message + "): open the link to compare.";
+  }
+}
+
 function escapeHtml(s) {
   return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
@@ -645,6 +672,7 @@ function selectTab(id, focus) {
     $(tab.getAttribute("aria-controls")).hidden = !on;
     if (on && focus) tab.focus();
   }
+  if (id === "tab-source") loadSource();
 }
 
 async function copy(text) {
