@@ -569,3 +569,23 @@ def test_services_log_readable_lines_on_a_terminal_and_json_when_piped(
     assert "SEOBLOG_LOG_FORMAT" not in up.service_env(service, infra, "k", terminal=False)
     monkeypatch.setenv("SEOBLOG_LOG_FORMAT", "json")  # the user's choice wins
     assert up.service_env(service, infra, "k", terminal=True)["SEOBLOG_LOG_FORMAT"] == "json"
+
+
+def test_a_usage_error_names_the_missing_option_on_stderr_and_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["submit", "https://example.com/a"]) == 2
+    captured = capsys.readouterr()
+    assert "Missing option '--lang'" in captured.err
+    assert captured.out == ""
+
+
+def test_keys_generate_json_prints_one_document(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["keys", "generate", "--json"]) == 0
+    key = json.loads(capsys.readouterr().out)["key"]
+    assert key.startswith(cli.KEY_PREFIX)
+
+
+def test_shell_completion_script_is_printed_for_bash(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--show-completion", "bash"]) == 0
+    assert "complete" in capsys.readouterr().out

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
 
-import click
 import httpx
 import typer
 from rich.console import Console
@@ -724,11 +723,17 @@ def main(argv: list[str] | None = None) -> int:
     except GatewayError as exc:
         _err(f"error: {exc.code}: {exc.message}")
         return 2
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         return 130
+    except SystemExit as exc:  # --show-completion, `up --help`: they exit on their own
+        return exc.code if isinstance(exc.code, int) else 0
+    except typer.TyperException as exc:  # usage errors: a missing option, a bad value
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            _err(f"error: {exc}")
+        return 2
     return result if isinstance(result, int) else 0
