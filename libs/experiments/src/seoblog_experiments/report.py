@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, Field
-from scipy import stats
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from .models import METRICS, Experiment
 
@@ -71,6 +73,9 @@ def _clean(value: float) -> float | None:
 
 def compare_means(control: Sequence[float], variant: Sequence[float]) -> MetricResult:
     """Welch's t-test of variant - control."""
+    import numpy as np  # numpy and scipy take 2 s to import: loaded by reports only
+    from scipy import stats
+
     result = MetricResult(value=float(np.mean(variant)) if variant else None, n=len(variant))
     if len(control) < 2 or len(variant) < 2:
         return result
@@ -95,6 +100,9 @@ def compare_quantiles(
     """A two-sample bootstrap of the difference of the q-quantiles (significant when the
     interval leaves out 0). Without `interval`, the values and the difference only (the
     bootstrap is most of a report's cost)."""
+    import numpy as np  # numpy and scipy take 2 s to import: loaded by reports only
+    from scipy import stats
+
     value = float(np.quantile(variant, q)) if variant else None
     result = MetricResult(value=value, n=len(variant))
     if len(control) < 2 or len(variant) < 2:
@@ -124,6 +132,8 @@ def compare_quantiles(
 
 def compare_rates(c_hits: int, c_n: int, v_hits: int, v_n: int) -> MetricResult:
     """Fisher's exact test of two proportions, with the Wald interval of their difference."""
+    from scipy import stats
+
     result = MetricResult(value=v_hits / v_n if v_n else None, n=v_n)
     if not c_n or not v_n:
         return result
