@@ -4,6 +4,7 @@ service it starts binds loopback unless `--host` says otherwise."""
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
@@ -53,3 +54,26 @@ def test_loopback_is_told_apart_from_wildcards_and_other_addresses() -> None:
     assert not up.is_loopback(ANY)
     assert not up.is_loopback("::")
     assert not up.is_loopback("192.168.1.5")
+
+
+def test_the_gateway_and_the_monitor_are_told_the_ports_the_others_run_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GATEWAY_CRAWLER_URL", raising=False)
+    monkeypatch.delenv("MONITOR_SERVICES", raising=False)
+    services = {s.name: s for s in up.parse_services(None, 8000)}
+    services["crawler"].port = 18001  # as when 8001 was taken
+    up.wire(list(services.values()))
+
+    gateway = up.service_env(services["gateway"], INFRA, "k")
+    monitor = up.service_env(services["monitor"], INFRA, "k")
+
+    assert gateway["GATEWAY_CRAWLER_URL"] == "http://127.0.0.1:18001"
+    assert json.loads(monitor["MONITOR_SERVICES"]) == {
+        "crawler": "http://127.0.0.1:18001",
+        "translator": "http://127.0.0.1:8002",
+        "generator": "http://127.0.0.1:8003",
+        "gateway": "http://127.0.0.1:8000",
+    }
+    monkeypatch.setenv("MONITOR_SERVICES", "{}")  # the developer's own choice wins
+    assert up.service_env(services["monitor"], INFRA, "k")["MONITOR_SERVICES"] == "{}"

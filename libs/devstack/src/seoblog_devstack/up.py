@@ -12,6 +12,7 @@ import argparse
 import collections
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import secrets
@@ -71,6 +72,8 @@ class Service:
     early_exits: int = 0
     restart_at: float | None = None
     host: str = LOOPBACK
+    # Where the other services listen (wire): set unless the environment says otherwise.
+    peers: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready_url(self) -> str:
@@ -153,6 +156,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def wire(services: list[Service]) -> None:
+    """Tell the services where the others listen, on their actual ports: the gateway reads post
+    sources from the crawler (GATEWAY_CRAWLER_URL), the monitor scrapes the others' /metrics
+    for service_down and llm_breaker_open (MONITOR_SERVICES)."""
+    urls = {s.name: f"http://{reachable(s.host)}:{s.port}" for s in services if s.name in SERVICES}
+    for service in services:
+        if service.name == "gateway" and "crawler" in urls:
+            service.peers["GATEWAY_CRAWLER_URL"] = urls["crawler"]
+        if service.name == "monitor":
+            scraped = {name: url for name, url in urls.items() if name != "monitor"}
+            service.peers["MONITOR_SERVICES"] = json.dumps(scraped)
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # As servers do: a port with only TIME_WAIT connections left is free to listen on.
@@ -206,6 +222,8 @@ def service_env(
     )
     env[f"{service.name.upper()}_PORT"] = str(service.port)
     env[f"{service.name.upper()}_HOST"] = service.host
+    for name, value in service.peers.items():
+        env.setdefault(name, value)
     # The service's own NATS user (its subject permissions), when the embedded NATS has them.
     password = (infra.nats_passwords or {}).get(service.name)
     if password is not None:
@@ -381,6 +399,7 @@ def run(
         if not port_is_free(service.port):
             wanted, service.port = service.port, free_port()
             console.say(f"port {wanted} is taken; {service.name} uses {service.port}")
+    wire(services)
 
     stop = threading.Event()
 
