@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "operation_spans": False,
             "metrics": False,
             "logs": False,
-            "exclude": None,
+            "exclude": _key_out_of_query,
         },
     )
     app.state.parts = parts

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -77,20 +79,25 @@ class KeyFromQuery:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        query = scope.get("query_string") or b""
-        path = scope.get("path", "") if scope["type"] in ("http", "websocket") else ""
-        live = path.endswith("/events") or path == "/v1/jobs/live"
-        if live and b"api_key=" in query:
-            pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-            keys = [v for k, v in pairs if k == "api_key"]
-            rest = [(k, v) for k, v in pairs if k != "api_key"]
-            scope = dict(scope)
-            scope["query_string"] = urlencode(rest).encode("latin-1")
-            headers = [(k, v) for k, v in scope.get("headers", []) if k != b"x-api-key"]
-            if keys and keys[0]:
-                headers.append((b"x-api-key", keys[0].encode()))
-            scope["headers"] = headers
+        key_out_of_query(scope)
         await self.app(scope, receive, send)
+
+
+def key_out_of_query(scope: MutableMapping[str, Any]) -> None:
+    """KeyFromQuery's move, in place: also run where FastAPI's own tracing first sees a
+    request, before any middleware."""
+    query = scope.get("query_string") or b""
+    path = scope.get("path", "") if scope.get("type") in ("http", "websocket") else ""
+    live = path.endswith("/events") or path == "/v1/jobs/live"
+    if live and b"api_key=" in query:
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+        keys = [v for k, v in pairs if k == "api_key"]
+        rest = [(k, v) for k, v in pairs if k != "api_key"]
+        scope["query_string"] = urlencode(rest).encode("latin-1")
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"x-api-key"]
+        if keys and keys[0]:
+            headers.append((b"x-api-key", keys[0].encode()))
+        scope["headers"] = headers
 
 
 class RejectNul:
