@@ -586,6 +586,12 @@ def test_keys_generate_json_prints_one_document(capsys: pytest.CaptureFixture[st
     assert key.startswith(cli.KEY_PREFIX)
 
 
-def test_shell_completion_script_is_printed_for_bash(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["--show-completion", "bash"]) == 0
-    assert "complete" in capsys.readouterr().out
+def test_shell_completion_script_is_printed_for_bash(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The user's shell is found from the process tree; under pytest, say which it is.
+    monkeypatch.setattr("typer.completion._get_shell_name", lambda: "bash")
+    assert cli.main(["--show-completion"]) == 0
+    script = capsys.readouterr().out
+    assert "_seoblog_completion()" in script
+    assert "complete " in script
