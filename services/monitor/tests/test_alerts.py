@@ -208,6 +208,7 @@ async def test_llm_cost_over_budget_counts_each_job_once_fires_resolves_and_call
         llm_cost_budget_usd=1.0,
         llm_cost_window_s=3600,
         alert_webhooks=[url],
+        alert_webhook_allowed_networks=["127.0.0.0/8"],  # the receiver is on loopback
         alert_webhook_secret="hook-secret",
     ) as (app, _):
         # Job a's translation (0.4) is part of its whole cost (1.5): 1.5 counts, not 1.9. The
@@ -363,7 +364,7 @@ async def test_llm_breaker_open_fires_while_a_services_breaker_is_open_and_resol
 async def test_an_alert_webhook_that_fails_is_retried_under_the_same_delivery_id(receiver):
     hooks, url = receiver
     hooks.statuses = [500]
-    webhooks = AlertWebhooks([url], None, backoff_s=(0.05,))
+    webhooks = AlertWebhooks([url], None, backoff_s=(0.05,), allowed_networks=["127.0.0.0/8"])
     await webhooks.start()
     try:
         event = AlertFired(alert=rules.SERVICE_DOWN, severity="critical", summary="s")

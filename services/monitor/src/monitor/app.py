@@ -27,7 +27,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     parts.on_start.append(experiments.start)
     parts.on_stop.append(experiments.stop)
     secret = settings.alert_webhook_secret
-    webhooks = AlertWebhooks(settings.alert_webhooks, secret.get_secret_value() if secret else None)
+    webhooks = AlertWebhooks(
+        settings.alert_webhooks,
+        secret.get_secret_value() if secret else None,
+        allowed_networks=settings.alert_webhook_allowed_networks,
+    )
     experiments.webhooks = webhooks  # a rollback's alert goes to the alert webhooks too
     evaluator = Evaluator(settings, parts.bus, parts.store, metrics, webhooks)
     dashboard = Dashboard(settings, parts.store, evaluator)

@@ -3,7 +3,9 @@ knobs (MONITOR_*)."""
 
 from __future__ import annotations
 
-from pydantic import AnyHttpUrl, Field, SecretStr
+import ipaddress
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from seoblog_runtime import ServiceSettings
@@ -71,6 +73,11 @@ class Settings(ServiceSettings):
         default_factory=list,
         description="URLs (JSON list) that get each fired and resolved alert as a signed POST",
     )
+    alert_webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="private networks alert webhooks may reach (JSON list of CIDRs); others "
+        "get public addresses only",
+    )
     alert_webhook_secret: SecretStr | None = Field(
         None,
         description="signs alert webhooks: Seoblog-Signature t=<unix s>,v1=<HMAC-SHA256 of "
@@ -81,3 +88,10 @@ class Settings(ServiceSettings):
         60, ge=5, le=1440, description="minutes of history the live page shows"
     )
     dashboard_push_s: float = Field(2, gt=0, description="how often the live page is updated")
+
+    @field_validator("alert_webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value

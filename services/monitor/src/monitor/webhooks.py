@@ -1,6 +1,10 @@
 """Alert webhooks (MONITOR_ALERT_WEBHOOKS): each fired or resolved alert, as its event's JSON,
 POSTed to every configured URL by the replica that announced it, signed like the gateway's
-job webhooks and retried with back-off under one delivery id (the event id)."""
+job webhooks and retried with back-off under one delivery id (the event id).
+
+Deliveries go through the shared guarded transport (seoblog_netguard), as the gateway's: public
+addresses only, checked in the connection itself (no DNS rebinding between check and connect),
+plus the networks MONITOR_ALERT_WEBHOOK_ALLOWED_NETWORKS lets through (an in-house receiver)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,14 @@ import httpx
 from pydantic import AnyHttpUrl
 
 from seoblog_contracts import AlertFired, AlertResolved
+from seoblog_netguard import (
+    AddressGuard,
+    AddressPolicy,
+    BlockedAddress,
+    Resolver,
+    guarded_client,
+    system_resolver,
+)
 
 log = logging.getLogger("seoblog.monitor.webhooks")
 
@@ -38,15 +50,26 @@ class AlertWebhooks:
         urls: Sequence[AnyHttpUrl | str],
         secret: str | None,
         backoff_s: tuple[float, ...] = BACKOFF_S,
+        *,
+        allowed_networks: Sequence[str] = (),
+        resolver: Resolver = system_resolver,
+        timeout_s: float = 10,
     ) -> None:
         self.urls = [str(url) for url in urls]
         self.secret, self.backoff_s = secret, backoff_s
+        self.guard = AddressGuard(AddressPolicy.allowing(allowed_networks), resolver)
+        self.timeout_s = timeout_s
+        self.blocked = 0  # deliveries the address guard refused
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         if self.urls:
-            self._client = httpx.AsyncClient(timeout=10, follow_redirects=False)
+            # Redirects are not followed (guarded_client's default): a 3xx is a failure.
+            self._client = guarded_client(
+                self.guard, per_origin_connections=2, timeout_s=self.timeout_s
+            )
+            self._client.headers["User-Agent"] = "seoblog-alerts/1"
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -86,6 +109,14 @@ class AlertWebhooks:
                     return
                 error = f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
+                if _blocked(exc):
+                    # Not retried: the address will not become public by waiting.
+                    self.blocked += 1
+                    log.warning(
+                        "alert webhook refused: its host is a private or reserved address",
+                        extra={"alert": event.alert, "error": str(exc)},
+                    )
+                    return
                 error = type(exc).__name__
             log.warning(
                 "alert webhook failed",
@@ -93,3 +124,14 @@ class AlertWebhooks:
             )
             if attempt < len(self.backoff_s):
                 await asyncio.sleep(self.backoff_s[attempt])
+
+
+def _blocked(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, BlockedAddress):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
