@@ -174,9 +174,9 @@ def build_stack(
             name = module if i == 0 else f"{module}-{i + 1}"
             services[name] = ServiceProcess(name, free_port(), env, module)
     # The gateway reads post sources from the crawler (GET /v1/posts/{id}/source).
-    if "crawler" in services and "gateway" in services and "GATEWAY_CRAWLER_URL" not in env:
-        gateway = services["gateway"]
-        gateway.env = gateway.env | {"GATEWAY_CRAWLER_URL": services["crawler"].url}
+    if "crawler" in services and "GATEWAY_CRAWLER_URL" not in env:
+        for gateway in (s for s in services.values() if s.module == "gateway"):
+            gateway.env = gateway.env | {"GATEWAY_CRAWLER_URL": services["crawler"].url}
     return Stack(services)
 
 
