@@ -311,3 +311,40 @@ async def test_progress_without_ack_never_raises_when_nats_is_gone(service_env):
     await bus.start()
     await bus.stop()  # the connection is closed: what a NATS outage looks like to a publisher
     await bus.publish(progress("lost"), ack=False)  # dropped with a warning, no exception
+
+
+async def test_a_batch_consumer_makes_no_spans(service_env):
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings = settings_for(ServiceSettings, service_env, service="probe")
+    bus = Bus(settings, tracer_provider=provider, stage=Stage.CRAWL)
+    recording: list[bool] = []
+
+    async def project(batch: list[JobProgress]) -> None:
+        recording.append(trace.get_current_span().is_recording())
+
+    async def handle(event: JobProgress) -> None:
+        recording.append(trace.get_current_span().is_recording())
+
+    bus.consume_batch(bus.subjects.of(JobProgress), "probe-untraced", JobProgress, project)
+    bus.consume(bus.subjects.of(JobFailed), "probe-traced", JobFailed, handle)
+    await bus.start()
+    try:
+        with provider.get_tracer("test").start_as_current_span("publisher"):
+            await bus.publish(progress("traced-job"))
+            await bus.publish(
+                JobFailed(job_id="traced-job", stage=Stage.CRAWL, code="x", message="x")
+            )
+        await wait_until(lambda: len(recording) == 2)
+        names = [s.name for s in exporter.get_finished_spans()]
+        consumers = [n for n in names if n.endswith(" process")]
+        assert consumers == [f"{bus.subjects.of(JobFailed)} process"], names  # the one-by-one
+        assert sorted(recording) == [False, True]
+    finally:
+        await bus.stop()
