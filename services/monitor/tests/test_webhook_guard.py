@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -54,14 +55,18 @@ async def deliver(webhooks: AlertWebhooks) -> None:
         await webhooks.stop()
 
 
-async def test_a_loopback_receiver_is_refused_without_the_allow_list(receiver) -> None:
+async def test_a_loopback_receiver_is_refused_without_the_allow_list(receiver, caplog) -> None:
     hooks, server = receiver
     webhooks = AlertWebhooks([f"{server.url}/hook"], None, backoff_s=(0.05, 0.05))
 
-    await deliver(webhooks)
+    with caplog.at_level(logging.WARNING, logger="seoblog.monitor.webhooks"):
+        await deliver(webhooks)
 
     assert hooks.posts == []
     assert webhooks.blocked == 1  # once: a refused address is not retried
+    said = caplog.text
+    assert "127.0.0.1 is a loopback address" in said  # at start-up, naming the setting
+    assert "MONITOR_ALERT_WEBHOOK_ALLOWED_NETWORKS" in said
 
 
 async def test_a_name_that_resolves_to_loopback_is_refused(receiver) -> None:

@@ -15,6 +15,7 @@ import hmac
 import logging
 import time
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import AnyHttpUrl
@@ -26,6 +27,7 @@ from seoblog_netguard import (
     BlockedAddress,
     Resolver,
     guarded_client,
+    literal_address,
     system_resolver,
 )
 
@@ -64,12 +66,30 @@ class AlertWebhooks:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        for url in self.urls:
+            self._warn_if_refused(url)
         if self.urls:
             # Redirects are not followed (guarded_client's default): a 3xx is a failure.
             self._client = guarded_client(
                 self.guard, per_origin_connections=2, timeout_s=self.timeout_s
             )
             self._client.headers["User-Agent"] = "seoblog-alerts/1"
+
+    def _warn_if_refused(self, url: str) -> None:
+        """Say at start-up what every delivery to a literal private address would meet."""
+        host = urlsplit(url).hostname or ""
+        try:
+            ip = literal_address(host)
+        except ValueError:
+            ip = None
+        reason = None if ip is None else self.guard.policy.refusal(ip)
+        if reason is not None:
+            log.warning(
+                "alert webhook host %s is a %s address: its deliveries are refused unless "
+                "MONITOR_ALERT_WEBHOOK_ALLOWED_NETWORKS includes it",
+                host,
+                reason,
+            )
 
     async def stop(self) -> None:
         for task in list(self._tasks):
