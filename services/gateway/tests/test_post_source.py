@@ -83,6 +83,7 @@ async def test_the_owner_reads_the_crawled_source_of_a_post(
     assert source["post_id"] == post.post_id
     assert source["url"] == normalize_url(url)
     assert "Europa" in source["text"]
+    assert source["exact"] is True  # the job's own crawl result
     assert source["title"]
     assert source["fetched_at"]
     assert as_admin.json() == source

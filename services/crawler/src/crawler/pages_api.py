@@ -1,7 +1,9 @@
-"""GET /v1/pages?url=…: the stored copy of a crawled page (title, text, language), read-only.
+"""GET /v1/pages?url=…[&job_id=…]: a crawled page's title, text and language, read-only.
 
 The gateway shows it beside a post (GET /v1/posts/{id}/source); nothing on the pipeline's
-path calls it. The page is the latest copy stored (a re-crawl replaces it)."""
+path calls it. With `job_id`, the text that job's crawl extracted (its recorded result,
+`exact`); otherwise, or when the crawler has no record of the job, the latest stored copy of
+the URL (a re-crawl replaces it)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class StoredPageText(BaseModel):
     text: str
     language: str | None
     fetched_at: str
+    exact: bool  # the job's own crawl result, not the URL's latest copy
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -35,6 +38,7 @@ def pages_router(store: PgPageStore) -> APIRouter:
     @router.get("", response_model=StoredPageText, responses={404: {}, 422: {}})
     async def get_page(
         url: Annotated[str, Query(min_length=1, max_length=4096)],
+        job_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     ) -> StoredPageText | JSONResponse:
         if not url.lower().startswith(("http://", "https://")):
             return _error(422, "bad_url", "url must be an http(s) URL.")
@@ -42,6 +46,25 @@ def pages_router(store: PgPageStore) -> APIRouter:
             key = normalize_url(url)
         except ValueError:  # courlan refuses what it cannot parse
             return _error(422, "bad_url", "url is not a URL the crawler could have stored.")
+        if job_id is not None:
+            crawl = await store.pool.fetchrow(
+                "SELECT event->>'url' AS url, event->>'final_url' AS final_url,"
+                " event->>'title' AS title, event->>'text' AS text,"
+                " event->>'language' AS language, created_at FROM crawls"
+                " WHERE job_id = $1 AND url = ANY($2::text[])",
+                job_id,
+                [key, url],
+            )
+            if crawl is not None:
+                return StoredPageText(
+                    url=crawl["url"],
+                    final_url=crawl["final_url"],
+                    title=crawl["title"],
+                    text=crawl["text"],
+                    language=crawl["language"],
+                    fetched_at=crawl["created_at"].isoformat(),
+                    exact=True,
+                )
         # Keyed by the normalised URL, as the crawler stores it; the URL as given otherwise.
         row = await store.pool.fetchrow(
             "SELECT url, final_url, title, language, text_z, fetched_at FROM pages"
@@ -58,6 +81,7 @@ def pages_router(store: PgPageStore) -> APIRouter:
             text=unpack(row["text_z"]),
             language=row["language"],
             fetched_at=row["fetched_at"].isoformat(),
+            exact=False,
         )
 
     return router

@@ -395,6 +395,7 @@ class PostSource(BaseModel):
                     "text": "Five years after offices emptied, ...",
                     "language": "en",
                     "fetched_at": "2026-01-01T12:00:00+00:00",
+                    "exact": True,
                 }
             ]
         }
@@ -406,7 +407,15 @@ class PostSource(BaseModel):
     title: str
     text: str = Field(description="the extracted article text, as the writer received it")
     language: str | None = Field(None, description="the article's language, as detected")
-    fetched_at: str = Field(description="when the crawler last fetched or confirmed the page")
+    fetched_at: str = Field(
+        description="when the job's crawl was recorded (`exact`), else when the crawler last "
+        "fetched or confirmed the page"
+    )
+    exact: bool = Field(
+        False,
+        description="true: the very text the job's crawl extracted; false: the latest stored "
+        "copy of the URL (the crawler has no record of the job; a re-crawl may have changed it)",
+    )
 
 
 class PostListItem(BaseModel):

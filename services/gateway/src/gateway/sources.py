@@ -1,5 +1,6 @@
-"""The article a post was written from, read on request from the crawler's page store
-(GET {GATEWAY_CRAWLER_URL}/v1/pages?url=…) and kept in process for a short while.
+"""The article a post was written from, read on request from the crawler's store
+(GET {GATEWAY_CRAWLER_URL}/v1/pages?url=…&job_id=…: the job's own crawl result, else the URL's
+latest stored copy) and kept in process for a short while.
 
 Nothing on the pipeline's path changes: no consumer, no bigger events; only a person opening a
 post's source pays the one request."""
@@ -24,8 +25,10 @@ class Sources:
         self.timeout_s = settings.source_timeout_s
         self.ttl_s = settings.source_cache_ttl_s
         self._client: httpx.AsyncClient | None = None
-        # url -> (expires at, the page, or None: the crawler has none)
-        self._cache: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
+        # (url, job id) -> (expires at, the page, or None: the crawler has none)
+        self._cache: OrderedDict[tuple[str, str], tuple[float, dict[str, Any] | None]] = (
+            OrderedDict()
+        )
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(
@@ -40,17 +43,19 @@ class Sources:
             await self._client.aclose()
             self._client = None
 
-    async def page(self, url: str) -> dict[str, Any]:
-        """The stored page of `url`; ApiError 404 source_not_found, 503 source_unavailable."""
+    async def page(self, url: str, job_id: str) -> dict[str, Any]:
+        """What job `job_id` crawled at `url` (else the URL's stored copy); ApiError 404
+        source_not_found, 503 source_unavailable."""
         now = time.monotonic()
-        cached = self._cache.get(url)
+        key = (url, job_id)
+        cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
-            self._cache.move_to_end(url)
+            self._cache.move_to_end(key)
             found = cached[1]
         else:
-            found = await self._fetch(url)
-            self._cache[url] = (now + self.ttl_s, found)
-            self._cache.move_to_end(url)
+            found = await self._fetch(url, job_id)
+            self._cache[key] = (now + self.ttl_s, found)
+            self._cache.move_to_end(key)
             while len(self._cache) > _MAX_ENTRIES:
                 self._cache.popitem(last=False)
         if found is None:
@@ -62,11 +67,11 @@ class Sources:
             )
         return found
 
-    async def _fetch(self, url: str) -> dict[str, Any] | None:
+    async def _fetch(self, url: str, job_id: str) -> dict[str, Any] | None:
         if self._client is None:
             raise _unavailable("the gateway is not started")
         try:
-            response = await self._client.get("/v1/pages", params={"url": url})
+            response = await self._client.get("/v1/pages", params={"url": url, "job_id": job_id})
         except httpx.HTTPError as exc:
             raise _unavailable(type(exc).__name__) from exc
         if response.status_code == 404:
@@ -82,6 +87,7 @@ class Sources:
                 "text": str(body["text"]),
                 "language": None if body.get("language") is None else str(body["language"]),
                 "fetched_at": str(body["fetched_at"]),
+                "exact": bool(body.get("exact", False)),
             }
         except (ValueError, KeyError, TypeError) as exc:
             raise _unavailable("an answer it could not read") from exc

@@ -159,8 +159,9 @@ async def get_post(
     responses=_AUTH | {404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     summary="Get the source article of a post",
     description="The article the post was written from, as the crawler stored it: title and "
-    "extracted plain text (the latest copy of its URL; a re-crawl replaces it). Read from the "
-    "crawler's page store on request and kept for `GATEWAY_SOURCE_CACHE_TTL_S`. 404 "
+    "extracted plain text, the job's own crawl result (`exact: true`), else the latest stored "
+    "copy of its URL. Read from the crawler on request and kept for "
+    "`GATEWAY_SOURCE_CACHE_TTL_S`. 404 "
     "`post_not_found` (no such post, or another key's), 404 `source_not_found` (the crawler "
     "keeps no copy), 503 `source_unavailable` (the crawler did not answer). Needs the "
     "`jobs:read` scope.",
@@ -172,5 +173,5 @@ async def get_post_source(
     event = await parts.store.post(post_id) if exists and who.may_see(owner) else None
     if event is None:
         raise ApiError(404, "post_not_found", f"No post with id {post_id!r}.")
-    page = await sources.page(event.source_url)
+    page = await sources.page(event.source_url, event.job_id)
     return PostSource(post_id=post_id, **page)
