@@ -124,7 +124,8 @@ async def test_job_state_is_projected_from_events_idempotently(gateway, bus):
     assert body["post"]["id"] == post.post_id
     await bus.publish(JobFailed(job_id=job_id, stage=Stage.GENERATE, code="x", message="late"))
     html = await gateway.get(f"/v1/posts/{post.post_id}", headers={"accept": "text/html"})
-    assert html.text == "<h2>A</h2><p>b</p>"
+    assert "\n<h2>A</h2><p>b</p>\n" in html.text
+    assert html.text.startswith('<!doctype html>\n<html lang="ko">')
     assert (await gateway.get(f"/v1/jobs/{job_id}")).json()["state"] == "completed"
 
 

@@ -103,3 +103,22 @@ async def test_post_formats_and_bad_search_input(gateway, jobs, bus):
     assert (await gateway.get("/v1/posts", params={"q": "x" * 500})).status_code == 422
     odd = await gateway.get("/v1/posts", params={"q": "!!! & | ( :*"})
     assert odd.status_code == 200  # websearch syntax never errors
+
+
+async def test_a_post_as_html_is_a_document_in_the_language_it_is_written_in(gateway, jobs, bus):
+    # Offline, a post asked for in Korean is written in the article's English: the document
+    # says en, and its title is text, not markup.
+    post = await publish_post(
+        gateway,
+        jobs,
+        bus,
+        language="en",
+        requested_language="ko",
+        title="Fish & <chips>",
+    )
+    html = (await gateway.get(f"/v1/posts/{post.post_id}", params={"format": "html"})).text
+    assert html.startswith('<!doctype html>\n<html lang="en">')
+    assert "<title>Fish &amp; &lt;chips&gt;</title>" in html
+    assert "<p>Nothing in particular.</p>" in html
+    body = (await gateway.get(f"/v1/posts/{post.post_id}")).json()
+    assert (body["language"], body["requested_language"]) == ("en", "ko")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import datetime
+from html import escape
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -26,6 +28,18 @@ async def get_sources(request: Request) -> Sources:
 
 
 SourcesDep = Annotated[Sources, Depends(get_sources)]
+
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+
+
+def html_document(title: str, language: str, body: str) -> str:
+    """The post as a whole HTML document whose `lang` is the language it is written in (an
+    offline post keeps its article's language, whatever was requested)."""
+    lang = language if _LANGUAGE_TAG.match(language) else "und"
+    return (
+        f'<!doctype html>\n<html lang="{lang}">\n<head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title></head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
 
 
 # A post opened in a browser runs nothing and loads nothing from elsewhere: its HTML is
@@ -149,7 +163,11 @@ async def get_post(
                 f"# {event.title}\n\n{event.markdown}\n", media_type="text/markdown; charset=utf-8"
             )
         case "html":
-            return Response(event.html, media_type="text/html; charset=utf-8", headers=HTML_HEADERS)
+            return Response(
+                html_document(event.title, event.language, event.html),
+                media_type="text/html; charset=utf-8",
+                headers=HTML_HEADERS,
+            )
     return Post.from_event(event)
 
 
