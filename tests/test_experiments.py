@@ -177,9 +177,14 @@ async def test_a_variant_that_writes_worse_posts_is_rolled_back_with_an_alert(
                 model = "fake-worse" if variant == "worse" else "fake-model"
                 assert done["post"]["writer"] == f"llm:{model}"
         await wait_until(lambda: any(a["alert"] == "experiment_rolled_back" for a in alerts))
-        # Rolled back means 0 %: new jobs are no longer assigned (every replica within 5 s).
-        after = await submit(api, stack_, url, "low", 999)
-        assert after["spec"]["experiments"] == []
+
+        # Rolled back means 0 %: new jobs are no longer assigned (every replica within 5 s of
+        # the change; the gateway's copy refreshes each second).
+        async def unassigned() -> bool:
+            after = await submit(api, stack_, url, "low", 999)
+            return after["spec"]["experiments"] == []
+
+        await wait_until(unassigned, timeout_s=5, interval_s=0.5)
     finally:
         await nc.close()
 
