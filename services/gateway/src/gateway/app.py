@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager
-from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI
@@ -17,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from seoblog_runtime import add_ops_routes, build_parts
+from seoblog_runtime.signals import on_stop_signal
 
 from . import errors
 from .auth import Authenticator
@@ -87,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with parts.running():
-            restore_signals = _close_live_on_signals(hub)
+            restore_signals = on_stop_signal(hub.close_all)
             try:
                 yield
             finally:
@@ -147,31 +144,6 @@ def _key_out_of_query(scope: MutableMapping[str, Any]) -> bool:
     of a live route out of the query string (in place) and excludes nothing."""
     key_out_of_query(scope)
     return False
-
-
-def _close_live_on_signals(hub: LiveHub) -> Callable[[], None]:
-    """On SIGTERM or SIGINT, end live streams before uvicorn waits for open connections
-    (it runs the lifespan's shutdown only after they close). Chains uvicorn's own handler;
-    returns what puts it back."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    loop = asyncio.get_running_loop()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(sig: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(hub.close_all)
-        before = previous.get(signal.Signals(sig))
-        if callable(before):
-            before(sig, frame)
-
-    for sig in previous:
-        signal.signal(sig, handler)
-
-    def restore() -> None:
-        for sig, before in previous.items():
-            signal.signal(sig, before)
-
-    return restore
 
 
 class _GatewayCollector(Collector):

@@ -8,20 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
-from types import FrameType
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from seoblog_contracts import JobState
+from seoblog_runtime.signals import on_stop_signal
 
 from .evaluator import Evaluator
 from .pipeline import SPANS, minute_of
@@ -99,7 +97,7 @@ class Dashboard:
 
     async def start(self) -> None:
         self.closing.clear()
-        self._restore = _close_streams_on_signals(self.closing)
+        self._restore = on_stop_signal(self.closing.set)
 
     async def stop(self) -> None:
         self.closing.set()
@@ -241,28 +239,3 @@ async def _events(dashboard: Dashboard, request: Request) -> AsyncIterator[str]:
             yield f"event: snapshot\ndata: {found.model_dump_json()}\n\n"
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(dashboard.closing.wait(), dashboard.settings.dashboard_push_s)
-
-
-def _close_streams_on_signals(closing: asyncio.Event) -> Callable[[], None]:
-    """On SIGTERM or SIGINT, end the open streams before uvicorn waits for open connections
-    (it runs the lifespan's shutdown only after they close; the page reconnects to another
-    replica). Chains uvicorn's own handler; returns what puts it back."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    loop = asyncio.get_running_loop()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(sig: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(closing.set)
-        before = previous.get(signal.Signals(sig))
-        if callable(before):
-            before(sig, frame)
-
-    for sig in previous:
-        signal.signal(sig, handler)
-
-    def restore() -> None:
-        for sig, before in previous.items():
-            signal.signal(sig, before)
-
-    return restore
