@@ -63,4 +63,5 @@ async def test_poison_and_kill_minus_nine_lose_nothing_and_hide_no_paid_call(
     # after the restart: the one window an OpenAI-compatible API leaves open. It must never be
     # hidden: each such call is reported in its job's usage as unconfirmed.
     assert killed.double_billed_calls <= killed.extra["usage_unconfirmed_calls"], figures
-    assert killed.extra["usage_mismatched_jobs"] == 0, figures
+    # (job, calls reported, calls served, unconfirmed): served <= reported <= served + unconfirmed
+    assert killed.extra["usage_mismatched_jobs"] == 0, killed.extra["usage_mismatch_examples"]
