@@ -17,7 +17,8 @@ from seoblog_testing import drop_namespace, env_for, signed_headers, unique_name
 from seoblog_testing.fake_llm import default_responder
 from seoblog_testing.processes import Stack, running_stack
 
-pytestmark = pytest.mark.slow
+# Not marked slow: the end-to-end path through five real service processes is part of every
+# `make test`, on a fresh machine too.
 
 ARTICLE = "14cc2a0ca59c62a8c9f205a171e9ccf4ef4cf69b0c642f51c8c65c051b39024f"  # NASA, Europa
 PIPELINE = ["queued", "crawling", "translating", "generating", "completed"]
