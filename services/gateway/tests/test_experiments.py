@@ -58,6 +58,28 @@ async def test_unknown_overrides_and_bad_definitions_are_422_and_ids_are_unique(
     assert "crawler.extract_mode" in keys
 
 
+async def test_a_client_cannot_give_its_job_variants_or_overrides(gateway):
+    # Variants are the gateway's to assign: a submit naming one (with an override choosing
+    # another model, say) is refused, alone or in a batch, and queues nothing. Schemathesis
+    # found this (a NUL in an override key reached PostgreSQL: a 500).
+    chosen = {
+        "url": "https://example.com/a",
+        "experiments": [
+            {"experiment_id": "x", "variant": "v", "overrides": {"generator.model": "pricey"}}
+        ],
+    }
+    answer = await gateway.post("/v1/jobs", json=chosen)
+    assert answer.status_code == 422, answer.text
+    assert "assigned by the gateway" in answer.text
+    batch = (await gateway.post("/v1/jobs/batch", json={"jobs": [chosen]})).json()
+    assert (batch["accepted"], batch["results"][0]["status"]) == (0, 422), batch
+    assert "assigned by the gateway" in batch["results"][0]["error"]["message"]
+    listed = (await gateway.get("/v1/jobs")).json()
+    assert listed["data"] == []
+    schema = (await gateway.get("/openapi.json")).json()["components"]["schemas"]
+    assert "experiments" not in schema["JobRequest"]["properties"]
+
+
 async def test_experiments_need_the_admin_scope(gateway):
     key = (
         await gateway.post("/v1/keys", json={"name": "w", "scopes": ["jobs:write", "jobs:read"]})

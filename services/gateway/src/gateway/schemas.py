@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from seoblog_contracts import Assignment, JobSpec, JobState, PostGenerated, SeoReport, Usage
 
@@ -74,6 +75,19 @@ class JobRequest(JobSpec, NoNul):
         "stage at most one every GATEWAY_WEBHOOK_PROGRESS_INTERVAL_S). Needs `callback_url`",
         examples=[["completed", "failed", "progress"]],
     )
+
+    # Variants are the gateway's to assign (GET /v1/experiments): a client naming its own, with
+    # overrides choosing a model or a prompt, would bypass the admin scope and the guardrails.
+    experiments: SkipJsonSchema[list[Assignment]] = Field(default_factory=list, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_variants_from_clients(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "experiments" in data:
+            raise ValueError(
+                "experiments are assigned by the gateway (see /v1/experiments); leave the field out"
+            )
+        return data
 
     @model_validator(mode="after")
     def _events_need_a_callback(self) -> Any:
