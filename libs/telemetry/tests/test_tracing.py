@@ -113,3 +113,19 @@ def test_span_helper_nests_under_the_current_span_and_drops_unset_attributes() -
     assert dict(fetch.attributes or {}) == {"url.full": "https://a/", "seoblog.job_id": "job-7"}
     assert extract.status.status_code == StatusCode.ERROR
     assert extract.events[0].name == "exception"
+
+
+def test_nothing_is_recorded_while_nothing_receives_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    telemetry = setup_tracing("crawler", install_global=False)
+    tracer = telemetry.tracer
+    with bind_job("job-1"), tracer.start_as_current_span("consume") as idle:
+        assert not idle.is_recording()  # no exporter: nothing to build or stamp
+        assert idle.get_span_context().is_valid  # the trace id still reaches logs and peers
+
+    exporter = InMemorySpanExporter()
+    telemetry.provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with tracer.start_as_current_span("consume") as received:
+        assert received.is_recording()
+    assert [s.name for s in exporter.get_finished_spans()] == ["consume"]
