@@ -4,6 +4,8 @@ import asyncio
 import json
 import logging
 
+import pytest
+
 from seoblog_contracts import JobFailed, JobProgress, Stage
 from seoblog_runtime import Bus, ServiceSettings
 from seoblog_testing import settings_for, signed_headers, wait_until
@@ -346,5 +348,44 @@ async def test_a_batch_consumer_makes_no_spans(service_env):
         consumers = [n for n in names if n.endswith(" process")]
         assert consumers == [f"{bus.subjects.of(JobFailed)} process"], names  # the one-by-one
         assert sorted(recording) == [False, True]
+    finally:
+        await bus.stop()
+
+
+async def test_unconfirmed_progress_is_coalesced_within_the_interval(service_env):
+    bus = make_bus(service_env, progress_interval_s=30)
+    await bus.start()
+    try:
+
+        def step(job_id: str, percent: int, message: str = "writing") -> JobProgress:
+            return JobProgress(
+                job_id=job_id, stage=Stage.GENERATE, percent=percent, message=message
+            )
+
+        sent = [
+            step("fast", 0, ""),  # the stage's first event goes
+            step("fast", 10),  # a new phase goes
+            *(step("fast", p) for p in (20, 30, 40, 50)),  # percent updates within 30 s: left out
+            step("fast", 60, "revising (SEO score 62)"),  # a new phase goes
+            step("fast", 100, "revising (SEO score 62)"),  # 100 % goes
+            step("other", 10),  # another job has its own window
+        ]
+        for event in sent:
+            await bus.publish(event, ack=False)
+
+        async def stored() -> bool:
+            info = await bus.js.stream_info(bus.subjects.stream)
+            return info.state.messages >= 5
+
+        await wait_until(stored)
+        await asyncio.sleep(0.2)
+        info = await bus.js.stream_info(bus.subjects.stream)
+        assert info.state.messages == 5
+        first = await bus.js.get_msg(bus.subjects.stream, seq=info.state.first_seq)
+        assert json.loads(first.data)["percent"] == 0
+        with pytest.raises(TypeError):  # the gate is for progress only; results are confirmed
+            await bus.publish(
+                JobFailed(job_id="x", stage=Stage.CRAWL, code="c", message="m"), ack=False
+            )
     finally:
         await bus.stop()

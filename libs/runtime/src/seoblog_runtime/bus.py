@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -152,6 +154,7 @@ class Bus:
         self._consumers: list[_Consumer] = []
         self._running = False
         self.fetch_timeout_s = _IDLE_FETCH_S
+        self._progress = _ProgressGate(settings.progress_interval_s)
         # Set by Parts for pipeline stages: events of a cancelled job are acked and dropped
         # before their handler runs, so no stage's handler needs to know about cancelling.
         self.cancelled: CancelledCheck | None = None
@@ -258,7 +261,14 @@ class Bus:
 
         ack=False (JobProgress only: progress that needs no confirmed write) publishes on core
         NATS without waiting; the stream still stores it. It never raises: a hiccup drops it.
+        Such progress is coalesced (see _ProgressGate): within `progress_interval_s` of the
+        last one a job's stage sent, a mere percent update of the same phase is left out.
         """
+        if not ack:
+            if not isinstance(event, JobProgress):
+                raise TypeError("publish(ack=False) is for JobProgress only")
+            if not self._progress.admit(event):
+                return
         body, headers = self.encode(event)
         target = subject or self.subjects.of(event)
         if ack:
@@ -266,8 +276,6 @@ class Bus:
                 target, body, timeout=10, stream=self.subjects.stream, headers=headers
             )
             return
-        if not isinstance(event, JobProgress):
-            raise TypeError("publish(ack=False) is for JobProgress only")
         try:
             await self.nc.publish(target, body, headers=headers)
         except Exception as exc:
@@ -701,6 +709,42 @@ class Bus:
             self.stats[durable].dead_lettered += 1
             await self.dead_letter(msg, durable=durable, reason=f"{code}: {message}")
         log.warning("job failed", extra={"consumer": durable, "code": code, "error": message})
+
+
+class _ProgressGate:
+    """Which unconfirmed progress events go out. A fast job's stage would otherwise send ten
+    percent steps within milliseconds, and every event costs its stream write and a decode in
+    each consumer (the gateway, the monitor): progress was half of a job's events. Always sent:
+    a job stage's first event, 100 %, and a new phase (the message's first word changes, as
+    from "writing" to "revising"); other percent updates at most every `interval_s`."""
+
+    _REMEMBERED = 4096  # job stages in flight in this process, and more
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.last: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+        self.coalesced = 0
+
+    def admit(self, event: JobProgress) -> bool:
+        if self.interval_s <= 0:
+            return True
+        key = (event.job_id, event.stage.value)
+        now = time.monotonic()
+        phase = (event.message or "").split(" ", 1)[0]
+        seen = self.last.get(key)
+        if (
+            seen is not None
+            and event.percent < 100
+            and phase == seen[1]
+            and now - seen[0] < self.interval_s
+        ):
+            self.coalesced += 1
+            return False
+        self.last[key] = (now, phase)
+        self.last.move_to_end(key)
+        if len(self.last) > self._REMEMBERED:
+            self.last.popitem(last=False)
+        return True
 
 
 async def _keep_alive(msgs: list[Msg], interval: float) -> None:

@@ -85,6 +85,13 @@ class ServiceSettings(BaseSettings):
         description="delay before each redelivery after a failure (JSON list, jittered)",
     )
     concurrency: int = Field(8, ge=1, le=256, description="messages handled at once")
+    progress_interval_s: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="a job's progress events within one stage phase at most this often "
+        "(its first, its 100 % and a new phase always go; 0: every one)",
+    )
     stream_max_age_s: float = Field(7 * 24 * 3600, description="age limit of the SEO stream")
     dlq_max_age_s: float = Field(30 * 24 * 3600, description="age limit of the SEO_DLQ stream")
 

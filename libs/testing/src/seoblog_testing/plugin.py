@@ -110,6 +110,7 @@ def settings_for(cls: type[Any], env: dict[str, str], **overrides: Any) -> Any:
         "retry_backoff_s": [0.1, 0.2],
         "max_deliver": 3,
         "ack_wait_s": 5.0,
+        "progress_interval_s": 0,  # tests count progress steps; the gate has its own tests
     }
     values.update(overrides)
     return cls(_env_file=None, **values)
