@@ -73,10 +73,17 @@ def cpu_ms_per_page(run: Callable[[str, str | None], None], pages: list[Any]) ->
 
 
 def f1(pages: list[tuple[str, str, str | None]]) -> float:
+    return f1_of(extract_text, pages)
+
+
+def f1_of(
+    extractor: Callable[[str, str | None], str | None], pages: list[tuple[str, str, str | None]]
+) -> float:
+    """extraction_score.py's figure (4-gram shingles F1, averaged over pages) for `extractor`."""
     scorer = load_scorer()
     truth = scorer.load_ground_truth(DATA)
     rows = [
-        scorer.score_pair(truth[item_id]["articleBody"], extract_text(html, url), 4)["shingles"]
+        scorer.score_pair(truth[item_id]["articleBody"], extractor(html, url), 4)["shingles"]
         for item_id, html, url in pages
     ]
     return float(scorer.aggregate(rows)["f1"])
