@@ -125,7 +125,8 @@ def _cut(text: str, limit: int) -> str:
 def _with_sections(markdown: str, language: str, faq: list[FaqItem], takeaways: list[str]) -> str:
     """The body plus the takeaways and FAQ sections when the writer left them out: the FAQ
     must be visible on the page for its FAQPage JSON-LD to be valid."""
-    takeaways_heading, faq_heading, _ = _FRAMING.get(language.lower().split("-")[0], _FRAMING["en"])
+    framing = _FRAMING.get(language.lower().split("-")[0], _FRAMING["en"])
+    takeaways_heading, faq_heading = framing[0], framing[1]
     headings = {h.casefold() for _, h in _HEADING_RE.findall(markdown)}
     parts = [markdown.strip()]
     if takeaways and takeaways_heading.casefold() not in headings:
