@@ -76,11 +76,28 @@ def output_lines(markdown: str, keyword: str) -> list[str]:
     and the "**Keyword:**" the writer puts before an intro that lacks the keyword."""
     found = []
     for line in markdown.splitlines()[1:]:  # the first line is the writer's label
-        if not line.strip() or line.startswith("#"):
+        if not line.strip() or line.startswith(("#", "|")):  # tables: see table_rows
             continue
         line = line.removeprefix("- ").removeprefix(f"**{keyword[:1].upper()}{keyword[1:]}:** ")
         found.append(squash(line))
     return found
+
+
+def cells(line: str) -> tuple[str, ...]:
+    return tuple(squash(cell) for cell in line.strip().strip("|").split("|"))
+
+
+def table_rows(case: Case, markdown: str) -> list[str]:
+    """Table rows of the post that are not rows of a table in the source (a delimiter row and
+    a row of "…" for rows left out are the writer's own)."""
+    source = {cells(line) for line in case.text.splitlines() if line.lstrip().startswith("|")}
+    bad = []
+    for line in markdown.splitlines():
+        row = cells(line)
+        if not line.startswith("|") or row in source or set(row) <= {"---", "…"}:
+            continue
+        bad.append(line)
+    return bad
 
 
 def whole_sentences(line: str, sentences: set[str]) -> list[str] | None:
@@ -169,6 +186,7 @@ def test_every_fixture_post_is_made_of_whole_source_sentences_and_most_score_90_
             length=case.length,
         )
         failures += [(case.page_id[:8], s) for s in fragments(case, draft.markdown)]
+        failures += [(case.page_id[:8], row) for row in table_rows(case, draft.markdown)]
         report = seo_report(
             title=draft.title,
             slug=draft.slug,

@@ -40,20 +40,25 @@ OFFLINE_LABEL = (
 MIN_SECTIONS, MAX_SECTIONS = 3, 6
 WORDS_PER_SECTION = 250
 
-_FRAMING: dict[str, tuple[str, str, str]] = {
-    # language: (takeaways heading, FAQ heading, question about a term)
-    "en": ("Key takeaways", "Frequently asked questions", "What is known about {}?"),
-    "de": ("Das Wichtigste in Kürze", "Häufige Fragen", "Was sollte man über {} wissen?"),
-    "fr": ("À retenir", "Questions fréquentes", "Que faut-il savoir sur {} ?"),
-    "es": ("Puntos clave", "Preguntas frecuentes", "¿Qué hay que saber sobre {}?"),
-    "it": ("Punti chiave", "Domande frequenti", "Cosa sapere su {}?"),
-    "pt": ("Pontos-chave", "Perguntas frequentes", "O que é preciso saber sobre {}?"),
-    "nl": ("Belangrijkste punten", "Veelgestelde vragen", "Wat moet je weten over {}?"),
-    "pl": ("Najważniejsze wnioski", "Często zadawane pytania", "Co warto wiedzieć o: {}?"),
-    "ru": ("Главное", "Часто задаваемые вопросы", "Что нужно знать о «{}»?"),
-    "uk": ("Головне", "Поширені запитання", "Що варто знати про «{}»?"),
-    "ja": ("要点", "よくある質問", "「{}」について知っておくべきことは？"),
-    "zh": ("要点", "常见问题", "关于“{}”需要了解什么？"),
+_FRAMING: dict[str, tuple[str, str, str, str]] = {
+    # language: (takeaways heading, FAQ heading, question about a term, closing heading)
+    "en": ("Key takeaways", "Frequently asked questions", "What is known about {}?", "In short"),
+    "de": ("Das Wichtigste in Kürze", "Häufige Fragen", "Was sollte man über {} wissen?", "Fazit"),
+    "fr": ("À retenir", "Questions fréquentes", "Que faut-il savoir sur {} ?", "En bref"),
+    "es": ("Puntos clave", "Preguntas frecuentes", "¿Qué hay que saber sobre {}?", "En resumen"),
+    "it": ("Punti chiave", "Domande frequenti", "Cosa sapere su {}?", "In breve"),
+    "pt": ("Pontos-chave", "Perguntas frequentes", "O que é preciso saber sobre {}?", "Em resumo"),
+    "nl": ("Belangrijkste punten", "Veelgestelde vragen", "Wat moet je weten over {}?", "Kortom"),
+    "pl": (
+        "Najważniejsze wnioski",
+        "Często zadawane pytania",
+        "Co warto wiedzieć o: {}?",
+        "W skrócie",
+    ),
+    "ru": ("Главное", "Часто задаваемые вопросы", "Что нужно знать о «{}»?", "Коротко"),
+    "uk": ("Головне", "Поширені запитання", "Що варто знати про «{}»?", "Коротко"),
+    "ja": ("要点", "よくある質問", "「{}」について知っておくべきことは？", "まとめ"),
+    "zh": ("要点", "常见问题", "关于“{}”需要了解什么？", "总结"),
 }
 
 _STOPWORDS = frozenset(
@@ -170,33 +175,41 @@ def write_offline(
     terms = _ranked_terms(sentences, title)
     keyword = keywords[0] if keywords else _salient(sentences, terms, title)
     scores = _scores(sentences, frequencies, keyword, keywords[1:])
-    takeaways_heading, faq_heading, question = _FRAMING.get(
+    takeaways_heading, faq_heading, question, closing_heading = _FRAMING.get(
         language.lower().split("-")[0], _FRAMING["en"]
     )
+    uses = {s.index: count_keyword(s.plain, keyword) if keyword else 0 for s in sentences}
+    available = sum(s.words for s in sentences)
+    # A keyword in most sentences: the framing (FAQ, takeaways) is drawn from the others.
+    dense = 100 * sum(uses.values()) > (DENSITY_MAX_PERCENT - 0.5) * max(available, 1)
 
     intro = _intro(sentences, scores, keyword)
     rest = [s for s in sentences if s not in intro]
     phrases_first = sorted(terms[:10], key=lambda t: " " not in t.key)
     named = [t.display.removesuffix("’s").removesuffix("'s") for t in phrases_first]
     subjects = [keyword, *keywords, *(t for t in named if _usage(t, sentences)[1])]
+    if dense:
+        subjects = [t for t in subjects[1:] if not _overlaps(t, keyword)]
     english = language.lower().startswith("en") or language.lower() == "und"
 
     def ask(subject: str, answer: _Sentence) -> str:
         surface = _surface(subject, sentences)
         return _english_question(surface, answer) if english else question.format(surface)
 
-    faq = _faq(rest, scores, subjects, ask, 2 if length < 700 else 3)
+    faq = _faq(rest, scores, subjects, ask, 2 if length < 700 else 3, uses if dense else None)
     n_takeaways = min(5, max(2 if length < 400 else 3, round(length / 300)))
     sections = _sections(rest, scores, keyword, length, intro, faq, n_takeaways)
     joiner = "、" if language.lower().startswith(("ja", "zh")) else ", "
     taken = {a.index for _, a in faq}
-    uses = {s.index: count_keyword(s.plain, keyword) if keyword else 0 for s in sentences}
+    tables: list[tuple[str, str]] = []  # (heading, markdown) of the source's tables, when short
+    closing: list[_Sentence] = []
+    short_first = False  # framing prefers short sentences (a source of long ones)
 
     counted: dict[tuple[int, ...], _Counts] = {}
 
     def assemble(sections: list[list[_Sentence]]) -> tuple[str, list[str], list[_Sentence]]:
         headings = _headings(sections, keyword, keywords[1:], joiner, language, counted)
-        takeaways = _takeaways(sections, scores, n_takeaways, taken, uses)
+        takeaways = _takeaways(sections, scores, n_takeaways, taken, uses, short_first, dense)
         parts = [OFFLINE_LABEL]
         if intro:
             opening = " ".join(s.text for s in intro)
@@ -206,6 +219,9 @@ def write_offline(
         for heading, chosen in zip(headings, sections, strict=True):
             parts += [f"## {heading}", *_paragraphs(chosen)]
         outline = list(headings)
+        for heading, table in tables:
+            parts += [f"## {heading}", table]
+            outline.append(heading)
         if takeaways:
             parts += [f"## {takeaways_heading}", "\n".join(f"- {s.text}" for s in takeaways)]
             outline.append(takeaways_heading)
@@ -214,6 +230,9 @@ def write_offline(
             for q, a in faq:
                 parts += [f"### {q}", _escape_block_start(a.text)]
             outline.append(faq_heading)
+        if closing:
+            parts += [f"## {closing_heading}", _escape_block_start(closing[0].text)]
+            outline.append(closing_heading)
         return "\n\n".join(parts) + "\n", outline, takeaways
 
     spare = [s for s in rest if s.index not in taken and all(s not in c for c in sections)]
@@ -242,7 +261,41 @@ def write_offline(
         if not changed:
             break
         markdown, outline, takeaways = assemble(sections)
-    if keyword and measure_body(markdown, keyword, language).density < DENSITY_MIN_PERCENT + 0.1:
+    measured = measure_body(markdown, keyword, language)
+    # A source too short (or of sentences too long) to fill the length from its sentences: the
+    # post gets more of the framing a reader expects, all of it drawn from the source: its tables,
+    # five takeaways, four questions and a closing statement, until the length is reached.
+    # Sentences too long on average: the same, with short ones as takeaways and answers.
+    enough = (1 - 0.8 * LENGTH_TOLERANCE) * length
+    room = (1 + 0.8 * LENGTH_TOLERANCE) * length - 40
+
+    def wanting(measured: BodyMeasures) -> bool:
+        hard = measured.average_sentence_words > MAX_AVERAGE_SENTENCE_WORDS - 0.5
+        return measured.words < enough or (hard and measured.words < room)
+
+    steps = ["tables", "takeaways", "faq", "closing"]
+    while wanting(measured) and steps:
+        step = steps.pop(0)
+        short_first = measured.average_sentence_words > MAX_AVERAGE_SENTENCE_WORDS - 3
+        dense = dense or measured.density > DENSITY_MAX_PERCENT - 0.5
+        if step == "tables" and measured.words < enough:
+            tables = _tables(text, room + 40 - measured.words)
+            if not tables:
+                continue
+        elif step == "takeaways" and n_takeaways < 5:
+            n_takeaways = 5
+        elif step == "faq" and len(faq) < 4:
+            more = [t.display for t in terms[10:30] if _usage(t.display, sentences)[1]]
+            subjects = [t for t in [*subjects, *more] if not (dense and _overlaps(t, keyword))]
+            faq = _faq(rest, scores, subjects, ask, 4, uses if dense else None, short_first)
+            taken = {a.index for _, a in faq}
+        elif step == "closing":
+            closing = _closing(sentences, intro, takeaways, faq, scores, uses, dense, short_first)
+        else:
+            continue
+        markdown, outline, takeaways = assemble(sections)
+        measured = measure_body(markdown, keyword, language)
+    if keyword and measured.density < DENSITY_MIN_PERCENT + 0.1:
         # A keyword the article seldom uses: the closing headings name it too.
         takeaways_heading = f"{takeaways_heading}: {keyword}"
         faq_heading = f"{faq_heading}: {keyword}"
@@ -615,8 +668,13 @@ def _faq(
     subjects: list[str],
     ask: Callable[[str, _Sentence], str],
     wanted: int,
+    keyword_uses: dict[int, int] | None = None,
+    short_first: bool = False,
 ) -> list[tuple[str, _Sentence]]:
-    """Questions the article asks and answers in the same paragraph, then ones about key terms."""
+    """Questions the article asks and answers in the same paragraph, then ones about key terms.
+
+    With `keyword_uses` (a keyword in most sentences) answers without the keyword come first;
+    with `short_first`, answers of 20 words or fewer."""
     faq: list[tuple[str, _Sentence]] = []
     used: set[int] = set()
     for s, following in itertools.pairwise(sentences):
@@ -641,7 +699,14 @@ def _faq(
             and _balanced(s.text)
         ]
         if answers:
-            answer = min(answers, key=lambda s: _answer_rank(s, subject, scores))
+            answer = min(
+                answers,
+                key=lambda s: (
+                    bool(keyword_uses and keyword_uses[s.index]),
+                    short_first and s.words > 20,
+                    *_answer_rank(s, subject, scores),
+                ),
+            )
             faq.append((ask(subject, answer), answer))
             used.add(answer.index)
             asked.append(subject)
@@ -868,9 +933,12 @@ def _takeaways(
     n: int,
     taken: set[int],
     keyword_uses: dict[int, int],
+    short_first: bool = False,
+    dense: bool = False,
 ) -> list[_Sentence]:
     """The best short statement of each section, then the next best, in source order; ones
-    without the keyword first (it is used enough elsewhere: repeating it adds density)."""
+    without the keyword first (it is used enough elsewhere: repeating it adds density), and
+    with `short_first` ones of 20 words or fewer (the sections' sentences are long)."""
     fit = [
         [
             s
@@ -879,14 +947,92 @@ def _takeaways(
         ]
         for chosen in sections
     ]
+    if dense:  # a keyword in most sentences: the takeaways are the others, when there are enough
+        light = [[s for s in candidates if not keyword_uses[s.index]] for candidates in fit]
+        if sum(map(len, light)) >= n:
+            fit = light
 
-    def rank(s: _Sentence) -> tuple[bool, bool, float, int]:
-        return (not _self_contained(s), keyword_uses[s.index] > 0, -scores[s.index], s.index)
+    def rank(s: _Sentence) -> tuple[bool, bool, bool, float, int]:
+        long = short_first and s.words > 20
+        return (not _self_contained(s), keyword_uses[s.index] > 0, long, -scores[s.index], s.index)
 
     picks = [min(candidates, key=rank) for candidates in fit if candidates][:n]
     rest = sorted((s for candidates in fit for s in candidates if s not in picks), key=rank)
     picks += rest[: max(0, n - len(picks))]
     return sorted(picks, key=lambda s: s.index)
+
+
+def _closing(
+    sentences: list[_Sentence],
+    intro: list[_Sentence],
+    takeaways: list[_Sentence],
+    faq: list[tuple[str, _Sentence]],
+    scores: dict[int, float],
+    keyword_uses: dict[int, int],
+    dense: bool,
+    short_first: bool,
+) -> list[_Sentence]:
+    """The article's main statement for a closing section: its best self-contained sentence not
+    yet in the intro, the takeaways or the FAQ answers."""
+    used = {s.index for s in [*intro, *takeaways]} | {a.index for _, a in faq}
+    fit = [s for s in sentences if s.words <= 35 and not _is_question(s) and _balanced(s.text)]
+    candidates = [s for s in fit if s.index not in used]
+    if not candidates:  # a short source: the closing may restate a takeaway
+        used = {s.index for s in intro} | {a.index for _, a in faq}
+        candidates = [s for s in fit if s.index not in used]
+
+    def rank(s: _Sentence) -> tuple[bool, bool, bool, float, int]:
+        heavy = dense and keyword_uses[s.index] > 0
+        long = short_first and s.words > 20
+        return (not _self_contained(s), heavy, long, -scores[s.index], s.index)
+
+    return [min(candidates, key=rank)] if candidates else []
+
+
+def _tables(text: str, room: float) -> list[tuple[str, str]]:
+    """The source's data tables (three rows or more, short cells) as markdown under a heading,
+    its caption when a short line introduces it, while they fit in `room` words."""
+    found: list[tuple[str, str]] = []
+    lines = text.splitlines()
+    number = 0
+    while number < len(lines):
+        if not lines[number].lstrip().startswith("|"):
+            number += 1
+            continue
+        start = number
+        while number < len(lines) and lines[number].lstrip().startswith("|"):
+            number += 1
+        rows = [
+            [cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in lines[start:number]
+        ]
+        rows = [r for r in rows if not all(re.fullmatch(r":?-*:?", c) for c in r)]
+        width = len(rows[0]) if rows else 0
+        cells = [c for r in rows for c in r]
+        if len(rows) < 3 or width < 2 or any(len(r) != width for r in rows):
+            continue
+        if any(count_words(c) > 12 for c in cells) or not any(_plain(c) for c in rows[0]):
+            continue  # a layout table, or no header
+        sizes = [count_words(_plain(" ".join(r))) for r in rows]
+        kept = len(rows)
+        while kept > 3 and sum(sizes[:kept]) > room:
+            kept -= 1
+        if sum(sizes[:kept]) > room:
+            continue
+        size = sum(sizes[:kept])
+        rows = rows[:kept] + ([["…"] * width] if kept < len(rows) else [])  # "…": rows left out
+        caption = next((line for line in reversed(lines[:start]) if line.strip()), "")
+        caption = _plain(caption).strip().rstrip(":").strip()
+        if not caption or caption.startswith("|") or count_words(caption) > 15:
+            caption = ", ".join(_plain(c) for c in rows[0][:3] if _plain(c))
+        table = [
+            "| " + " | ".join(rows[0]) + " |",
+            "|" + "---|" * width,
+            *("| " + " | ".join(r) + " |" for r in rows[1:]),
+        ]
+        found.append((_capitalise(caption), "\n".join(table)))
+        room -= size
+    return found
 
 
 def _title(base: str, keyword: str, terms: list[_Term]) -> str:
