@@ -1,18 +1,31 @@
 """Monitor benchmark: the monitor process's CPU per pipeline event, next to decoding the same
-events with pydantic alone (the least any consumer of them must spend).
+events with pydantic alone (the least any consumer of them must spend), and the PostgreSQL
+work it causes.
 
 A real `python -m monitor` runs in its own namespace; the bench publishes --jobs jobs' worth
-of events (submitted, progress per stage, page, translation, post: about 10 per job) into the
+of events (submitted, progress per stage, page, translation, post: 10 per job) into the
 stream, waits until the monitor's consumer has acked them all, and reads the process's CPU
-time (user + system) before and after. Min and median over --reps runs.
+time (user + system) before and after, the CPU of the PostgreSQL backends serving its
+connections, and the rows written in its schema (inserted + updated + deleted, from
+pg_stat_user_tables). Min and median over --reps runs.
 
-    uv run python bench/monitor/run.py [--jobs 600] [--reps 3] [--json]
+By default jobs start at --jobs-per-s (6: the pipeline's pace on this machine, so events
+trickle in as they do in production, a job's ten spread over two seconds); --jobs-per-s 0
+floods the stream with all of them at once (a backlog: the biggest batches).
+
+--compare PYTHONPATH runs the monitor also from that copy of the packages (say, the old
+`monitor` package copied to /tmp/old: `--compare /tmp/old`), taking turns with the current
+code each repetition, and prints both.
+
+    uv run python bench/monitor/run.py [--jobs 180] [--jobs-per-s 6] [--reps 3] [--json]
+                                       [--compare /tmp/old]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -23,8 +36,11 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
+import psutil
 from pydantic import TypeAdapter
 
 from monitor.handlers import AnyEvent
@@ -132,20 +148,73 @@ async def settled(bus: Bus, total: int) -> bool:
     )
 
 
-def start_monitor(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+def start_monitor(
+    env: dict[str, str], pythonpath: str | None
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = dict(os.environ) | env | {"MONITOR_PORT": str(port), "LOG_LEVEL": "WARNING"}
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH")) if p)
     process = subprocess.Popen([sys.executable, "-m", "monitor"], env=env, stdin=subprocess.DEVNULL)
     return process, port
 
 
+class Postgres:
+    """The PostgreSQL side of one monitor process: its backends' CPU and its schema's rows."""
+
+    def __init__(self, conn: asyncpg.Connection, pid: int, schema: str, port: int) -> None:
+        self.conn, self.pid, self.schema, self.port = conn, pid, schema, port
+
+    async def backends(self) -> dict[int, float]:
+        """CPU seconds of each backend serving one of the monitor's connections."""
+        ports = [
+            c.laddr.port
+            for c in psutil.Process(self.pid).net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == self.port
+        ]
+        rows = await self.conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[])", ports
+        )
+        found = {}
+        for r in rows:
+            with contextlib.suppress(OSError):
+                found[r["pid"]] = cpu_seconds(r["pid"])
+        return found
+
+    async def rows(self) -> int:
+        await asyncio.sleep(1.2)  # backends report their counts at most once a second
+        await self.conn.execute("SELECT pg_stat_clear_snapshot()")
+        value = await self.conn.fetchval(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint"
+            " FROM pg_stat_user_tables WHERE schemaname = $1",
+            self.schema,
+        )
+        return int(value)
+
+
+def paced(events: list[list[Event]], jobs_per_s: float) -> list[tuple[float, Event]]:
+    """When to publish each event: job n starts at n / jobs_per_s and its events follow at
+    their own offsets (occurred_at), so several jobs' events interleave as in the pipeline."""
+    timed = []
+    for n, job in enumerate(events):
+        start = n / jobs_per_s
+        for e in job:
+            timed.append((start + (e.occurred_at - job[0].occurred_at).total_seconds(), e))
+    timed.sort(key=lambda x: x[0])
+    return timed
+
+
 async def one_run(
-    env: dict[str, str], jobs: int, process: subprocess.Popen[bytes], port: int
-) -> tuple[float, float, float, float]:
+    env: dict[str, str],
+    jobs: int,
+    jobs_per_s: float,
+    process: subprocess.Popen[bytes],
+    port: int,
+) -> dict[str, float]:
     """Monitor CPU per event (all of it, and less what it spends idle in that time), its idle
-    CPU share, and pydantic's decoding CPU per event, for one namespace."""
+    CPU share, pydantic's decoding CPU per event, and PostgreSQL's CPU and rows per event."""
     settings = ServiceSettings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         service="bench",
         nats_url=env["NATS_URL"],
         database_url=env["DATABASE_URL"],
@@ -154,6 +223,7 @@ async def one_run(
     )
     bus = Bus(settings)
     await bus.start()
+    conn = await asyncpg.connect(env["DATABASE_URL"])
     try:
         async with httpx.AsyncClient() as client:
             deadline = time.monotonic() + 60
@@ -167,96 +237,130 @@ async def one_run(
                     raise RuntimeError("monitor did not get ready")
                 await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)  # let start-up work settle before counting
+        pg = Postgres(
+            conn,
+            process.pid,
+            f"{settings.namespace}_monitor",
+            urlsplit(env["DATABASE_URL"]).port or 5432,
+        )
         idle_from, idle_began = cpu_seconds(process.pid), time.monotonic()
         await asyncio.sleep(IDLE_S)
         idle = (cpu_seconds(process.pid) - idle_from) / (time.monotonic() - idle_began)
-        events = [e for n in range(jobs) for e in job_events(n)]
+        per_job = [job_events(n) for n in range(jobs)]
+        events = [e for job in per_job for e in job]
         bodies = [bus.encode(e)[0] for e in events]
+        rows_before, backends_before = await pg.rows(), await pg.backends()
         before, began = cpu_seconds(process.pid), time.monotonic()
-        for i in range(0, len(events), 64):
-            await asyncio.gather(*(bus.publish(e) for e in events[i : i + 64]))
+        if jobs_per_s > 0:
+            for at, event in paced(per_job, jobs_per_s):
+                wait = began + at - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await bus.publish(event)
+        else:
+            for i in range(0, len(events), 64):
+                await asyncio.gather(*(bus.publish(e) for e in events[i : i + 64]))
         deadline = time.monotonic() + 300
         while not await settled(bus, len(events)):
             if time.monotonic() > deadline:
                 raise RuntimeError("monitor did not ack every event in time")
             await asyncio.sleep(0.05)
         used = cpu_seconds(process.pid) - before
-        busy = used - idle * (time.monotonic() - began)
-        return used / len(events), busy / len(events), idle, baseline_cpu_per_event(bodies)
+        elapsed = time.monotonic() - began
+        backends_after = await pg.backends()
+        pg_used = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends_after.items())
+        rows = await pg.rows() - rows_before
+        busy = used - idle * elapsed
+        n = len(events)
+        return {
+            "cpu": used / n,
+            "busy": busy / n,
+            "idle": idle,
+            "baseline": baseline_cpu_per_event(bodies),
+            "pg_cpu": pg_used / n,
+            "pg_rows": rows / n,
+        }
     finally:
+        await conn.close()
         await bus.stop()
+
+
+FIGURES = (
+    ("monitor.cpu_us_per_event", "cpu", 1e6, "us"),
+    ("monitor.busy_cpu_us_per_event", "busy", 1e6, "us"),
+    ("monitor.postgres_cpu_us_per_event", "pg_cpu", 1e6, "us"),
+    ("monitor.postgres_rows_per_event", "pg_rows", 1, "rows"),
+    ("monitor.idle_cpu_pct", "idle", 100, "%"),
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=600)
+    parser.add_argument("--jobs", type=int, default=180)
+    parser.add_argument("--jobs-per-s", type=float, default=6.0, help="0: all at once")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--compare", metavar="PYTHONPATH", help="also run from this copy")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args()
 
+    variants: dict[str, str | None] = {"current": None}
+    if args.compare:
+        variants["compare"] = args.compare
     infra = ensure_infra(Path(".seoblog") / "bench-monitor")
-    values, busies, idles, baselines = [], [], [], []
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     try:
-        for _ in range(args.reps):
-            namespace = f"bench{uuid.uuid4().hex[:8]}"
-            env = env_for(infra, namespace)
-            env["OTEL_TRACES_EXPORTER"] = os.environ.get("OTEL_TRACES_EXPORTER", "none")
-            env["SEOBLOG_EVENT_KEY"] = uuid.uuid4().hex
-            process, port = start_monitor(env)
-            try:
-                value, busy, idle, baseline = asyncio.run(one_run(env, args.jobs, process, port))
-            finally:
-                process.terminate()
+        for rep in range(args.reps):
+            order = list(variants) if rep % 2 == 0 else list(reversed(variants))
+            for name in order:
+                namespace = f"bench{uuid.uuid4().hex[:8]}"
+                env = env_for(infra, namespace)
+                env["OTEL_TRACES_EXPORTER"] = os.environ.get("OTEL_TRACES_EXPORTER", "none")
+                env["SEOBLOG_EVENT_KEY"] = uuid.uuid4().hex
+                process, port = start_monitor(env, variants[name])
                 try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-                asyncio.run(drop_namespace(infra, namespace))
-            values.append(value)
-            busies.append(busy)
-            idles.append(idle)
-            baselines.append(baseline)
+                    runs[name].append(
+                        asyncio.run(one_run(env, args.jobs, args.jobs_per_s, process, port))
+                    )
+                finally:
+                    process.terminate()
+                    try:
+                        process.wait(30)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
+                    asyncio.run(drop_namespace(infra, namespace))
     finally:
         stop_infra(infra)
-    baseline = min(baselines)
-    rows = [
-        {
-            "name": name,
-            "value": round(min(series) * 1e6, 1),
-            "median": round(statistics.median(series) * 1e6, 1),
-            "baseline": round(baseline * 1e6, 1),
-            "ratio": round(min(series) / baseline, 2),
-            "unit": "us",
-        }
-        for name, series in (
-            ("monitor.cpu_us_per_event", values),
-            ("monitor.busy_cpu_us_per_event", busies),
-        )
-    ]
-    rows.append(
-        {
-            "name": "monitor.idle_cpu_pct",
-            "value": round(min(idles) * 100, 2),
-            "median": round(statistics.median(idles) * 100, 2),
-            "baseline": None,
-            "ratio": None,
-            "unit": "%",
-        }
-    )
+    baseline = min(r["baseline"] for series in runs.values() for r in series)
+    rows = []
+    for variant, series in runs.items():
+        for name, key, scale, unit in FIGURES:
+            values = [r[key] for r in series]
+            per_event = unit == "us" and key != "pg_cpu"
+            rows.append(
+                {
+                    "name": name if variant == "current" else f"{name}.{variant}",
+                    "value": round(min(values) * scale, 2),
+                    "median": round(statistics.median(values) * scale, 2),
+                    "baseline": round(baseline * 1e6, 1) if per_event else None,
+                    "ratio": round(min(values) / baseline, 2) if per_event else None,
+                    "unit": unit,
+                }
+            )
     if args.json:
         for row in rows:
             print(json.dumps(row))  # noqa: T201 - the bench's output
         return
-    print(f"{'figure':<32}{'min':>9}{'median':>9}{'baseline':>10}{'ratio':>7}")  # noqa: T201
+    print(f"{'figure':<44}{'min':>9}{'median':>9}{'baseline':>10}{'ratio':>7}")  # noqa: T201
     for row in rows:
         print(  # noqa: T201
-            f"{row['name']:<32}{row['value']:>9}{row['median']:>9}{row['baseline']!s:>10}"
+            f"{row['name']:<44}{row['value']:>9}{row['median']:>9}{row['baseline']!s:>10}"
             f"{row['ratio']!s:>7}"
         )
+    pace = f"{args.jobs_per_s:g} jobs/s" if args.jobs_per_s > 0 else "all at once"
     print(  # noqa: T201
-        f"{args.jobs * 10} events per run ({args.jobs} jobs); baseline: pydantic decoding the"
-        " same events; busy: less the monitor's idle CPU rate over the same time"
+        f"{args.jobs * 10} events per run ({args.jobs} jobs, {pace}); baseline: pydantic decoding"
+        " the same events; busy: less the monitor's idle CPU rate over the same time"
     )
 
 
