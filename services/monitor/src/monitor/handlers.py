@@ -3,6 +3,7 @@ and per-minute rollups (one transaction per batch) and turned into figures."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from pydantic import Field
@@ -45,14 +46,44 @@ AnyEvent = Annotated[
 ]
 
 
+# A batch's events are written at once, then the consumer waits out the rest of this window
+# before it pulls again: events arriving meanwhile pile up in the stream and come as the next
+# batch. At the pipeline's pace (a few jobs a second, events trickling in one by one) this turns
+# a transaction per event into a few per second; figures lag by about two windows at most.
+FLUSH_S = 0.5
+MAX_BATCH = 256
+
+
 def register(
-    parts: Parts[PgMonitorStore], metrics: MonitorMetrics, watch: ExperimentWatch | None = None
+    parts: Parts[PgMonitorStore],
+    metrics: MonitorMetrics,
+    watch: ExperimentWatch | None = None,
+    *,
+    flush_s: float = FLUSH_S,
 ) -> None:
     """Consume every subject of the stream (`<root>.>`) on one durable batch consumer."""
     store = parts.store
     recent = RecentIds()
+    # After a failed batch the bus hands its events back one at a time: those go at once.
+    retrying = False
 
     async def observe_events(events: list[AnyEvent]) -> None:
+        nonlocal retrying
+        began = asyncio.get_running_loop().time()
+        if len(events) > 1:
+            retrying = False
+        try:
+            await record(events)
+        except Exception:
+            retrying = True
+            raise
+        rest = flush_s - (asyncio.get_running_loop().time() - began)
+        # A full batch means a backlog: pull again at once. The acks wait out the window (the
+        # events are stored already: a crash meanwhile redelivers them, which counts nothing).
+        if rest > 0 and len(events) < MAX_BATCH and not retrying:
+            await asyncio.sleep(rest)
+
+    async def record(events: list[AnyEvent]) -> None:
         transitions = earliest_per_state(
             t for t in (transition_of(event) for event in events) if t is not None
         )
@@ -66,5 +97,9 @@ def register(
                 metrics.events.labels(event.type).inc()
 
     parts.bus.consume_batch(
-        parts.bus.subjects.all, "monitor-observe_event", AnyEvent, observe_events
+        parts.bus.subjects.all,
+        "monitor-observe_event",
+        AnyEvent,
+        observe_events,
+        max_batch=MAX_BATCH,
     )
