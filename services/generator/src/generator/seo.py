@@ -95,7 +95,13 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
     """Sentences of a text, split at newlines and, inside a line, by sentencex (Wikimedia's
     rule-based segmenter for ~300 languages): abbreviations ("U.S.", "e.g.", "Dr."), names
     that end in a full stop ("The ID. Buzz"), initials and decimals do not split."""
-    code = _segmenter_language(language)
+    return list(_split_sentences(text, _segmenter_language(language)))
+
+
+@lru_cache(maxsize=64)
+def _split_sentences(text: str, code: str) -> tuple[str, ...]:
+    """split_sentences, once per text and language: a post is scored when it is written and
+    again when it is published, and the writers measure the same body more than once."""
     sentences: list[str] = []
     for line in text.split("\n"):
         merged: list[str] = []  # raw pieces, whitespace kept: joined, they are the line again
@@ -105,7 +111,7 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
             else:
                 merged.append(piece)
         sentences += [sentence for piece in merged if (sentence := piece.strip())]
-    return sentences
+    return tuple(sentences)
 
 
 def _continues(previous: str, piece: str) -> bool:
@@ -276,22 +282,45 @@ def plain_text(markdown: str) -> str:
     return "\n".join(block.text for block in _blocks(markdown) if block.kind != "code")
 
 
-def _shingles(tokens: list[str]) -> set[tuple[str, ...]]:
-    return {tuple(tokens[i : i + SHINGLE_WORDS]) for i in range(len(tokens) - SHINGLE_WORDS + 1)}
+def _shingles(tokens: list[str] | tuple[str, ...]) -> set[tuple[str, ...]]:
+    """The 8-word sequences of `tokens` (zip builds each tuple in C)."""
+    if len(tokens) < SHINGLE_WORDS:
+        return set()
+    return set(zip(*(tokens[k:] for k in range(SHINGLE_WORDS)), strict=False))
+
+
+def _folded(tokens: list[str] | tuple[str, ...]) -> list[str]:
+    """Each word case-folded: one casefold of the words joined by a newline, which no word holds
+    (case folding maps each character on its own, so the pieces are each word's folding)."""
+    return "\n".join(tokens).casefold().split("\n") if tokens else []
 
 
 def shared_shingle_share(post_text: str, source_text: str) -> float:
     """Share of the post's 8-word shingles that appear verbatim in the source (0 when too short)."""
-    post = _shingles([w.casefold() for w in words(post_text)])
+    return _shared_share(words(post_text), _source(source_text).shingles)
+
+
+def _shared_share(
+    post_words: list[str] | tuple[str, ...], source: frozenset[tuple[str, ...]]
+) -> float:
+    post = _shingles(_folded(post_words))
     if not post:
         return 0.0
-    return len(post & _source_shingles(source_text)) / len(post)
+    return len(post & source) / len(post)
+
+
+@dataclass(frozen=True)
+class _SourceFacts:
+    words: int
+    shingles: frozenset[tuple[str, ...]]
 
 
 @lru_cache(maxsize=8)
-def _source_shingles(source_text: str) -> frozenset[tuple[str, ...]]:
-    """The source's shingles, once per source: the first draft and its revision share it."""
-    return frozenset(_shingles([w.casefold() for w in words(source_text)]))
+def _source(text: str) -> _SourceFacts:
+    """A text's word count and shingles from one tokenisation, once per source: the length and
+    originality checks read it, and the first draft and its revision share it."""
+    tokens = words(text)
+    return _SourceFacts(len(tokens), frozenset(_shingles(_folded(tokens))))
 
 
 def _percent(value: float, bound: float) -> str:
@@ -317,17 +346,59 @@ class BodyMeasures:
         return self.reading_words / self.sentences if self.sentences else 0.0
 
 
+@dataclass(frozen=True)
+class _Body:
+    """What seo_report and measure_body read in a post's body, tokenised once per markdown."""
+
+    blocks: tuple[_Block, ...]  # without the leading blockquote
+    text: str  # the readable text: every block but code, one a line
+    prose: str  # the paragraphs only
+    words: tuple[str, ...]  # words(text)
+    prose_words: int  # count_words(prose)
+    prose_no_space: int  # characters of scripts written without spaces in the prose
+
+
+@lru_cache(maxsize=16)
+def _body(markdown: str) -> _Body:
+    """Each block is tokenised once: no word spans the newline that joins two blocks, and NFC
+    composes nothing across it, so the words of the joined text are the blocks' words."""
+    blocks = _content_blocks(markdown)
+    texts: list[str] = []
+    paragraphs: list[str] = []
+    all_words: list[str] = []
+    prose_words = prose_no_space = 0
+    for block in blocks:
+        if block.kind == "code":
+            continue
+        found = words(block.text)
+        texts.append(block.text)
+        all_words += found
+        if block.kind == "paragraph":
+            paragraphs.append(block.text)
+            prose_words += len(found)
+            prose_no_space += len(_NO_SPACE_RE.findall(block.text))
+    return _Body(
+        blocks,
+        "\n".join(texts),
+        "\n".join(paragraphs),
+        tuple(all_words),
+        prose_words,
+        prose_no_space,
+    )
+
+
 def measure_body(markdown: str, keyword: str, language: str = "en") -> BodyMeasures:
     """The body's words, keyword uses and prose sentences, as seo_report counts them."""
-    blocks = _content_blocks(markdown)
-    body_text = "\n".join(block.text for block in blocks if block.kind != "code")
-    prose = "\n".join(block.text for block in blocks if block.kind == "paragraph")
+    return _measure(_body(markdown), keyword, language)
+
+
+def _measure(body: _Body, keyword: str, language: str) -> BodyMeasures:
     # Two CJK characters make about one word of reading effort.
-    reading_words = count_words(prose) - 0.5 * len(_NO_SPACE_RE.findall(prose))
+    reading_words = body.prose_words - 0.5 * body.prose_no_space
     return BodyMeasures(
-        words=count_words(body_text),
-        keyword_uses=count_keyword(body_text, keyword) if keyword else 0,
-        sentences=len(split_sentences(prose, language)),
+        words=len(body.words),
+        keyword_uses=count_keyword(body.text, keyword) if keyword else 0,
+        sentences=len(_split_sentences(body.prose, _segmenter_language(language))),
         reading_words=reading_words,
     )
 
@@ -344,10 +415,11 @@ def seo_report(
     language: str = "en",
 ) -> SeoReport:
     """Score a post from 0 to 100 with one reason, carrying the measured value, per failed check."""
-    blocks = _content_blocks(markdown)
-    body_text = "\n".join(block.text for block in blocks if block.kind != "code")
+    body = _body(markdown)
+    blocks = body.blocks
+    source = _source(plain_text(source_text))
     keyword = next((k.strip() for k in keywords if k.strip()), "")
-    measures = measure_body(markdown, keyword, language)
+    measures = _measure(body, keyword, language)
     body_words = measures.words
     checks: dict[str, bool] = {}
     reasons: list[str] = []
@@ -375,7 +447,7 @@ def seo_report(
         reasons.append("no keywords given: keyword checks are not applicable and not scored")
 
     if target_words > 0:
-        check("length_ok", *_length_check(body_words, target_words, source_text))
+        check("length_ok", *_length_check(body_words, target_words, source.words))
     else:
         reasons.append("no target length given: length check is not applicable")
 
@@ -402,7 +474,7 @@ def seo_report(
         else "the post has no prose sentences to read",
     )
 
-    share = shared_shingle_share(body_text, plain_text(source_text))
+    share = _shared_share(body.words, source.shingles)
     check(
         "originality",
         share < MAX_SHARED_SHINGLES,
@@ -458,14 +530,13 @@ def _keyword_checks(
     )
 
 
-def _length_check(body_words: int, target_words: int, source_text: str) -> tuple[bool, str]:
+def _length_check(body_words: int, target_words: int, source_words: int) -> tuple[bool, str]:
     deviation = (body_words - target_words) / target_words
     direction = "below" if deviation < 0 else "above"
     reason = (
         f"post has {body_words} words, {abs(deviation):.0%} {direction} the"
         f" {target_words}-word target (tolerance {LENGTH_TOLERANCE:.0%})"
     )
-    source_words = count_words(plain_text(source_text))
     if deviation < 0 and source_words < target_words:
         reason += f"; the source was short: it has only {source_words} words"
     return abs(deviation) <= LENGTH_TOLERANCE, reason
