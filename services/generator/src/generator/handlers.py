@@ -136,7 +136,12 @@ class GeneratePost:
         if (done := await store.post_of(event.job_id)) is not None:
             await bus.publish(done)
             return
-        await bus.publish(JobProgress(job_id=event.job_id, stage=Stage.GENERATE, percent=0))
+        # The stage's first event (the job's state moves on with it). Progress needs no confirmed
+        # write: the stage's result is published with the stream's ack, on the same connection
+        # after it, so the stream keeps their order; no round trip waits for this one.
+        await bus.publish(
+            JobProgress(job_id=event.job_id, stage=Stage.GENERATE, percent=0), ack=False
+        )
         spec = event.spec
         language = event.target_language
         if self.llm is None:

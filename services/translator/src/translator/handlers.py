@@ -92,7 +92,12 @@ class TranslatePage:
         if (done := await store.translation_of(event.job_id)) is not None:
             await bus.publish(done)
             return
-        await bus.publish(JobProgress(job_id=event.job_id, stage=Stage.TRANSLATE, percent=0))
+        # The stage's first event (the job's state moves on with it). Progress needs no confirmed
+        # write: the stage's result is published with the stream's ack, on the same connection
+        # after it, so the stream keeps their order; no round trip waits for this one.
+        await bus.publish(
+            JobProgress(job_id=event.job_id, stage=Stage.TRANSLATE, percent=0), ack=False
+        )
         target = event.spec.target_language
         with span("detect language", {"seoblog.text_chars": len(event.text)}) as detecting:
             detected = await detect_language_off_loop(event.text, self.languages)
