@@ -173,40 +173,74 @@ def cut_short(sentence: str, lines: list[str]) -> bool:
     return True
 
 
-@pytest.mark.slow  # extracting 121 pages and writing a post of each: about 20 s on a quiet machine
-def test_every_fixture_post_is_made_of_whole_source_sentences_and_most_score_90_or_more() -> None:
-    failures: list[tuple[str, str]] = []
-    scores: dict[str, int] = {}
-    for case in cases():
-        draft = write_offline(
-            title=case.title,
-            text=case.text,
-            keywords=[case.keyword] if case.keyword else [],
-            language=case.language,
-            length=case.length,
-        )
-        failures += [(case.page_id[:8], s) for s in fragments(case, draft.markdown)]
-        failures += [(case.page_id[:8], row) for row in table_rows(case, draft.markdown)]
-        report = seo_report(
-            title=draft.title,
-            slug=draft.slug,
-            meta_description=draft.meta_description,
-            markdown=draft.markdown,
-            keywords=[case.keyword] if case.keyword else [],
-            target_words=case.length,
-            source_text=case.text,
-            language=case.language,
-        )
-        scores[case.page_id] = report.score
+# The pages an extractive writer cannot bring to 90 without writing sentences of its own, and
+# the checks they fail (besides originality, which an extractive post fails by design):
+BELOW_90 = {
+    # Sources of long sentences (30-33 words on average, one or two under 25): the average
+    # sentence stays above 25 words however the sentences are chosen.
+    "39d5c43b": {"readability_ok"},
+    "4a44ab3e": {"readability_ok"},
+    "5a822960": {"readability_ok"},
+    "b6fb53e9": {"readability_ok"},
+    # 97 and 71 words of sentences for a 300-word post, the keyword in most of them.
+    "3ce1c8fd": {"keyword_density_ok", "length_ok"},
+    "c4a3637c": {"keyword_density_ok", "length_ok"},
+    # No keyword (a Japanese title has no word of five letters): the keyword checks are not
+    # scored, so originality weighs 7 of 50 and its failure alone gives 86.
+    "85439e26": set(),
+}
 
+
+def scored(case: Case, length: int) -> tuple[int, set[str], list[tuple[str, str]]]:
+    """The post's score, its failed checks but originality, and its sentences cut short."""
+    keywords = [case.keyword] if case.keyword else []
+    draft = write_offline(
+        title=case.title, text=case.text, keywords=keywords, language=case.language, length=length
+    )
+    failures = [(case.page_id[:8], s) for s in fragments(case, draft.markdown)]
+    failures += [(case.page_id[:8], row) for row in table_rows(case, draft.markdown)]
+    report = seo_report(
+        title=draft.title,
+        slug=draft.slug,
+        meta_description=draft.meta_description,
+        markdown=draft.markdown,
+        keywords=keywords,
+        target_words=length,
+        source_text=case.text,
+        language=case.language,
+    )
+    failed = {name for name, ok in report.checks.items() if not ok} - {"originality"}
+    return report.score, failed, failures
+
+
+@pytest.mark.slow  # extracting 121 pages and writing a post of each: about 20 s on a quiet machine
+def test_every_fixture_post_is_made_of_whole_source_sentences_and_scores_90_or_more() -> None:
+    failures: list[tuple[str, str]] = []
+    low: dict[str, tuple[int, set[str]]] = {}
+    for case in cases():
+        score, failed, cut = scored(case, case.length)
+        failures += cut
+        if score < 90 or case.page_id[:8] in BELOW_90:
+            low[case.page_id[:8]] = (score, failed)
     assert not failures, failures[:10]
-    # Measured: 100 of 121 pages score 90 or more, median 93. Originality always fails (the
-    # writer copies whole sentences), which caps a post at 93; the pages below 90 are short
-    # sources (fewer usable sentences than the length asks for) or ones that use their keyword
-    # too often for the density window at that length. See README, "Quality".
-    passing = sum(score >= 90 for score in scores.values())
-    assert passing >= 97, sorted(scores.values())
-    assert statistics.median(scores.values()) >= 93
+    # Measured: 114 of 121 pages score 90 or more, median 93, lowest 75.
+    assert {page: failed for page, (_, failed) in low.items()} == BELOW_90
+    assert all(score >= 75 for score, _ in low.values()), low
+
+
+@pytest.mark.slow
+def test_at_800_words_no_sentence_is_cut_short_and_most_posts_score_90_or_more() -> None:
+    """At a fixed 800 words many sources are too short to fill the length (the report says so):
+    measured 84 of 121 pages at 90 or more, median 93."""
+    failures: list[tuple[str, str]] = []
+    scores: list[int] = []
+    for case in cases():
+        score, _, cut = scored(case, DEFAULT_LENGTH)
+        failures += cut
+        scores.append(score)
+    assert not failures, failures[:10]
+    assert sum(score >= 90 for score in scores) >= 84, sorted(scores)
+    assert statistics.median(scores) >= 93
 
 
 def test_the_id_space_vizzion_sentences_stay_whole() -> None:

@@ -184,7 +184,7 @@ def write_offline(
     dense = 100 * sum(uses.values()) > (DENSITY_MAX_PERCENT - 0.5) * max(available, 1)
 
     intro = _intro(sentences, scores, keyword)
-    rest = [s for s in sentences if s not in intro]
+    rest = [s for s in sentences if s not in intro and not _tag_list(s, uses[s.index])]
     phrases_first = sorted(terms[:10], key=lambda t: " " not in t.key)
     named = [t.display.removesuffix("’s").removesuffix("'s") for t in phrases_first]
     subjects = [keyword, *keywords, *(t for t in named if _usage(t, sentences)[1])]
@@ -615,6 +615,12 @@ def _balanced(text: str) -> bool:
     )
 
 
+def _tag_list(s: _Sentence, keyword_uses: int) -> bool:
+    """A list of tags or search phrases ("stock car brasil, stock car interlagos, …"): keyword
+    stuffing, not a statement."""
+    return keyword_uses >= 3 and s.plain.count(",") >= keyword_uses - 1
+
+
 def _is_question(s: _Sentence) -> bool:
     return s.plain.rstrip("\"'”’»)").endswith(("?", "？", "؟"))
 
@@ -628,7 +634,10 @@ def _scores(
     for s in sentences:
         unique = sorted(set(s.terms))
         score = sum(frequencies[t] for t in unique) / top / math.sqrt(len(unique)) if unique else 0
-        if keyword and contains_keyword(s.plain, keyword):
+        uses = count_keyword(s.plain, keyword) if keyword else 0
+        if uses >= 3:  # a list of tags ("stock car brasil, stock car interlagos, …")
+            score *= 0.2
+        elif uses:
             score += 0.5
         score += 0.3 * sum(contains_keyword(s.plain, k) for k in others)
         score += 0.3 * (1 - s.index / len(sentences))
@@ -651,7 +660,9 @@ def _intro(sentences: list[_Sentence], scores: dict[int, float], keyword: str) -
     if not sentences:
         return []
     with_keyword = [
-        s for s in sentences if keyword and contains_keyword(s.plain, keyword) and _balanced(s.text)
+        s
+        for s in sentences
+        if keyword and 0 < count_keyword(s.plain, keyword) < 3 and _balanced(s.text)
     ]
     early = [s for s in with_keyword if s.index <= 0.3 * len(sentences) and not _is_question(s)]
     if early:
@@ -1050,7 +1061,8 @@ def _title(base: str, keyword: str, terms: list[_Term]) -> str:
     for term in sorted(terms[:20], key=lambda t: " " not in t.key):  # phrases first
         if len(title) >= TITLE_MIN_CHARS:
             break
-        if contains_keyword(title, term.display) or _NO_SPACE_RE.search(term.display):
+        foreign = _NO_SPACE_RE.search(term.display) and not _NO_SPACE_RE.search(base)
+        if contains_keyword(title, term.display) or foreign:
             continue
         longer = f"{title}{separator}{_capitalise(term.display)}"
         if len(longer) <= TITLE_MAX_CHARS:
