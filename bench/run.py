@@ -443,6 +443,7 @@ async def _stack_work(
         bodies = [fresh.body(i) for i in range(jobs_n)]
         await jobs.wait_idle()
         store0 = await jobs.footprint()
+        rows0 = await jobs.row_writes()
         profiles = (
             Profiles(profile / round_id, {n: p.pid for n, p in stack.procs.items()})
             if profile is not None
@@ -461,6 +462,20 @@ async def _stack_work(
         used = {name: cpu1.get(name, 0.0) - cpu0.get(name, 0.0) for name in cpu1}
         await jobs.wait_idle()
         store1 = await jobs.footprint()
+        await asyncio.sleep(1.2)  # backends report their row counts about once a second
+        rows1 = await jobs.row_writes()
+        per_table = sorted(
+            ((t, (w - rows0.get(t, 0)) / jobs_n) for t, w in rows1.items()),
+            key=lambda tw: -tw[1],
+        )
+        figs.add(
+            "storage.pg_rows_per_job",
+            sum(w for _, w in per_table),
+            None,
+            "rows",
+            "rows inserted, updated or deleted per job: "
+            + ", ".join(f"{t} {w:.1f}" for t, w in per_table if w >= 0.05),
+        )
         figs.add(
             "storage.stream_msgs_per_job",
             (store1[0] - store0[0]) / jobs_n,

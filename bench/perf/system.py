@@ -313,6 +313,17 @@ class Jobs:
         )
         return messages, size, int(tables)
 
+    async def row_writes(self) -> dict[str, int]:
+        """Rows inserted, updated and deleted so far per table of the namespace's schemas
+        (PostgreSQL's cumulative statistics; a backend reports them within about a second)."""
+        assert self.pg is not None
+        rows = await self.pg.fetch(
+            "SELECT schemaname || '.' || relname AS t, n_tup_ins + n_tup_upd + n_tup_del AS w"
+            " FROM pg_stat_user_tables WHERE schemaname LIKE $1",
+            f"{self.ns}\\_%",
+        )
+        return {str(r["t"]).removeprefix(f"{self.ns}_"): int(r["w"]) for r in rows}
+
     def failed(self, ids: list[str]) -> int:
         return sum(1 for i in ids if self.done.get(i, ("", 0))[0] != "completed")
 
