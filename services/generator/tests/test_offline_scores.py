@@ -1,0 +1,104 @@
+"""What the offline writer does for sources that score low as they are: too short for the length
+asked, a data table instead of prose, a keyword repeated as a list of tags."""
+
+from __future__ import annotations
+
+from generator.offline import write_offline
+from generator.seo import count_words, seo_report, split_sentences
+
+SHORT_SOURCE = " ".join(
+    [
+        "The river festival opens on Friday with a parade through the old town.",
+        "Local bands play on three stages along the water until midnight.",
+        "Food stalls from twelve villages sell smoked fish and fresh bread.",
+        "Children can build rafts in a workshop run by the rowing club.",
+        "On Sunday the boat race decides which village keeps the silver oar.",
+        "Entry is free, and buses run every twenty minutes from the station.",
+    ]
+)
+STANDINGS = "\n".join(
+    [
+        "**Final standings after the boat race:**",
+        "",
+        "| **Pos.** | **Village** | **Points** |",
+        *(f"| {n} | Village {chr(64 + n)} | {100 - 7 * n} |" for n in range(1, 13)),
+    ]
+)
+
+
+def draft_and_report(text: str, keyword: str, length: int) -> tuple[str, int, dict[str, bool]]:
+    draft = write_offline(
+        title="River festival opens with a parade and a boat race",
+        text=text,
+        keywords=[keyword],
+        language="en",
+        length=length,
+    )
+    report = seo_report(
+        title=draft.title,
+        slug=draft.slug,
+        meta_description=draft.meta_description,
+        markdown=draft.markdown,
+        keywords=[keyword],
+        target_words=length,
+        source_text=text,
+        language="en",
+    )
+    return draft.markdown, report.score, report.checks
+
+
+def prose_lines(markdown: str) -> list[str]:
+    return [
+        line.removeprefix("- ")
+        for line in markdown.splitlines()[1:]
+        if line.strip() and not line.startswith(("#", "|"))
+    ]
+
+
+def test_a_short_source_fills_its_length_with_takeaways_questions_and_a_closing_from_it() -> None:
+    markdown, score, checks = draft_and_report(SHORT_SOURCE, "festival", 240)
+    assert checks["length_ok"], count_words(markdown)
+    assert "## In short" in markdown
+    assert "## Key takeaways" in markdown
+    for line in prose_lines(markdown):
+        for sentence in split_sentences(line):
+            assert sentence.removeprefix("**Festival:** ") in SHORT_SOURCE, sentence
+    assert score >= 90
+
+
+def test_a_source_whose_content_is_a_table_gets_the_table_under_its_caption() -> None:
+    text = f"{SHORT_SOURCE}\n\n{STANDINGS}"
+    markdown, _, checks = draft_and_report(text, "festival", 300)
+    assert "## Final standings after the boat race" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert rows[0] == "| **Pos.** | **Village** | **Points** |"
+    assert rows[1] == "|---|---|---|"
+    source_rows = set(STANDINGS.splitlines())
+    assert all(row in source_rows for row in rows[2:] if "…" not in row)
+    assert checks["length_ok"]
+
+
+def test_a_table_too_long_for_the_length_keeps_its_first_rows_and_marks_the_rest() -> None:
+    rows = (f"| {n} | Village {n} | {500 - 7 * n} |" for n in range(1, 61))
+    table = "\n".join(
+        ["**Final standings after the boat race:**", "", "| Pos. | Village | Points |"]
+    )
+    text = f"{SHORT_SOURCE}\n\n{table}\n" + "\n".join(rows)
+    markdown, _, checks = draft_and_report(text, "festival", 250)
+    kept = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert kept[2:5] == [
+        "| 1 | Village 1 | 493 |",
+        "| 2 | Village 2 | 486 |",
+        "| 3 | Village 3 | 479 |",
+    ]
+    assert kept[-1] == "| … | … | … |"
+    assert 3 < len(kept) - 3 < 60
+    assert checks["length_ok"]
+
+
+def test_a_list_of_tags_repeating_the_keyword_is_left_out() -> None:
+    tags = "regatta 2024, regatta boats, regatta results, regatta river town"
+    text = f"{SHORT_SOURCE}\n\n{tags}"
+    markdown, _, checks = draft_and_report(text, "regatta", 200)
+    assert tags not in markdown
+    assert checks["keyword_density_ok"]
