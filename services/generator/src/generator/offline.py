@@ -789,6 +789,11 @@ def _overlaps(a: str, b: str) -> bool:
     return a in b or b in a
 
 
+def _shares_word(a: str, b: str) -> bool:
+    """True for "local bands" and "bands play": a word of one is a word of the other."""
+    return bool(set(a.casefold().split()) & set(b.casefold().split()))
+
+
 def _answer_rank(
     s: _Sentence, subject: str, scores: dict[int, float]
 ) -> tuple[bool, bool, float, int]:
@@ -927,6 +932,8 @@ def _headings(
             if english and " " not in key and key.endswith(("ed", "ly")):
                 continue  # participles and adverbs make poor headings
             if any(_overlaps(p, term) for p in [*picked, *used]):
+                continue
+            if any(_shares_word(p, term) for p in picked):  # "Local bands & bands play"
                 continue
             picked.append(term)
         if not picked:
