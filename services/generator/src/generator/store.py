@@ -30,20 +30,24 @@ class PgPostStore(Store):
         return None if row is None else PostGenerated.model_validate_json(row)
 
     async def record_post(self, event: PostGenerated) -> PostGenerated:
-        """Keep the job's post; the first one recorded wins, so there is never a second."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """
-                INSERT INTO posts (post_id, job_id, writer, seo_score, event)
-                VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id) DO NOTHING
-                """,
-                event.post_id,
-                event.job_id,
-                event.writer,
-                event.seo.score,
-                event.model_dump_json(),
-            )
-            row = await conn.fetchval("SELECT event FROM posts WHERE job_id = $1", event.job_id)
+        """Keep the job's post; the first one recorded wins, so there is never a second. One
+        round trip when this one is the first (the insert alone is atomic; a concurrent insert
+        of the same job is waited for), a second to read the winner otherwise."""
+        inserted = await self.pool.fetchval(
+            """
+            INSERT INTO posts (post_id, job_id, writer, seo_score, event)
+            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id) DO NOTHING
+            RETURNING true
+            """,
+            event.post_id,
+            event.job_id,
+            event.writer,
+            event.seo.score,
+            event.model_dump_json(),
+        )
+        if inserted:
+            return event
+        row = await self.pool.fetchval("SELECT event FROM posts WHERE job_id = $1", event.job_id)
         return PostGenerated.model_validate_json(row)
 
     async def calls_of(self, job_id: str, purpose: str) -> list[PaidCall]:

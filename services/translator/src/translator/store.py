@@ -30,24 +30,28 @@ class PgTranslationStore(Store):
         return None if row is None else TextTranslated.model_validate_json(row)
 
     async def record(self, event: TextTranslated) -> TextTranslated:
-        """Keep the job's translation; the first one recorded wins."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """
-                INSERT INTO translations (job_id, content_hash, source_language,
-                                          target_language, translated, event)
-                VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id) DO NOTHING
-                """,
-                event.job_id,
-                event.content_hash,
-                event.source_language,
-                event.target_language,
-                event.translated,
-                event.model_dump_json(),
-            )
-            row = await conn.fetchval(
-                "SELECT event FROM translations WHERE job_id = $1", event.job_id
-            )
+        """Keep the job's translation; the first one recorded wins. One round trip when this
+        one is the first (the insert alone is atomic; a concurrent insert of the same job is
+        waited for), a second to read the winner otherwise."""
+        inserted = await self.pool.fetchval(
+            """
+            INSERT INTO translations (job_id, content_hash, source_language,
+                                      target_language, translated, event)
+            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id) DO NOTHING
+            RETURNING true
+            """,
+            event.job_id,
+            event.content_hash,
+            event.source_language,
+            event.target_language,
+            event.translated,
+            event.model_dump_json(),
+        )
+        if inserted:
+            return event
+        row = await self.pool.fetchval(
+            "SELECT event FROM translations WHERE job_id = $1", event.job_id
+        )
         return TextTranslated.model_validate_json(row)
 
     async def paid_segments(self, job_id: str) -> SegmentLedger:
