@@ -236,31 +236,37 @@ def write_offline(
         return "\n\n".join(parts) + "\n", outline, takeaways
 
     spare = [s for s in rest if s.index not in taken and all(s not in c for c in sections)]
-    markdown, outline, takeaways = assemble(sections)
-    for _ in range(4):  # measure as the SEO report does; move sentences on an estimate; again
-        measured = measure_body(markdown, keyword, language)
-        chosen = [s for c in sections for s in c]
-        base = (
-            measured.words - sum(s.words for s in chosen),
-            measured.keyword_uses - sum(uses[s.index] for s in chosen),
-            measured.sentences - len(chosen),
-            measured.reading_words - sum(s.words for s in chosen),
-        )
-        changed = False
-        for _ in range(60):
+
+    def repair(markdown: str) -> str:
+        """Measure as the SEO report does; move sentences on an estimate; again."""
+        for _ in range(4):
+            measured = measure_body(markdown, keyword, language)
             chosen = [s for c in sections for s in c]
-            estimate = BodyMeasures(
-                words=base[0] + sum(s.words for s in chosen),
-                keyword_uses=base[1] + sum(uses[s.index] for s in chosen),
-                sentences=base[2] + len(chosen),
-                reading_words=base[3] + sum(s.words for s in chosen),
+            base = (
+                measured.words - sum(s.words for s in chosen),
+                measured.keyword_uses - sum(uses[s.index] for s in chosen),
+                measured.sentences - len(chosen),
+                measured.reading_words - sum(s.words for s in chosen),
             )
-            if not _repair(sections, spare, scores, estimate, uses, length):
+            changed = False
+            for _ in range(60):
+                chosen = [s for c in sections for s in c]
+                estimate = BodyMeasures(
+                    words=base[0] + sum(s.words for s in chosen),
+                    keyword_uses=base[1] + sum(uses[s.index] for s in chosen),
+                    sentences=base[2] + len(chosen),
+                    reading_words=base[3] + sum(s.words for s in chosen),
+                )
+                if not _repair(sections, spare, scores, estimate, uses, length):
+                    break
+                changed = True
+            if not changed:
                 break
-            changed = True
-        if not changed:
-            break
-        markdown, outline, takeaways = assemble(sections)
+            markdown = assemble(sections)[0]
+        return markdown
+
+    markdown = repair(assemble(sections)[0])
+    markdown, outline, takeaways = assemble(sections)
     measured = measure_body(markdown, keyword, language)
     # A source too short (or of sentences too long) to fill the length from its sentences: the
     # post gets more of the framing a reader expects, all of it drawn from the source: its tables,
@@ -295,6 +301,18 @@ def write_offline(
             continue
         markdown, outline, takeaways = assemble(sections)
         measured = measure_body(markdown, keyword, language)
+    hard = measured.average_sentence_words > MAX_AVERAGE_SENTENCE_WORDS - 0.5
+    if closing or hard or measured.density > DENSITY_MAX_PERCENT - 0.1:
+        # The framing made room (or made it worse): the sections are repaired again around it.
+        before = ([list(c) for c in sections], list(spare), markdown, outline, takeaways)
+        spare[:] = [s for s in spare if s.index not in taken]
+        markdown = repair(markdown)
+        markdown, outline, takeaways = assemble(sections)
+        repaired = measure_body(markdown, keyword, language)
+        if _misses(repaired, length) < _misses(measured, length):
+            measured = repaired
+        else:  # no better: the draft as it was
+            sections[:], spare[:], markdown, outline, takeaways = before
     if keyword and measured.density < DENSITY_MIN_PERCENT + 0.1:
         # A keyword the article seldom uses: the closing headings name it too.
         takeaways_heading = f"{takeaways_heading}: {keyword}"
@@ -424,6 +442,15 @@ def _repair(
         drop(min(removable, key=lambda s: (scores[s.index], -s.index)))
         return True
     return False
+
+
+def _misses(measures: BodyMeasures, length: int) -> int:
+    """How many of the density, readability and length limits the body misses."""
+    return (
+        (measures.keyword_uses > 0 and measures.density > DENSITY_MAX_PERCENT)
+        + (measures.average_sentence_words > MAX_AVERAGE_SENTENCE_WORDS)
+        + (abs(measures.words - length) > LENGTH_TOLERANCE * length)
+    )
 
 
 def _plain(markdown: str) -> str:
