@@ -365,3 +365,38 @@ async def test_breaker_gauge_shows_closed_open_and_half_open(fake_llm):
     finally:
         await llm.close()
         fake_llm.reset()
+
+
+async def test_a_stream_cut_mid_answer_is_retried_and_the_answer_is_whole(llm, fake_llm):
+    fake_llm.responder = lambda request: " ".join(f"word{i}" for i in range(50))
+    fake_llm.cut_next()
+
+    async def progress(percent: int) -> None:
+        pass
+
+    result = await llm.complete(HELLO, purpose="test", on_progress=progress, expected_tokens=50)
+    assert result.text == " ".join(f"word{i}" for i in range(50))
+    assert len(fake_llm.requests) == 2
+    assert llm.stats.retries == 1
+
+
+async def test_a_provider_that_keeps_cutting_streams_fails_as_unavailable_not_as_timed_out(
+    fake_llm,
+):
+    fake_llm.reset()
+    fake_llm.responder = lambda request: " ".join(f"word{i}" for i in range(50))
+    fake_llm.cut_next(times=2)
+    llm = make_llm(fake_llm, llm_max_retries=1)
+
+    async def progress(percent: int) -> None:
+        pass
+
+    try:
+        with pytest.raises(JobError) as failed:
+            await llm.complete(HELLO, purpose="test", on_progress=progress, expected_tokens=50)
+        assert failed.value.code == "llm_unavailable"
+        assert failed.value.retryable is True
+        assert len(fake_llm.requests) == 2
+    finally:
+        await llm.close()
+        fake_llm.reset()

@@ -374,8 +374,9 @@ def request_fingerprint(body: dict[str, Any]) -> str:
 
 @dataclass
 class _Fault:
-    status: int | None  # None: hang instead of answering
+    status: int | None  # None: hang instead of answering (or cut, below)
     retry_after: float | None = None
+    cut: bool = False  # a streamed answer breaks off after a few chunks
 
 
 @dataclass
@@ -579,6 +580,12 @@ class FakeLLM(Served):
         with self._lock:
             self._faults.extend(_Fault(None) for _ in range(times))
 
+    def cut_next(self, times: int = 1) -> None:
+        """Break off the next `times` streamed answers after a few chunks: the connection
+        closes mid-body, as a provider or proxy dropping it does (plain answers go through)."""
+        with self._lock:
+            self._faults.extend(_Fault(None, cut=True) for _ in range(times))
+
     def reset(self) -> None:
         """Forget requests, counters, queued faults, files and batches; restore the knobs."""
         with self._lock:
@@ -729,7 +736,8 @@ class FakeLLM(Served):
             fault = self._faults.popleft() if self._faults else None
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
-        if fault is not None:
+        cut = fault is not None and fault.cut
+        if fault is not None and not cut:
             if fault.status is None:
                 return await self._hang(request)
             headers = {}
@@ -740,11 +748,11 @@ class FakeLLM(Served):
         if not body.get("stream"):
             return JSONResponse(self._completion_json(body, text, usage))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = self._stream_events(body, text, usage if include_usage else None)
+        events = self._stream_events(body, text, usage if include_usage else None, cut=cut)
         return StreamingResponse(events, media_type="text/event-stream")
 
     async def _stream_events(
-        self, body: dict[str, Any], text: str, usage: dict[str, int] | None
+        self, body: dict[str, Any], text: str, usage: dict[str, int] | None, *, cut: bool = False
     ) -> AsyncIterator[str]:
         base = {
             "id": self._new_id("chatcmpl"),
@@ -761,9 +769,11 @@ class FakeLLM(Served):
             return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
 
         yield event([choice({"role": "assistant", "content": ""})])
-        for piece in re.findall(r"\S*\s*", text):
-            if piece:
-                yield event([choice({"content": piece})])
+        for n, piece in enumerate(p for p in re.findall(r"\S*\s*", text) if p):
+            if cut and n == 3:
+                # The server aborts the response: the client sees the chunked body end early.
+                raise ConnectionResetError("the fake LLM cut the stream on purpose")
+            yield event([choice({"content": piece})])
         yield event([choice({}, "stop")])
         if usage is not None:
             yield event([], usage=usage)
