@@ -102,3 +102,11 @@ def test_a_list_of_tags_repeating_the_keyword_is_left_out() -> None:
     markdown, _, checks = draft_and_report(text, "regatta", 200)
     assert tags not in markdown
     assert checks["keyword_density_ok"]
+
+
+def test_a_sentence_cut_out_of_an_emphasised_run_leaves_no_unpaired_marker() -> None:
+    text = "**What is new in the spring festival pack? New boats for the race!**\n\n" + SHORT_SOURCE
+    markdown, _, _ = draft_and_report(text, "festival", 200)
+    assert "What is new in the spring festival pack?" in markdown
+    for line in markdown.splitlines():
+        assert line.count("**") % 2 == 0, line

@@ -541,9 +541,35 @@ def _sentences(text: str, language: str) -> list[_Sentence]:
     prose = [(p, s) for p, s in candidates if _TERMINAL_RE.search(s)]
     chosen = prose if len(prose) >= 6 else candidates
     return [
-        _Sentence(i, p, s, _plain(s), count_words(_plain(s)), tuple(_tokens(_plain(s))))
+        _Sentence(
+            i,
+            p,
+            _balanced_emphasis(s),
+            _plain(s),
+            count_words(_plain(s)),
+            tuple(_tokens(_plain(s))),
+        )
         for i, (p, s) in enumerate(chosen)
     ]
+
+
+_UNESCAPED_STAR_RE = re.compile(r"(?<![\\*])\*(?!\*)")
+
+
+def _balanced_emphasis(text: str) -> str:
+    """A sentence cut out of an emphasised run ("**What is new? New tasks!**" split in two)
+    loses its unpaired marker, which would show as a literal "**" or run on into the next."""
+    if text.count("**") % 2:
+        if text.startswith("**"):
+            text = text[2:]
+        elif text.endswith("**"):
+            text = text[:-2]
+    if len(_UNESCAPED_STAR_RE.findall(text)) % 2:
+        if _UNESCAPED_STAR_RE.match(text):
+            text = text[1:]
+        elif text.endswith("*") and not text.endswith("\\*"):
+            text = text[:-1]
+    return text
 
 
 def _usable(sentence: str) -> bool:
