@@ -21,6 +21,8 @@ import argparse
 import asyncio
 import json
 import secrets
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -55,6 +57,7 @@ from seoblog_testing.fake_llm import FakeLLM  # noqa: E402
 
 FIXTURES = ROOT.parent / "shared/fixtures/extraction"
 WARM = 10
+PY_SPY = shutil.which("py-spy") or str(Path.home() / ".local/bin/py-spy")
 OUTPUT = {"translator": "text.translated", "generator": "post.generated"}
 
 
@@ -114,7 +117,12 @@ def package_at(rev: str, service: str, into: Path) -> Path:
 
 
 async def _turn(
-    service: str, infra: Infra, llm: FakeLLM, pythonpath: str | None, logs: Path
+    service: str,
+    infra: Infra,
+    llm: FakeLLM,
+    pythonpath: str | None,
+    logs: Path,
+    profile: Path | None = None,
 ) -> dict[str, float]:
     ns = unique_name()
     env = service_env(infra, ns, llm.base_url, llm.api_key, "WARNING", 4)
@@ -158,16 +166,56 @@ async def _turn(
             for n, (t, x) in enumerate(texts[:WARM])
         ]
         await feed(warm)
+        warm_rss = rss_mb(proc.pid)
         events = [input_event(service, n, t, x, rid) for n, (t, x) in enumerate(texts)]
+        spy = None
+        if profile is not None:  # py-spy over the measured window (it costs the process CPU)
+            profile.parent.mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen(  # noqa: S603, ASYNC220 - py-spy on our own child, at once
+                [
+                    PY_SPY,
+                    "record",
+                    "-r",
+                    "200",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(profile),
+                    "--pid",
+                    str(proc.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            await asyncio.sleep(1)
         began_cpu, began = cpu_seconds(proc.pid), time.perf_counter()
         await feed(events)
         cpu, wall = cpu_seconds(proc.pid) - began_cpu, time.perf_counter() - began
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         await asyncio.sleep(0.5)
-        return {"cpu_ms": 1000 * cpu / len(events), "wall_s": wall, "rss_mb": rss_mb(proc.pid)}
+        return {
+            "cpu_ms": 1000 * cpu / len(events),
+            "wall_s": wall,
+            "rss_mb": rss_mb(proc.pid),
+            "rss_after_warm_up_mb": warm_rss,
+            **memory_mb(proc.pid),
+        }
     finally:
         await nc.close()
         proc.stop()
         await drop_everything(infra, ns)
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Anonymous (heap) and file-backed (code, mapped libraries) resident memory."""
+    found: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile"):
+            found[f"{name[3:].lower()}_mb"] = round(int(value.split()[0]) / 1024, 1)
+    return found
 
 
 async def _ready(proc: Proc, port: int, timeout_s: float = 90) -> None:
@@ -193,6 +241,9 @@ def main() -> None:
     parser.add_argument("--before", help="git revision to compare with (in turns)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--profile", type=Path, help="folder: py-spy collapsed stacks of each turn (skews CPU)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="seoblog-stage-svc-") as folder:
         tmp = Path(folder)
@@ -207,7 +258,13 @@ def main() -> None:
         with infra, FakeLLM() as llm:
             for rep in range(args.reps):
                 for name, path in variants.items():
-                    figures = asyncio.run(_turn(args.service, infra, llm, path, tmp / "logs"))
+                    where = None
+                    if args.profile:
+                        label = "now" if path is None else "before"
+                        where = args.profile / f"{args.service}-{label}-{rep + 1}.txt"
+                    figures = asyncio.run(
+                        _turn(args.service, infra, llm, path, tmp / "logs", where)
+                    )
                     results[name].append(figures)
                     print(  # noqa: T201 - a bench reports as it goes
                         f"rep {rep + 1} {name}: " + json.dumps(figures), file=sys.stderr
