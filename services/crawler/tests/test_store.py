@@ -41,6 +41,17 @@ async def test_the_first_recorded_crawl_of_a_job_wins(store: PgPageStore) -> Non
     assert (first.title, second.title) == ("first", "first")
 
 
+async def test_the_recorded_crawl_is_the_one_a_redelivery_reads_back(store: PgPageStore) -> None:
+    job_id = new_event_id()
+    event = crawl(job_id, "first").model_copy(
+        update={"metadata": {"status": 200, "fetch_ms": 12.3, "links": ["https://a.example/"]}}
+    )
+
+    recorded = await store.record_crawl(event)
+
+    assert recorded == event == await store.crawl_of(job_id)
+
+
 async def test_deliveries_recording_at_once_agree(store: PgPageStore) -> None:
     for _ in range(5):
         job_id = new_event_id()

@@ -137,23 +137,27 @@ class PgPageStore(Store):
     async def record_crawl(self, event: PageCrawled) -> PageCrawled:
         """The job's crawl result; the first one recorded wins, so redeliveries agree.
 
-        One round trip: the insert, or the row already there. A row another transaction
-        committed while this statement waited is not in its snapshot: then read it again."""
-        stored = await self.pool.fetchval(
+        One round trip: the insert (then `event` is the result, not read back), or the row
+        already there. A row another transaction committed while this statement waited is not
+        in its snapshot: then read it again."""
+        row = await self.pool.fetchrow(
             """
             WITH inserted AS (
                 INSERT INTO crawls (job_id, url, event) VALUES ($1, $2, $3)
-                ON CONFLICT (job_id) DO NOTHING RETURNING event
+                ON CONFLICT (job_id) DO NOTHING RETURNING NULL::text AS event
             )
             SELECT event FROM inserted
             UNION ALL
-            SELECT event FROM crawls WHERE job_id = $1
+            SELECT event::text FROM crawls WHERE job_id = $1
             LIMIT 1
             """,
             event.job_id,
             event.url,
             event.model_dump_json(),
         )
+        if row is not None and row["event"] is None:
+            return event
+        stored = row["event"] if row is not None else None
         if stored is None:
             stored = await self.pool.fetchval(
                 "SELECT event FROM crawls WHERE job_id = $1", event.job_id
