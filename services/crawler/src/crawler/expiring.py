@@ -22,18 +22,21 @@ async def fresh_json(
     """The cached value while it is fresh, else `compute()` once across replicas (single
     flight). Returns the value and whether this call computed it. `compute` may shorten the
     entry's life by setting "ttl_s" in what it returns."""
-    computed = False
+    computed: dict[str, Any] | None = None
 
     async def run() -> bytes:
         nonlocal computed
-        computed = True
         value = await compute()
         value[_EXPIRES] = time.time() + float(value.pop("ttl_s", ttl_s))
+        computed = value
         return json.dumps(value).encode()
 
     for _ in range(2):
-        value: dict[str, Any] = json.loads(await cache.get_or_compute(key, run, ttl_s=ttl_s))
-        if computed or value.get(_EXPIRES, 0) > time.time():
-            return value, computed
+        raw = await cache.get_or_compute(key, run, ttl_s=ttl_s)
+        if computed is not None:  # ours: no need to read back what we just wrote
+            return computed, True
+        value: dict[str, Any] = json.loads(raw)
+        if value.get(_EXPIRES, 0) > time.time():
+            return value, False
         await cache.delete(key)  # stale in one of the levels: compute afresh
-    return value, computed
+    return value, False

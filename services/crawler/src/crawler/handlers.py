@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from concurrent.futures import Executor
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from courlan import normalize_url
@@ -156,8 +156,10 @@ class CrawlPage:
             self.metrics.duplicates.labels("exact").inc()
         if duplicates.near:
             self.metrics.duplicates.labels("near").inc()
-        metadata = {
-            k: v for k, v in asdict(article).items() if k not in {"title", "text", "content_hash"}
+        metadata = {  # the Article's fields, shallow (asdict would deep-copy the links)
+            f.name: getattr(article, f.name)
+            for f in fields(article)
+            if f.name not in {"title", "text", "content_hash"}
         }
         metadata |= {
             "status": fetched.status,
