@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from seoblog_runtime import Cache
-from seoblog_testing import unique_name
+from seoblog_testing import unique_name, wait_until
 
 
 @pytest.fixture
@@ -165,3 +165,44 @@ async def test_lock_of_a_killed_holder_lapses_soon_and_a_waiter_computes(redis_u
             holder.kill()
             await holder.wait()
         await cache.close()
+
+
+async def test_a_miss_costs_two_redis_round_trips_and_a_hit_one(redis_url):
+    import redis.asyncio as aioredis
+
+    prefix = unique_name()
+    warm = Cache(unique_name(), redis_url)  # loads the scripts into Redis (SCRIPT LOAD)
+    cache, other = Cache(prefix, redis_url), Cache(prefix, redis_url)
+    for c in (warm, cache, other):
+        await c.open()
+    seen: list[str] = []
+    watcher = aioredis.from_url(redis_url)
+
+    async def watch(ready: asyncio.Event) -> None:
+        async with watcher.monitor() as monitor:
+            ready.set()
+            async for command in monitor.listen():
+                # Commands a script runs inside Redis show as client "lua": not round trips.
+                if prefix in command["command"] and command.get("client_type") != "lua":
+                    seen.append(command["command"].split()[0].upper())
+
+    async def compute() -> bytes:
+        return b"value"
+
+    try:
+        await warm.get_or_compute("k", compute)
+        ready = asyncio.Event()
+        task = asyncio.create_task(watch(ready))
+        await ready.wait()
+        assert await cache.get_or_compute("k", compute) == b"value"  # a miss: computed here
+        assert await other.get_or_compute("k", compute) == b"value"  # another replica's hit
+        await wait_until(lambda: len(seen) >= 3, timeout_s=5)
+        await asyncio.sleep(0.2)
+        task.cancel()
+        assert seen == ["EVALSHA", "EVALSHA", "EVALSHA"]  # claim + store; claim (the value)
+        assert cache.stats["misses"] == 1
+        assert other.stats["remote_hits"] == 1
+    finally:
+        for c in (warm, cache, other):
+            await c.close()
+        await watcher.aclose()

@@ -20,6 +20,22 @@ _RELEASE = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
 
+# A miss's first round trip: the value if another replica stored it, else our lock if it is
+# free ({1, value} | {2} | {0}). Saves the separate GET, SET NX and second GET.
+_CLAIM = """
+local v = redis.call('get', KEYS[1])
+if v then return {1, v} end
+if redis.call('set', KEYS[2], ARGV[1], 'nx', 'px', ARGV[2]) then return {2} end
+return {0}
+"""
+
+# A computed value stored and our lock released in one round trip.
+_PUBLISH = """
+redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2])
+if redis.call('get', KEYS[2]) == ARGV[3] then redis.call('del', KEYS[2]) end
+return 1
+"""
+
 _RENEW = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then "
     "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
@@ -48,6 +64,8 @@ class Cache:
         self._local: TTLCache[str, bytes] = TTLCache(maxsize=local_items, ttl=local_ttl_s)
         self._flights: dict[str, asyncio.Future[bytes]] = {}
         self.redis: aioredis.Redis | None = None
+        self._claim: Any = None  # redis-py Script objects (EVALSHA, loaded on first use)
+        self._publish: Any = None
         self.stats = {"local_hits": 0, "remote_hits": 0, "misses": 0, "coalesced": 0}
 
     async def open(self) -> None:
@@ -55,6 +73,8 @@ class Cache:
             self.redis = aioredis.from_url(
                 self.redis_url, socket_timeout=2, socket_connect_timeout=2
             )
+            self._claim = self.redis.register_script(_CLAIM)
+            self._publish = self.redis.register_script(_PUBLISH)
 
     async def close(self) -> None:
         if self.redis is not None:
@@ -114,8 +134,10 @@ class Cache:
     ) -> bytes:
         """The cached value, or compute it once: concurrent callers here and in other
         replicas wait for the one computation instead of repeating it."""
-        if (hit := await self.get(key)) is not None:
-            return hit
+        full = self._key(key)
+        if (value := self._local.get(full)) is not None:
+            self.stats["local_hits"] += 1
+            return value
         if (flight := self._flights.get(key)) is not None:
             self.stats["coalesced"] += 1
             return await asyncio.shield(flight)
@@ -136,19 +158,22 @@ class Cache:
     async def _compute_across_replicas(
         self, key: str, compute: Callable[[], Awaitable[bytes]], ttl_s: float | None
     ) -> bytes:
+        """Two Redis round trips for a miss: claim (the stored value, or the lock), then the
+        value stored with the lock released."""
+        full = self._key(key)
         if self.redis is None:
+            self.stats["misses"] += 1
             value = await compute()
-            await self.set(key, value, ttl_s)
+            self._local[full] = value
             return value
         lock_key = self._key(f"lock:{key}")
         token = secrets.token_hex(8)
+        lock_px = int(self.lock_ttl_s * 1000)
         delay = 0.02
         lock_errors = 0
         while True:
             try:
-                acquired = await self.redis.set(
-                    lock_key, token, nx=True, px=int(self.lock_ttl_s * 1000)
-                )
+                claimed = await self._claim(keys=[full, lock_key], args=[token, lock_px])
             except Exception:
                 # One slow answer is no reason to give up coordination; Redis being down is.
                 lock_errors += 1
@@ -156,28 +181,41 @@ class Cache:
                     await asyncio.sleep(0.05 * lock_errors)
                     continue
                 log.warning("redis lock failed; computing without coordination", exc_info=True)
-                acquired = True
-                token = ""
-            if acquired:
+                claimed, token = [2], ""
+            if claimed[0] == 1:  # stored, by another replica or just now by the lock holder
+                found = claimed[1].encode() if isinstance(claimed[1], str) else bytes(claimed[1])
+                self.stats["remote_hits"] += 1
+                self._local[full] = found
+                return found
+            if claimed[0] == 2:
                 break
             # Another replica is computing and renewing its lock: wait for its value. If it
-            # dies, its lock lapses within lock_ttl_s and the next SET NX above takes over.
+            # dies, its lock lapses within lock_ttl_s and the next claim above takes over.
             self.stats["coalesced"] += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
-            if (ready := await self.get(key)) is not None:
-                return ready
+        self.stats["misses"] += 1
         renew = asyncio.create_task(self._hold(lock_key, token)) if token else None
+        released = False
         try:
-            if (ready := await self.get(key)) is not None:  # finished while we took the lock
-                return ready
             value = await compute()
-            await self.set(key, value, ttl_s)
+            self._local[full] = value
+            if token:
+                try:
+                    await self._publish(
+                        keys=[full, lock_key],
+                        args=[value, int((ttl_s or self.default_ttl_s) * 1000), token],
+                    )
+                    released = True
+                except Exception:
+                    log.warning("redis set failed", exc_info=True)
+            else:
+                await self.set(key, value, ttl_s)
             return value
         finally:
             if renew is not None:
                 renew.cancel()
-            if token:
+            if token and not released:
                 try:
                     await self.redis.eval(_RELEASE, 1, lock_key, token)
                 except Exception:
