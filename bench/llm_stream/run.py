@@ -3,6 +3,7 @@ the bare openai stream iterated doing nothing, in CPU milliseconds per call of t
 
 The fake OpenAI-compatible server runs in a child process (one chunk per word), so its work is
 not counted. `--before REV` also measures llm.py as it was at git revision REV, in the same run.
+`--whole` also measures `Llm.complete` without progress: the same answer in one response.
 
     uv run python bench/llm_stream/run.py [--words 2000] [--calls 20] [--reps 5] [--json]
 """
@@ -114,10 +115,18 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
 
             return run
 
+        whole_llm = Llm(settings, tracer)
+
+        async def whole() -> None:
+            result = await whole_llm.complete(MESSAGES, purpose="bench")
+            assert result.text.count(" ") == args.words - 1
+
         variants: dict[str, Callable[[], Awaitable[Any]]] = {
             "baseline": raw,
             "now": streamed(Llm(settings, tracer)),
         }
+        if args.whole:
+            variants["whole"] = whole
         if args.before:
             before = llm_module_at(args.before)
             variants["before"] = streamed(before.Llm(settings, tracer))
@@ -153,6 +162,9 @@ if __name__ == "__main__":
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions")
     parser.add_argument("--before", help="git revision whose llm.py to measure too")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--whole", action="store_true", help="also the same answer not streamed (no progress)"
+    )
     options = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     results = asyncio.run(main(options))

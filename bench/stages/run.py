@@ -5,7 +5,7 @@ fixture articles, beside a baseline measured in the same run and process.
 
 Figures (CPU milliseconds per article, `time.process_time`, the best round; the table shows
 the median too):
-- translator: `detect_language` (lingua, the configured language set, 1000-character sample)
+- translator: `detect_language` (lingua, the configured language set, its `SAMPLE_CHARS` sample)
   and segmenting (`split_segments` at the default 800 tokens, plus `protect` of each segment
   with two glossary terms), as the translator runs them for each job;
 - generator: the offline writer (`write_offline`) and the SEO report (`seo_report`) of its
