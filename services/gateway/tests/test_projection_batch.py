@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from gateway import store as store_module
 from gateway.store import NewJob
 from seoblog_contracts import (
     JobCancelled,
@@ -63,6 +66,38 @@ async def test_one_batch_moves_each_job_through_its_states_in_order(gateway, gat
     again = await store.project(batch)
     assert again.changed == set()
     assert (await gateway.get(f"/v1/jobs/{a}")).json()["version"] == job_a["version"]
+
+
+@pytest.mark.parametrize("optimistic_rounds", [0, 3])
+async def test_batches_of_the_same_jobs_at_once_keep_every_rule(
+    gateway, gateway_app, jobs, monkeypatch, optimistic_rounds
+):
+    """The job and post consumers project the same jobs at the same time: whichever writes
+    first, the other plans again on the state it left (rounds 0: the locking path alone)."""
+    monkeypatch.setattr(store_module, "_OPTIMISTIC_ROUNDS", optimistic_rounds)
+    store = gateway_app[0].state.parts.store
+    ids = [await new_job(store) for _ in range(12)]
+    stages = [Stage.CRAWL, Stage.TRANSLATE, Stage.GENERATE]
+    progress = [JobProgress(job_id=i, stage=s, percent=50) for s in stages for i in ids]
+    posts = {i: jobs.post(i) for i in ids}  # after the progress, as a pipeline makes them
+    results = await asyncio.gather(
+        *(store.project(progress[k::3]) for k in range(3)),
+        *(store.project([posts[i]]) for i in ids),
+        *(store.project([posts[i]]) for i in ids[:4]),  # redelivered at once
+    )
+    assert set().union(*(r.ended for r in results)) == set(ids)
+    order = ["queued", "crawling", "translating", "generating", "completed"]
+    for i in ids:
+        job = (await gateway.get(f"/v1/jobs/{i}")).json()
+        assert job["state"] == "completed"
+        assert job["post_id"] == posts[i].post_id
+        states = [h["state"] for h in job["history"]]
+        assert states == sorted(set(states), key=order.index)  # forward, no state twice
+        assert states[0] == "queued"
+        assert states[-1] == "completed"
+        assert job["version"] == 1 + sum(i in r.changed for r in results)  # one per write
+        assert job["progress"] == {"stage": "generate", "percent": 100, "message": "done"}
+        assert (await gateway.get(f"/v1/posts/{posts[i].post_id}")).status_code == 200
 
 
 async def test_a_cancelled_job_keeps_no_post_even_in_the_same_batch(gateway, gateway_app, jobs):

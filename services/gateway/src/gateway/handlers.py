@@ -23,7 +23,7 @@ from seoblog_runtime.html_policy import sanitize_page
 
 from .live import LiveHub
 from .schemas import Job
-from .snapshots import JobCache
+from .snapshots import Found, JobCache
 from .store import PgJobStore
 from .webhooks import Webhooks
 
@@ -49,8 +49,12 @@ async def announce(
     """Tell live clients (and every replica's status cache) about a change; queue the webhook
     of a job that has ended (again on a redelivery: the delivery id makes that a no-op)."""
     found = await jobs.refresh(job_id)
-    if found is None:
-        return
+    if found is not None:
+        await announce_found(hub, webhooks, found, changed=changed)
+
+
+async def announce_found(hub: LiveHub, webhooks: Webhooks, found: Found, *, changed: bool) -> None:
+    """`announce` of a job just read (and cached)."""
     snapshot = found[0].model_dump(mode="json")
     if changed:
         await hub.publish(snapshot)
@@ -99,8 +103,10 @@ def register(
         if result.dropped_posts:
             counters.cancelled_posts += result.dropped_posts
             log.info("post of a cancelled job not kept", extra={"count": result.dropped_posts})
-        for job_id in sorted(result.changed | result.ended):
-            await announce(jobs, hub, webhooks, job_id, changed=job_id in result.changed)
+        # The jobs the batch moved, read back in one round trip.
+        found = await jobs.refresh_many(sorted(result.changed | result.ended))
+        for job_id, job in sorted(found.items()):
+            await announce_found(hub, webhooks, job, changed=job_id in result.changed)
 
     # In stream order, so a job's history lists its states as they happened.
     consume_batch(bus, f"{subjects.root}.job.>", "gateway-project_job", JobEvent, project)

@@ -20,8 +20,11 @@ Found = tuple[Job, str | None]  # the job and its owner (the key that submitted 
 async def load_job(store: PgJobStore, job_id: str) -> Found | None:
     """The job and its owner from the store, or None."""
     row = await store.job(job_id)
-    if row is None:
-        return None
+    return None if row is None else found_of(row)
+
+
+def found_of(row: dict[str, Any]) -> Found:
+    """The job and its owner from a row of `store.job`."""
     event = row.get("post_event")
     post = PostGenerated.model_validate_json(event) if event else None
     return Job.from_row(row, post), row.get("owner")
@@ -56,6 +59,21 @@ class JobCache:
         if found is not None and self._items is not None:
             self._items[job_id] = found
         return found
+
+    async def refresh_many(self, job_ids: list[str]) -> dict[str, Found]:
+        """`refresh` for several jobs in one read of the store: those that exist."""
+        if not job_ids:
+            return {}
+        if len(job_ids) == 1:
+            found = await self.refresh(job_ids[0])
+            return {} if found is None else {job_ids[0]: found}
+        out = {}
+        for row in await self.store.jobs_by_id(job_ids):
+            found = found_of(row)
+            out[found[0].id] = found
+            if self._items is not None:
+                self._items[found[0].id] = found
+        return out
 
     def put(self, job: Job, owner: str | None) -> None:
         if self._items is not None:

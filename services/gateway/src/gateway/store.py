@@ -136,6 +136,13 @@ class Projected:
     unknown: list[Event] = field(default_factory=list)
     dropped_posts: int = 0
 
+    def add(self, plan: _Plan, written: set[str]) -> None:
+        """What `plan` did to the jobs in `written` (those it wrote, and unknown ones)."""
+        self.changed |= {i for i, j in plan.jobs.items() if j.changed and i in written}
+        self.ended |= plan.ended & written
+        self.unknown += [e for e in plan.unknown if e.job_id in written]
+        self.dropped_posts += sum(n for i, n in plan.dropped.items() if i in written)
+
 
 @dataclass
 class _Change:
@@ -161,6 +168,116 @@ class _Change:
         if isinstance(event, PostGenerated):
             self.post_id = event.post_id
             self.progress = json.dumps(DONE_PROGRESS)
+
+
+@dataclass
+class _Plan:
+    """What a batch does to the jobs it names, planned on their states as read."""
+
+    jobs: dict[str, _Change]
+    history: list[tuple[str, str, str, datetime]] = field(default_factory=list)
+    posts: list[PostGenerated] = field(default_factory=list)
+    ended: set[str] = field(default_factory=set)
+    unknown: list[Event] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # job: posts of it not kept
+
+    @property
+    def unknown_jobs(self) -> set[str]:
+        return {e.job_id for e in self.unknown}
+
+    def arguments(self, versions: dict[str, int]) -> list[Any]:
+        """_PROJECT's parameters: the versions the plan was made on, then the writes."""
+        changed = [(i, j) for i, j in self.jobs.items() if j.changed]
+        return [
+            list(versions),
+            list(versions.values()),
+            [i for i, _ in changed],
+            [j.state.value for _, j in changed],
+            [j.error for _, j in changed],
+            [j.post_id for _, j in changed],
+            [j.progress for _, j in changed],
+            [h[0] for h in self.history],
+            [h[1] for h in self.history],
+            [h[2] for h in self.history],
+            [h[3] for h in self.history],
+            [p.post_id for p in self.posts],
+            [p.job_id for p in self.posts],
+            [p.title for p in self.posts],
+            [p.language for p in self.posts],
+            [p.model_dump_json() for p in self.posts],
+        ]
+
+
+def _plan(moving: Sequence[tuple[Event, JobState]], states: dict[str, JobState]) -> _Plan:
+    """The batch applied in order to each job's state (`states`: the jobs that exist)."""
+    plan = _Plan({i: _Change(state) for i, state in states.items()})
+    for event, announced in moving:
+        job = plan.jobs.get(event.job_id)
+        if job is None:
+            plan.unknown.append(event)
+            continue
+        if isinstance(event, JobFailed | JobCancelled | PostGenerated):
+            plan.ended.add(event.job_id)
+        if isinstance(event, PostGenerated):
+            if job.state == JobState.CANCELLED:
+                plan.dropped[event.job_id] = plan.dropped.get(event.job_id, 0) + 1
+                continue
+            plan.posts.append(event)  # kept with the job's state change, so a completed
+            # job always has its post
+        new_state = advance(job.state, announced)
+        if new_state is not None:
+            plan.history.append((event.event_id, event.job_id, new_state.value, event.occurred_at))
+            job.move(event, new_state)
+        if isinstance(event, JobProgress) and job.state == announced:
+            job.progress = json.dumps(
+                {"stage": event.stage.value, "percent": event.percent, "message": event.message}
+            )
+            job.changed = True
+    return plan
+
+
+# Optimistic rounds of `project` before the locking transaction takes over.
+_OPTIMISTIC_ROUNDS = 3
+
+# A planned batch in one statement (one round trip, atomic on its own): the jobs whose
+# version is still the one planned on ($1, $2) are locked, and only theirs are written: the
+# rows' changes ($3-$7), history ($8-$11) and posts ($12-$16). Returns the jobs written.
+_PROJECT = (
+    "WITH locked AS (SELECT j.job_id FROM jobs j"
+    " JOIN unnest($1::text[], $2::bigint[]) AS r(job_id, version)"
+    " ON r.job_id = j.job_id AND r.version = j.version ORDER BY j.job_id FOR UPDATE OF j),"
+    " u AS (UPDATE jobs j SET state = c.state, error = COALESCE(c.error::jsonb, j.error),"
+    " post_id = COALESCE(c.post_id, j.post_id),"
+    " progress = COALESCE(c.progress::jsonb, j.progress),"
+    " updated_at = now(), version = j.version + 1"
+    " FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
+    " AS c(job_id, state, error, post_id, progress)"
+    " WHERE j.job_id = c.job_id AND c.job_id IN (SELECT job_id FROM locked) RETURNING j.job_id),"
+    " h AS (INSERT INTO job_history (event_id, job_id, state, at)"
+    " SELECT x.event_id, x.job_id, x.state, x.at FROM unnest($8::text[], $9::text[],"
+    " $10::text[], $11::timestamptz[]) AS x(event_id, job_id, state, at)"
+    " WHERE x.job_id IN (SELECT job_id FROM locked) ON CONFLICT DO NOTHING),"
+    " p AS (INSERT INTO posts (post_id, job_id, title, language, event)"
+    " SELECT y.post_id, y.job_id, y.title, y.language, y.event::jsonb FROM unnest($12::text[],"
+    " $13::text[], $14::text[], $15::text[], $16::text[])"
+    " AS y(post_id, job_id, title, language, event)"
+    " WHERE y.job_id IN (SELECT job_id FROM locked) ON CONFLICT DO NOTHING)"
+    " SELECT job_id FROM locked"
+)
+
+# A job with its history (and post, when done), for `job` and `jobs_by_id`.
+_JOB_SQL = (
+    "SELECT j.*, (SELECT coalesce(json_agg(json_build_object('state', h.state, 'at', h.at)"
+    " ORDER BY h.at, h.state), '[]') FROM job_history h WHERE h.job_id = j.job_id)"
+    " AS history_json, p.event AS post_event FROM jobs j"
+    " LEFT JOIN posts p ON p.post_id = j.post_id"
+)
+
+
+def _job_row(row: asyncpg.Record) -> dict[str, Any]:
+    job = dict(row)
+    job["history"] = json.loads(job.pop("history_json"))
+    return job
 
 
 @dataclass(frozen=True)
@@ -298,95 +415,86 @@ class PgJobStore(Store):
         return event.job_id in (await self.project([event])).changed
 
     async def project(self, events: Sequence[Event]) -> Projected:
-        """Project a batch of events, in stream order, in one transaction. Idempotent.
+        """Project a batch of events, in stream order, atomically per job. Idempotent.
 
-        Per job, events apply in order to its state under a row lock (forward-only, see
-        projection.advance); a batch's progress reports collapse to the latest that matches
-        the job's state, and each state change keeps its own history row. Events of jobs the
-        gateway does not know change nothing and are returned as `unknown`."""
-        moving = [(e, s) for e in events if (s := state_of(e)) is not None]
+        Per job, events apply in order to its state (forward-only, see projection.advance); a
+        batch's progress reports collapse to the latest that matches the job's state, and each
+        state change keeps its own history row. Events of jobs the gateway does not know change
+        nothing and are returned as `unknown`.
+
+        Two round trips and no transaction to open and commit: the jobs' states and versions
+        are read, the batch is planned on them, and one statement writes it all where the
+        versions still hold (locking those rows); jobs another writer moved meanwhile are
+        planned again on their new state. After a few such losses the rest goes through the
+        locking transaction (`_project_locked`), which always gets through."""
+        pending = [(e, s) for e in events if (s := state_of(e)) is not None]
         result = Projected()
-        if not moving:
-            return result
-        ids = sorted({e.job_id for e, _ in moving})
-        async with self.pool.acquire() as conn, conn.transaction():
-            # In id order, so two transactions locking the same jobs cannot deadlock.
-            locked = await conn.fetch(
-                "SELECT job_id, state FROM jobs WHERE job_id = ANY($1::text[])"
-                " ORDER BY job_id FOR UPDATE",
-                ids,
+        for _ in range(_OPTIMISTIC_ROUNDS):
+            if not pending:
+                return result
+            rows = await self.pool.fetch(
+                "SELECT job_id, state, version FROM jobs WHERE job_id = ANY($1::text[])",
+                sorted({e.job_id for e, _ in pending}),
             )
-            jobs = {r["job_id"]: _Change(JobState(r["state"])) for r in locked}
-            history: list[tuple[str, str, str, datetime]] = []
-            posts: list[PostGenerated] = []
-            for event, announced in moving:
-                job = jobs.get(event.job_id)
-                if job is None:
-                    result.unknown.append(event)
-                    continue
-                if isinstance(event, JobFailed | JobCancelled | PostGenerated):
-                    result.ended.add(event.job_id)
-                if isinstance(event, PostGenerated):
-                    if job.state == JobState.CANCELLED:
-                        result.dropped_posts += 1
-                        continue
-                    posts.append(event)  # kept with the job's state change, so a
-                    # completed job always has its post
-                new_state = advance(job.state, announced)
-                if new_state is not None:
-                    history.append(
-                        (event.event_id, event.job_id, new_state.value, event.occurred_at)
-                    )
-                    job.move(event, new_state)
-                if isinstance(event, JobProgress) and job.state == announced:
-                    job.progress = json.dumps(
-                        {
-                            "stage": event.stage.value,
-                            "percent": event.percent,
-                            "message": event.message,
-                        }
-                    )
-                    job.changed = True
-            if posts:
-                await conn.executemany(
-                    "INSERT INTO posts (post_id, job_id, title, language, event)"
-                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    [
-                        (p.post_id, p.job_id, p.title, p.language, p.model_dump_json())
-                        for p in posts
-                    ],
+            versions = {r["job_id"]: r["version"] for r in rows}
+            plan = _plan(pending, {r["job_id"]: JobState(r["state"]) for r in rows})
+            written: set[str] = set()
+            if versions:
+                try:
+                    done = await self.pool.fetch(_PROJECT, *plan.arguments(versions))
+                    written = {r["job_id"] for r in done}
+                except asyncpg.DeadlockDetectedError:
+                    pass  # nothing written; planned again
+            result.add(plan, written | plan.unknown_jobs)
+            pending = [(e, s) for e, s in pending if e.job_id in versions.keys() - written]
+        if pending:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # In id order, so two transactions locking the same jobs cannot deadlock.
+                locked = await conn.fetch(
+                    "SELECT job_id, state FROM jobs WHERE job_id = ANY($1::text[])"
+                    " ORDER BY job_id FOR UPDATE",
+                    sorted({e.job_id for e, _ in pending}),
                 )
-            if history:
-                await conn.executemany(
-                    "INSERT INTO job_history (event_id, job_id, state, at)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    history,
-                )
-            changed = [(i, j) for i, j in jobs.items() if j.changed]
-            if changed:
-                await conn.executemany(
-                    "UPDATE jobs SET state = $2, error = COALESCE($3::jsonb, error),"
-                    " post_id = COALESCE($4, post_id), progress = COALESCE($5::jsonb, progress),"
-                    " updated_at = now(), version = version + 1 WHERE job_id = $1",
-                    [(i, j.state.value, j.error, j.post_id, j.progress) for i, j in changed],
-                )
-        result.changed = {i for i, _ in changed}
+                plan = _plan(pending, {r["job_id"]: JobState(r["state"]) for r in locked})
+                await self._write_locked(conn, plan)
+            result.add(plan, {e.job_id for e, _ in pending})
         return result
+
+    @staticmethod
+    async def _write_locked(conn: asyncpg.Connection, plan: _Plan) -> None:
+        if plan.posts:
+            await conn.executemany(
+                "INSERT INTO posts (post_id, job_id, title, language, event)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                [
+                    (p.post_id, p.job_id, p.title, p.language, p.model_dump_json())
+                    for p in plan.posts
+                ],
+            )
+        if plan.history:
+            await conn.executemany(
+                "INSERT INTO job_history (event_id, job_id, state, at)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                plan.history,
+            )
+        changed = [(i, j) for i, j in plan.jobs.items() if j.changed]
+        if changed:
+            await conn.executemany(
+                "UPDATE jobs SET state = $2, error = COALESCE($3::jsonb, error),"
+                " post_id = COALESCE($4, post_id), progress = COALESCE($5::jsonb, progress),"
+                " updated_at = now(), version = version + 1 WHERE job_id = $1",
+                [(i, j.state.value, j.error, j.post_id, j.progress) for i, j in changed],
+            )
+
+    async def jobs_by_id(self, job_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """`job` for several jobs in one round trip (those that exist, in no order)."""
+        rows = await self.pool.fetch(_JOB_SQL + " WHERE j.job_id = ANY($1::text[])", list(job_ids))
+        return [_job_row(r) for r in rows]
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
         """The job with its history (and post, when done), in one round trip."""
-        row = await self.pool.fetchrow(
-            "SELECT j.*, (SELECT coalesce(json_agg(json_build_object('state', h.state, 'at', h.at)"
-            " ORDER BY h.at, h.state), '[]') FROM job_history h WHERE h.job_id = j.job_id)"
-            " AS history_json, p.event AS post_event FROM jobs j"
-            " LEFT JOIN posts p ON p.post_id = j.post_id WHERE j.job_id = $1",
-            job_id,
-        )
-        if row is None:
-            return None
-        job = dict(row)
-        job["history"] = json.loads(job.pop("history_json"))
-        return job
+        row = await self.pool.fetchrow(_JOB_SQL + " WHERE j.job_id = $1", job_id)
+        return None if row is None else _job_row(row)
 
     async def jobs(
         self, where: JobFilter, *, after: tuple[datetime, str] | None, limit: int
