@@ -1,6 +1,7 @@
 """What every seoblog service runs on: settings, the event bus, the PostgreSQL store with
 migrations, the two-level cache, and the shared HTTP ops routes."""
 
+from . import _lean_imports  # noqa: F401  # first: nats without aiohttp
 from .bus import Bus, ConsumerStats, JobError
 from .cache import Cache
 from .parts import Parts, build_parts, migrations_of

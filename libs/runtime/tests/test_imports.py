@@ -1,0 +1,25 @@
+"""What a service loads at start-up: nats-py would import aiohttp (for a WebSocket transport
+nobody here uses) in every service; only the LLM client needs it, on first use."""
+
+import subprocess
+import sys
+
+
+def test_the_runtime_and_nats_load_no_aiohttp_until_the_llm_client_needs_it():
+    probe = (
+        "import sys, seoblog_runtime, nats, faststream.nats\n"
+        "assert 'aiohttp' not in sys.modules, 'aiohttp loaded at import'\n"
+        "from seoblog_runtime.llm import Llm, LlmServiceSettings\n"
+        "from opentelemetry import trace\n"
+        "import asyncio\n"
+        "async def main():\n"
+        "    llm = Llm(LlmServiceSettings(_env_file=None, llm_base_url='http://127.0.0.1:9/v1',"
+        " llm_api_key='k', llm_model='m'), trace.get_tracer('t'))\n"
+        "    await llm.close()\n"
+        "asyncio.run(main())\n"
+        "assert 'aiohttp' in sys.modules, 'the LLM client runs on aiohttp'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
