@@ -110,3 +110,21 @@ def test_a_sentence_cut_out_of_an_emphasised_run_leaves_no_unpaired_marker() -> 
     assert "What is new in the spring festival pack?" in markdown
     for line in markdown.splitlines():
         assert line.count("**") % 2 == 0, line
+
+
+def test_questions_in_other_languages_carry_no_english_article() -> None:
+    text = " ".join(
+        [
+            "A equipe do hospital registrou o arrombamento de dois carros nesta manhã.",
+            "A equipe chamou a polícia, que foi até o local verificar os danos.",
+            "Os pacientes da equipe estão sendo reagendados para a tarde.",
+            "A equipe prevê que o atendimento estará normalizado amanhã cedo.",
+            "Os carros estavam sem baterias e com marcas de depredação.",
+            "O hospital pediu mais segurança para o estacionamento da unidade.",
+        ]
+    )
+    draft = write_offline(
+        title="Hospital registra arrombamento", text=text, keywords=[], language="pt", length=300
+    )
+    assert draft.faq
+    assert not [q for q, _ in draft.faq if " the " in q], draft.faq

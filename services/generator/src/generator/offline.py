@@ -194,7 +194,9 @@ def write_offline(
 
     def ask(subject: str, answer: _Sentence) -> str:
         surface = _surface(subject, sentences)
-        return _english_question(surface, answer) if english else question.format(surface)
+        if not english:  # "the" is English: "a equipe" is Portuguese "the team"
+            return question.format(surface.removeprefix("the "))
+        return _english_question(surface, answer)
 
     faq = _faq(rest, scores, subjects, ask, 2 if length < 700 else 3, uses if dense else None)
     n_takeaways = min(5, max(2 if length < 400 else 3, round(length / 300)))
@@ -784,6 +786,9 @@ def _surface(subject: str, sentences: list[_Sentence]) -> str:
     return form
 
 
+_NEXT_WORD_RE = re.compile(r"[ \t]+([^\W\d_]+)")
+
+
 def _usage(subject: str, sentences: list[_Sentence]) -> tuple[str, bool]:
     """The subject's usual written form and whether it is used as a noun (named, or after an
     article or a possessive), so "electric" or "stunning" are not asked about."""
@@ -792,19 +797,28 @@ def _usage(subject: str, sentences: list[_Sentence]) -> tuple[str, bool]:
     pattern = re.compile(rf"(?<!\w)({re.escape(subject)})(?!\w)", re.IGNORECASE)
     forms: Counter[str] = Counter()
     determined = definite = 0
+    heads: Counter[bool] = Counter()  # uses of a name not before a name ("Interior Minister")
     for s in sentences:
         for match in pattern.finditer(s.plain):
             before = s.plain[: match.start()].split()
             if not before:
                 continue  # sentence-initial: its capital letter says nothing
             forms[match.group(1)] += 1
+            after = _NEXT_WORD_RE.match(s.plain, match.end())
+            # "the certain combination": an adjective (or a noun as modifier) before its noun.
+            next_word = after.group(1) if after else ""
+            content = bool(next_word) and _is_content(next_word.casefold())
+            # "Interior Minister": a name before a name is part of a longer one.
+            heads[True] += not (content and next_word[:1].isupper())
             determined += before[-1].casefold() in _DETERMINERS
             definite += before[-1].casefold() == "the"
     if not forms:
         return subject, " " in subject
     form = forms.most_common(1)[0][0]
     named = form[:1].isupper()
-    nounish = named or 3 * determined >= forms.total() or " " in form
+    total = forms.total()
+    nounish = (named and heads[True] > 0) or 3 * determined >= total
+    nounish = nounish or " " in form
     if (named and 2 * definite > forms.total()) or (not named and 3 * determined >= forms.total()):
         return f"the {form}", nounish  # "the car", "the Senate", "the ID. Buzz"
     return form, nounish
@@ -1023,9 +1037,10 @@ def _takeaways(
         if sum(map(len, light)) >= n:
             fit = light
 
-    def rank(s: _Sentence) -> tuple[bool, bool, bool, float, int]:
+    def rank(s: _Sentence) -> tuple[bool, bool, bool, bool, float, int]:
         long = short_first and s.words > 20
-        return (not _self_contained(s), keyword_uses[s.index] > 0, long, -scores[s.index], s.index)
+        heavy = keyword_uses[s.index] > 0
+        return (dense and heavy, not _self_contained(s), heavy, long, -scores[s.index], s.index)
 
     picks = [min(candidates, key=rank) for candidates in fit if candidates][:n]
     rest = sorted((s for candidates in fit for s in candidates if s not in picks), key=rank)
