@@ -3,12 +3,13 @@ two deliveries record at once; duplicates found in one query."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from crawler.packing import pack
 from crawler.similarity import simhash
-from crawler.store import PgPageStore
+from crawler.store import Duplicates, PgPageStore
 from seoblog_contracts import JobSpec, PageCrawled, new_event_id
 
 
@@ -90,3 +91,47 @@ async def test_duplicates_finds_the_oldest_exact_copy_and_the_nearest_near_one(
     assert found.near == "https://a.example/3"
     assert found.near_distance is not None
     assert found.near_distance <= 3
+
+
+async def test_saving_a_page_finds_the_duplicates_it_had_before_and_keeps_them(
+    store: PgPageStore,
+) -> None:
+    words = [f"term{i}" for i in range(400)]
+    text, near_text = " ".join(words), " ".join([*words[:-1], "changed"])
+
+    def page(url: str, body: str) -> dict[str, Any]:
+        return {
+            "final_url": url,
+            "title": "t",
+            "text": body,
+            "language": "en",
+            "content_hash": str(hash(body)),
+            "metadata": {"status": 200},
+        }
+
+    found = [
+        await store.save_page_finding_duplicates(
+            url, page(url, body), pack("<html/>"), pack(body), simhash(body)
+        )
+        for url, body in [
+            ("https://b.example/1", text),
+            ("https://b.example/2", near_text),
+            ("https://b.example/3", text),
+        ]
+    ]
+    before = await store.duplicates("https://b.example/3", str(hash(text)), simhash(text))
+    stored = await store.stored_page("https://b.example/3")
+
+    assert found[0] == Duplicates()
+    assert found[1].near == "https://b.example/1"
+    assert found[2] == before
+    assert found[2].exact == "https://b.example/1"
+    assert found[2].near == "https://b.example/2"  # the exact copy is not counted as near
+    assert stored is not None
+    assert stored.page["text"] == text
+    assert stored.page["metadata"] == {
+        "status": 200,
+        "duplicate_of": "https://b.example/1",
+        "near_duplicate_of": "https://b.example/2",
+        "near_duplicate_distance": found[2].near_distance,
+    }

@@ -150,12 +150,6 @@ class CrawlPage:
             )
         article, fingerprint = analysis.article, analysis.simhash
         self.metrics.extract_seconds.observe(analysis.seconds)
-        with span("dedup"):
-            duplicates = await store.duplicates(url, article.content_hash, fingerprint)
-        if duplicates.exact:
-            self.metrics.duplicates.labels("exact").inc()
-        if duplicates.near:
-            self.metrics.duplicates.labels("near").inc()
         metadata = {  # the Article's fields, shallow (asdict would deep-copy the links)
             f.name: getattr(article, f.name)
             for f in fields(article)
@@ -169,9 +163,6 @@ class CrawlPage:
             "fetch_attempts": fetched.attempts,
             "not_modified": False,
             "simhash": f"{fingerprint:016x}",
-            "duplicate_of": duplicates.exact,
-            "near_duplicate_of": duplicates.near,
-            "near_duplicate_distance": duplicates.near_distance,
             "changed_since_last_crawl": (
                 None if stored is None else stored.page["content_hash"] != article.content_hash
             ),
@@ -184,9 +175,23 @@ class CrawlPage:
             "content_hash": article.content_hash,
             "metadata": metadata,
         }
-        with span("store page"):
-            if mode == "default":  # a variant's extraction is not kept as the page's
-                await store.save_page(url, page, analysis.html_z, analysis.text_z, fingerprint)
+        if mode == "default":  # kept as the page's; duplicates found in the same round trip
+            with span("store page"):
+                duplicates = await store.save_page_finding_duplicates(
+                    url, page, analysis.html_z, analysis.text_z, fingerprint
+                )
+        else:  # a variant's extraction is not kept as the page's
+            with span("dedup"):
+                duplicates = await store.duplicates(url, article.content_hash, fingerprint)
+        if duplicates.exact:
+            self.metrics.duplicates.labels("exact").inc()
+        if duplicates.near:
+            self.metrics.duplicates.labels("near").inc()
+        metadata |= {
+            "duplicate_of": duplicates.exact,
+            "near_duplicate_of": duplicates.near,
+            "near_duplicate_distance": duplicates.near_distance,
+        }
         return page
 
 

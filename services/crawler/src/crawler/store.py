@@ -82,6 +82,70 @@ class PgPageStore(Store):
             None if fingerprint is None else _band_keys(fingerprint),
         )
 
+    async def save_page_finding_duplicates(
+        self,
+        url: str,
+        page: dict[str, Any],
+        html_z: bytes,
+        text_z: bytes,
+        fingerprint: int,
+    ) -> Duplicates:
+        """duplicates() and then save_page() in one round trip: the other pages with the same
+        or nearly the same text, found before this one is kept; the kept metadata is
+        page["metadata"] with what they found (duplicate_of, near_duplicate_of,
+        near_duplicate_distance), as the caller adds it to its own copy."""
+        row = await self.pool.fetchrow(
+            """
+            WITH exact AS (
+                SELECT url FROM pages
+                 WHERE content_hash = $3 AND url <> $1 ORDER BY fetched_at LIMIT 1
+            ), candidates AS (
+                SELECT url, bit_count((simhash # $11)::bit(64)) AS distance FROM pages
+                 WHERE simhash_bands && $12::integer[] AND url <> $1 AND content_hash <> $3
+                 LIMIT 500
+            ), nearest AS (  -- the nearest, then the first URL by code point, as min() in Python
+                SELECT url, distance FROM candidates
+                 WHERE distance <= $13
+                 ORDER BY distance, url COLLATE "C" LIMIT 1
+            ), found AS (
+                SELECT (SELECT url FROM exact) AS exact, (SELECT url FROM nearest) AS near,
+                       (SELECT distance FROM nearest)::integer AS near_distance
+            ), saved AS (
+                INSERT INTO pages (url, final_url, content_hash, title, language, metadata,
+                                   html_z, text_z, etag, last_modified, fetched_at,
+                                   simhash, simhash_bands)
+                SELECT $1, $2, $3, $4, $5,
+                       $6::jsonb || jsonb_build_object('duplicate_of', found.exact,
+                           'near_duplicate_of', found.near,
+                           'near_duplicate_distance', found.near_distance),
+                       $7, $8, $9, $10, now(), $11, $12
+                  FROM found
+                ON CONFLICT (url) DO UPDATE SET
+                    final_url = EXCLUDED.final_url, content_hash = EXCLUDED.content_hash,
+                    title = EXCLUDED.title, language = EXCLUDED.language,
+                    metadata = EXCLUDED.metadata, html_z = EXCLUDED.html_z,
+                    text_z = EXCLUDED.text_z, etag = EXCLUDED.etag,
+                    last_modified = EXCLUDED.last_modified, fetched_at = now(),
+                    simhash = EXCLUDED.simhash, simhash_bands = EXCLUDED.simhash_bands
+            )
+            SELECT exact, near, near_distance FROM found
+            """,
+            url,
+            page["final_url"],
+            page["content_hash"],
+            page["title"],
+            page["language"],
+            json.dumps(page["metadata"]),
+            html_z,
+            text_z,
+            page["metadata"].get("etag"),
+            page["metadata"].get("last_modified"),
+            to_signed(fingerprint),
+            _band_keys(fingerprint),
+            NEAR_DISTANCE,
+        )
+        return Duplicates(exact=row["exact"], near=row["near"], near_distance=row["near_distance"])
+
     async def stored_page(self, url: str) -> StoredPage | None:
         """The latest copy of `url`, for a conditional re-crawl."""
         row = await self.pool.fetchrow(
