@@ -62,6 +62,33 @@ async def test_every_operation_documents_an_example(gateway):
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
 
 
+async def test_every_route_that_takes_a_key_documents_both_ways_to_send_it(gateway):
+    spec = (await gateway.get("/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Authorization: Bearer sk_seo_...`",
+    }
+    assert schemes["APIKeyHeader"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "the same key",
+    }
+    keyed, open_ = [], []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            (keyed if "401" in operation["responses"] else open_).append((method, path))
+            if "401" in operation["responses"]:
+                assert operation["security"] == [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+            else:
+                assert "security" not in operation, (method, path)
+    assert ("post", "/v1/jobs") in keyed
+    assert ("get", "/v1/jobs/{job_id}") in keyed
+    assert sorted(open_) == [("get", "/healthz"), ("get", "/readyz")]
+
+
 # Raised inside schemathesis' own strategies, not ours.
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 def test_schemathesis_finds_no_server_error(service_env, jobs):

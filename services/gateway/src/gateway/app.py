@@ -17,7 +17,7 @@ from seoblog_runtime.signals import on_stop_signal
 
 from . import errors
 from .auth import Authenticator
-from .deps import Gateway
+from .deps import Gateway, document_keys
 from .experiments import Experiments
 from .handlers import Counters, register
 from .limits import BodyLimit, KeyFromQuery, RateLimitHeaders, RejectNul, key_out_of_query
@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(experiment_routes.router)
     app.include_router(web.router)
+    document_keys(app)
     app.webhooks.include_router(webhook_docs)  # OpenAPI `webhooks`: what callbacks receive
     add_ops_routes(app, parts.registry, parts.readiness_checks())
     app.add_middleware(RateLimitHeaders)

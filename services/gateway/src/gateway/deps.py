@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from seoblog_runtime import Parts
 
@@ -75,8 +76,35 @@ HubDep = Annotated["LiveHub", Depends(get_hub)]
 JobsDep = Annotated[JobCache, Depends(get_jobs)]
 WebhooksDep = Annotated["Webhooks", Depends(get_webhooks)]
 
+# How a key is sent, for the OpenAPI document only (see document_keys): the `caller`
+# dependency reads the headers itself, since every dependency FastAPI resolves costs per
+# request (these two were a fifth of the submit route's dependency resolution).
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer sk_seo_...`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key")
+KEY_SCHEMES: dict[str, Any] = {
+    "HTTPBearer": jsonable_encoder(_bearer.model, by_alias=True, exclude_none=True),
+    "APIKeyHeader": jsonable_encoder(_header.model, by_alias=True, exclude_none=True),
+}
+KEY_REQUIRED: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+
+
+def document_keys(app: FastAPI) -> None:
+    """Every operation that answers 401 takes a key: the OpenAPI document says so, with the
+    two ways to send it (what `Security(HTTPBearer)` and `Security(APIKeyHeader)` parameters
+    would have written)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            spec.setdefault("components", {}).setdefault("securitySchemes", {}).update(KEY_SCHEMES)
+            for operations in spec.get("paths", {}).values():
+                for operation in operations.values():
+                    if isinstance(operation, dict) and "401" in operation.get("responses", {}):
+                        operation["security"] = KEY_REQUIRED
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def key_of(request: Request) -> str | None:
@@ -94,22 +122,28 @@ def client_of(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def _header_key(request: Request) -> str | None:
+    """The key of `Authorization: Bearer` (as HTTPBearer reads it), else of X-API-Key."""
+    headers = request.headers
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        credentials = credentials.strip()
+        if scheme and credentials and scheme.lower() == "bearer":
+            return credentials
+    return headers.get("x-api-key") or None
+
+
 def caller(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the authenticated caller, holding `scope`, within its rate limit."""
 
-    async def dependency(
-        request: Request,
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-        header: Annotated[str | None, Security(_header)],
-    ) -> Principal:
-        key = (bearer.credentials if bearer else None) or header
-        if (
-            key is None
-            and request.url.path.startswith("/v1/jobs")
-            and (request.url.path.endswith("/events") or request.url.path.endswith("/live"))
-        ):
-            # Browsers cannot set headers on EventSource or WebSocket: a query parameter.
-            key = request.query_params.get("api_key")
+    async def dependency(request: Request) -> Principal:
+        key = _header_key(request)
+        if key is None:
+            path = request.url.path
+            if path.startswith("/v1/jobs") and (path.endswith("/events") or path.endswith("/live")):
+                # Browsers cannot set headers on EventSource or WebSocket: a query parameter.
+                key = request.query_params.get("api_key")
         auth: Authenticator = request.app.state.auth
         who = await auth.principal(key, client_of(request))
         if not who.can(scope):
