@@ -23,3 +23,20 @@ def test_the_runtime_and_nats_load_no_aiohttp_until_the_llm_client_needs_it():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_service_process_freezes_its_start_up_heap_and_collects_less_often():
+    probe = (
+        "import gc\n"
+        "from seoblog_runtime import tune_gc\n"
+        "from seoblog_runtime.service import GC_THRESHOLDS\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "tune_gc()\n"
+        "assert gc.get_freeze_count() > 10_000, gc.get_freeze_count()\n"
+        "assert gc.get_threshold() == GC_THRESHOLDS\n"
+        "assert GC_THRESHOLDS[0] > 700\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

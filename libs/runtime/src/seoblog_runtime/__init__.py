@@ -5,7 +5,7 @@ from . import _lean_imports  # noqa: F401  # first: nats without aiohttp
 from .bus import Bus, ConsumerStats, JobError
 from .cache import Cache
 from .parts import Parts, build_parts, migrations_of
-from .service import add_ops_routes, ops_app, run_service, serve
+from .service import add_ops_routes, ops_app, run_service, serve, tune_gc
 from .settings import ServiceSettings
 from .store import Store
 
@@ -23,4 +23,5 @@ __all__ = [
     "ops_app",
     "run_service",
     "serve",
+    "tune_gc",
 ]

@@ -4,6 +4,7 @@ request figures of every route), plus the process entry point that runs it under
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager
@@ -95,7 +96,25 @@ def run_service(
     """A service's `python -m <service>`: settings from the environment, JSON logs, serve."""
     settings = settings_cls()
     configure_logging(settings.service, settings.log_level)
-    serve(create_app(settings), settings.host, settings.port)
+    app = create_app(settings)
+    tune_gc()
+    serve(app, settings.host, settings.port)
+
+
+# Collections after every 10,000 net allocations, a middle one every 20 of those, a full one
+# every 20 middle ones (CPython's default: 700, 10, 10). A service allocates in bursts (an
+# event decoded, a page parsed) that are nearly all freed by reference counting.
+GC_THRESHOLDS = (10_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Once imports and the app are built: move everything alive now out of the collector's
+    sight (`gc.freeze`: modules, classes, compiled schemas are never garbage) and collect less
+    often. With CPython's defaults the collector took 2 % of extraction's CPU (121 fixture pages
+    twice, in one process), 1 % after. Call it in worker processes too, after their imports."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:
