@@ -449,6 +449,7 @@ async def _stack_work(
             if profile is not None
             else None
         )
+        pg0 = await jobs.backend_cpu()
         cpu0, calls0, harness0 = _stack_cpu(stack), llm.calls, time.process_time()
         tokens0 = llm.tokens
         began = time.perf_counter()
@@ -459,6 +460,15 @@ async def _stack_work(
             if profiles is not None:
                 profiles.stop()
         cpu1, harness = _stack_cpu(stack), time.process_time() - harness0
+        pg1 = await jobs.backend_cpu()
+        for service in sorted(pg1):
+            figs.add(
+                f"stage.postgres.{service}.cpu_ms_per_job",
+                1000 * (pg1[service] - pg0.get(service, 0.0)) / jobs_n,
+                None,
+                "ms CPU",
+                "CPU of the PostgreSQL backends serving this service's pool",
+            )
         used = {name: cpu1.get(name, 0.0) - cpu0.get(name, 0.0) for name in cpu1}
         await jobs.wait_idle()
         store1 = await jobs.footprint()

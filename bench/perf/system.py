@@ -26,7 +26,7 @@ import redis.asyncio
 
 from seoblog_devstack.infra import Infra, free_port
 
-from .procs import Proc
+from .procs import Proc, cpu_seconds
 
 SERVICES = ("crawler", "translator", "generator", "monitor", "gateway")
 TERMINAL = ("completed", "failed", "cancelled")
@@ -312,6 +312,21 @@ class Jobs:
             f"{self.ns}\\_%",
         )
         return messages, size, int(tables)
+
+    async def backend_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the PostgreSQL backends of each service's pool (by the
+        `application_name` each store sets: `seoblog:<namespace>_<service>`)."""
+        assert self.pg is not None
+        rows = await self.pg.fetch(
+            "SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE $1",
+            f"seoblog:{self.ns}\\_%",
+        )
+        used: dict[str, float] = {}
+        for row in rows:
+            service = str(row["application_name"]).removeprefix(f"seoblog:{self.ns}_")
+            with contextlib.suppress(OSError):
+                used[service] = used.get(service, 0.0) + cpu_seconds(int(row["pid"]))
+        return used
 
     async def row_writes(self) -> dict[str, int]:
         """Rows inserted, updated and deleted so far per table of the namespace's schemas

@@ -67,3 +67,17 @@ async def test_releasing_a_connection_costs_no_reset_round_trip_but_ends_its_tra
         assert await store.pool.fetchval("SHOW search_path") == f"{namespace}_probe"
     finally:
         await store.close()
+
+
+async def test_connections_name_their_service_in_pg_stat_activity(infra, namespace, pg):
+    store = Store(infra.database_url, f"{namespace}_probe", MIGRATIONS)
+    await store.open()
+    try:
+        async with store.pool.acquire() as conn:
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+        name = await pg.fetchval(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        assert name == f"seoblog:{namespace}_probe" == store.application
+    finally:
+        await store.close()

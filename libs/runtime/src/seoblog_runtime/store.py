@@ -132,9 +132,15 @@ class Store:
             min_size=1,
             max_size=self.pool_max,
             timeout=connect_timeout_s,
-            server_settings={"search_path": self.schema},
+            # application_name tells operators (pg_stat_activity) and the bench whose it is.
+            server_settings={"search_path": self.schema, "application_name": self.application},
             reset=_keep_session,
         )
+
+    @property
+    def application(self) -> str:
+        """The PostgreSQL application_name of this store's connections."""
+        return f"seoblog:{self.schema}"[:63]
 
     async def close(self) -> None:
         if self._pool is not None:
