@@ -10,7 +10,10 @@ import asyncpg
 import pytest
 
 from monitor.pipeline import (
+    JOB_PART,
     SPANS,
+    TRANSLATE_PART,
+    CostReport,
     RecentIds,
     Transition,
     bucket_value,
@@ -189,5 +192,22 @@ async def test_the_monitor_keeps_no_row_per_event(service_env):
         finally:
             await conn.close()
         assert "seen_events" not in {r["table_name"] for r in tables}
+    finally:
+        await store.close()
+
+
+async def test_a_jobs_cost_counts_once_across_batches_and_redeliveries(service_env):
+    store = await _store(service_env)
+    now = utcnow()
+    translated = CostReport("a", TRANSLATE_PART, 0.4, 10, now)
+    whole = CostReport("a", JOB_PART, 1.5, 30, now)
+    alone = CostReport("b", JOB_PART, 0.25, 5, now)
+    try:
+        assert await store.record_batch([], [translated]) == []  # reports without states
+        await store.record_batch([], [translated, alone])  # a redelivery, and a new job
+        await store.record_batch([Transition("a", JobState.COMPLETED, now)], [whole, whole])
+        await store.record_batch([], [whole, translated, alone])  # all of it again
+
+        assert await store.llm_cost(3600) == pytest.approx(1.75)
     finally:
         await store.close()

@@ -4,7 +4,7 @@ figures are read from these, so they hold across restarts and replicas."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -71,51 +71,68 @@ class PgMonitorStore(Store):
 
         A state keeps its earliest time. The batch's jobs are locked (in one order, so two
         replicas cannot deadlock) so that, of two batches touching a job at once, the second
-        sees the first: each latency is then counted exactly once.
+        sees the first: each latency is then counted exactly once. Three statements whatever
+        the batch holds: the locks; the states and reports with what was known before; the
+        rollups.
         """
         if not transitions and not costs:
             return []
-        jobs = sorted({t.job_id for t in transitions} | {c.job_id for c in costs})
+        first: dict[tuple[str, str], CostReport] = {}
+        for c in costs:
+            first.setdefault((c.job_id, c.part), c)
+        reports = list(first.values())
+        state_jobs = sorted({t.job_id for t in transitions})
+        cost_jobs = sorted({c.job_id for c in reports})
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext($1), hashtext(job_id))"
                 " FROM (SELECT job_id FROM unnest($2::text[]) AS j(job_id) ORDER BY job_id) s",
                 self.schema,
-                jobs,
+                sorted(set(state_jobs) | set(cost_jobs)),
             )
-            if costs:
-                await _record_costs(conn, costs)
-            if not transitions:
-                return []
-            # xmax = 0 only for a row this statement inserted: the state is news.
+            # The statement's snapshot is taken after the locks: its plain SELECTs see every
+            # state and report of these jobs recorded before, never this statement's writes.
             rows = await conn.fetch(
-                "INSERT INTO job_states AS j (job_id, state, rank, at, stage, code)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[],"
-                "                      $4::timestamptz[], $5::text[], $6::text[])"
-                " ON CONFLICT (job_id, state) DO UPDATE"
-                "   SET at = EXCLUDED.at, stage = EXCLUDED.stage, code = EXCLUDED.code"
-                "   WHERE EXCLUDED.at < j.at"
-                " RETURNING job_id, state, xmax = 0 AS inserted",
+                _RECORD,
                 [t.job_id for t in transitions],
                 [t.state.value for t in transitions],
                 [t.rank for t in transitions],
                 [t.at for t in transitions],
                 [t.stage for t in transitions],
                 [t.code for t in transitions],
-            )
-            inserted = {(r["job_id"], r["state"]) for r in rows if r["inserted"]}
-            new = [t for t in transitions if (t.job_id, t.state.value) in inserted]
-            if not new:
-                return []
-            states = await conn.fetch(
-                "SELECT job_id, state, at FROM job_states WHERE job_id = ANY($1::text[])",
-                sorted({t.job_id for t in new}),
+                state_jobs,
+                [c.job_id for c in reports],
+                [c.part for c in reports],
+                [c.cost_usd for c in reports],
+                [c.tokens for c in reports],
+                [c.at for c in reports],
+                cost_jobs,
             )
             times: dict[str, dict[JobState, datetime]] = {}
-            for r in states:
-                times.setdefault(r["job_id"], {})[JobState(r["state"])] = r["at"]
-            observed = observe_new(new, times)
-            await _add_rollup(conn, rollup_of(observed, times))
+            written: dict[tuple[str, str], tuple[datetime, bool]] = {}
+            inserted_costs: set[tuple[str, str]] = set()
+            known: dict[tuple[str, str], tuple[float, int]] = {}
+            for r in rows:
+                kind = r["kind"]
+                if kind == "state":
+                    times.setdefault(r["job_id"], {})[JobState(r["name"])] = r["at"]
+                elif kind == "written":
+                    written[(r["job_id"], r["name"])] = (r["at"], r["inserted"])
+                elif kind == "cost":
+                    inserted_costs.add((r["job_id"], r["name"]))
+                else:
+                    known[(r["job_id"], r["name"])] = (float(r["cost_usd"]), int(r["tokens"]))
+            inserted: set[tuple[str, str]] = set()
+            for (job_id, state), (at, is_new) in written.items():  # a new or earlier time
+                times.setdefault(job_id, {})[JobState(state)] = at
+                if is_new:
+                    inserted.add((job_id, state))
+            new = [t for t in transitions if (t.job_id, t.state.value) in inserted]
+            observed = observe_new(new, times) if new else []
+            rollup = rollup_of(observed, times)
+            new_reports = [c for c in reports if (c.job_id, c.part) in inserted_costs]
+            added = cost_added(new_reports, known) if new_reports else {}
+            await _add_rollup(conn, rollup, added)
         return observed
 
     async def job_counts(self) -> dict[str, int]:
@@ -293,77 +310,76 @@ class PgMonitorStore(Store):
         return [dict(r) for r in rows]
 
 
-async def _record_costs(conn: Any, costs: Sequence[CostReport]) -> None:
-    """Record each job's cost reports once (the first of each part) and add what they add to
-    the per-minute cost (see pipeline.cost_added)."""
-    first: dict[tuple[str, str], CostReport] = {}
-    for c in costs:
-        first.setdefault((c.job_id, c.part), c)
-    reports = list(first.values())
-    rows = await conn.fetch(
-        "INSERT INTO job_costs (job_id, part, cost_usd, tokens, at)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::bigint[],"
-        "                      $5::timestamptz[])"
-        " ON CONFLICT (job_id, part) DO NOTHING RETURNING job_id, part",
-        [c.job_id for c in reports],
-        [c.part for c in reports],
-        [c.cost_usd for c in reports],
-        [c.tokens for c in reports],
-        [c.at for c in reports],
-    )
-    inserted = {(r["job_id"], r["part"]) for r in rows}
-    new = [c for c in reports if (c.job_id, c.part) in inserted]
-    if not new:
+_RECORD = """
+WITH w AS (
+    INSERT INTO job_states AS j (job_id, state, rank, at, stage, code)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::timestamptz[], $5::text[],
+                         $6::text[])
+    ON CONFLICT (job_id, state) DO UPDATE
+      SET at = EXCLUDED.at, stage = EXCLUDED.stage, code = EXCLUDED.code
+      WHERE EXCLUDED.at < j.at
+    -- xmax = 0 only for a row this statement inserted: the state is news.
+    RETURNING job_id, state, at, xmax = 0 AS inserted
+), c AS (
+    INSERT INTO job_costs (job_id, part, cost_usd, tokens, at)
+    SELECT * FROM unnest($8::text[], $9::text[], $10::float8[], $11::bigint[],
+                         $12::timestamptz[])
+    ON CONFLICT (job_id, part) DO NOTHING
+    RETURNING job_id, part
+)
+SELECT 'state' AS kind, job_id, state AS name, at, NULL::bool AS inserted,
+       NULL::float8 AS cost_usd, NULL::bigint AS tokens
+  FROM job_states WHERE job_id = ANY($7::text[])
+UNION ALL SELECT 'written', job_id, state, at, inserted, NULL, NULL FROM w
+UNION ALL SELECT 'cost', job_id, part, NULL, NULL, NULL, NULL FROM c
+UNION ALL SELECT 'known', job_id, part, NULL, NULL, cost_usd, tokens
+  FROM job_costs WHERE job_id = ANY($13::text[])
+"""
+
+# Keys go in sorted order, so replicas adding to the same minute's rows lock them in one order
+# and cannot deadlock. Empty arrays add nothing.
+_ADD_ROLLUP = """
+WITH s AS (
+    INSERT INTO state_minutes AS m (minute, state, stage, code, n)
+    SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+    ON CONFLICT (minute, state, stage, code) DO UPDATE SET n = m.n + EXCLUDED.n
+), o AS (
+    INSERT INTO outcome_minutes AS m (minute, outcome, n)
+    SELECT * FROM unnest($6::timestamptz[], $7::text[], $8::bigint[])
+    ON CONFLICT (minute, outcome) DO UPDATE SET n = m.n + EXCLUDED.n
+), p AS (
+    INSERT INTO span_minutes AS m (minute, span, bucket, n)
+    SELECT * FROM unnest($9::timestamptz[], $10::text[], $11::int[], $12::bigint[])
+    ON CONFLICT (minute, span, bucket) DO UPDATE SET n = m.n + EXCLUDED.n
+)
+INSERT INTO cost_minutes AS m (minute, cost_usd, tokens)
+SELECT * FROM unnest($13::timestamptz[], $14::float8[], $15::bigint[])
+ON CONFLICT (minute) DO UPDATE
+  SET cost_usd = m.cost_usd + EXCLUDED.cost_usd, tokens = m.tokens + EXCLUDED.tokens
+"""
+
+
+def _columns(counts: Mapping[Any, float], width: int) -> list[list[Any]]:
+    """Sorted keys of `counts` as `width` columns, then their counts."""
+    keys = sorted(counts)
+    columns: list[list[Any]] = [list(c) for c in zip(*keys, strict=True)] if keys else []
+    return [*(columns or [[] for _ in range(width)]), [counts[k] for k in keys]]
+
+
+async def _add_rollup(
+    conn: Any, rollup: Rollup, cost: Mapping[tuple[datetime, str], float]
+) -> None:
+    """Add a batch's counts and LLM cost to the rollup rows, in one statement (none when the
+    batch adds nothing)."""
+    if not (rollup.states or rollup.outcomes or rollup.spans or cost):
         return
-    known = {
-        (r["job_id"], r["part"]): (float(r["cost_usd"]), int(r["tokens"]))
-        for r in await conn.fetch(
-            "SELECT job_id, part, cost_usd, tokens FROM job_costs WHERE job_id = ANY($1::text[])",
-            sorted({c.job_id for c in new}),
-        )
-        if (r["job_id"], r["part"]) not in inserted
-    }
-    added = cost_added(new, known)
-    minutes = sorted({minute for minute, _ in added})
+    minutes = sorted({minute for minute, _ in cost})
     await conn.execute(
-        "INSERT INTO cost_minutes AS m (minute, cost_usd, tokens)"
-        " SELECT * FROM unnest($1::timestamptz[], $2::float8[], $3::bigint[])"
-        " ON CONFLICT (minute) DO UPDATE"
-        "   SET cost_usd = m.cost_usd + EXCLUDED.cost_usd, tokens = m.tokens + EXCLUDED.tokens",
+        _ADD_ROLLUP,
+        *_columns(rollup.states, 4),
+        *_columns(rollup.outcomes, 2),
+        *_columns(rollup.spans, 3),
         minutes,
-        [added[(m, "cost_usd")] for m in minutes],
-        [round(added[(m, "tokens")]) for m in minutes],
+        [cost[(m, "cost_usd")] for m in minutes],
+        [round(cost[(m, "tokens")]) for m in minutes],
     )
-
-
-async def _add_rollup(conn: Any, rollup: Rollup) -> None:
-    """Add a batch's counts to the rollup rows. Keys go in sorted order, so replicas adding
-    to the same minute's rows lock them in one order and cannot deadlock."""
-    if rollup.states:
-        keys = sorted(rollup.states)
-        await conn.execute(
-            "INSERT INTO state_minutes AS m (minute, state, stage, code, n)"
-            " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],"
-            "                      $5::bigint[])"
-            " ON CONFLICT (minute, state, stage, code) DO UPDATE SET n = m.n + EXCLUDED.n",
-            *zip(*keys, strict=True),
-            [rollup.states[k] for k in keys],
-        )
-    if rollup.outcomes:
-        outcome_keys = sorted(rollup.outcomes)
-        await conn.execute(
-            "INSERT INTO outcome_minutes AS m (minute, outcome, n)"
-            " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::bigint[])"
-            " ON CONFLICT (minute, outcome) DO UPDATE SET n = m.n + EXCLUDED.n",
-            *zip(*outcome_keys, strict=True),
-            [rollup.outcomes[k] for k in outcome_keys],
-        )
-    if rollup.spans:
-        span_keys = sorted(rollup.spans)
-        await conn.execute(
-            "INSERT INTO span_minutes AS m (minute, span, bucket, n)"
-            " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int[], $4::bigint[])"
-            " ON CONFLICT (minute, span, bucket) DO UPDATE SET n = m.n + EXCLUDED.n",
-            *zip(*span_keys, strict=True),
-            [rollup.spans[k] for k in span_keys],
-        )
