@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from pydantic import Field
 
 from seoblog_contracts import (
@@ -49,8 +50,8 @@ AnyEvent = Annotated[
 # A batch's events are written at once, then the consumer waits out the rest of this window
 # before it pulls again: events arriving meanwhile pile up in the stream and come as the next
 # batch. At the pipeline's pace (a few jobs a second, events trickling in one by one) this turns
-# a transaction per event into a few per second; figures lag by about two windows at most.
-FLUSH_S = 0.5
+# a transaction per event into about one a second; figures lag by two windows at most.
+FLUSH_S = 1.0
 MAX_BATCH = 256
 
 
@@ -73,7 +74,10 @@ def register(
         if len(events) > 1:
             retrying = False
         try:
-            await record(events)
+            # Batches are not traced (see Bus.consume_batch): their queries would only make
+            # orphan spans that the sampler drops.
+            with suppress_instrumentation():
+                await record(events)
         except Exception:
             retrying = True
             raise
