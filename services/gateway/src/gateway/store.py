@@ -426,38 +426,41 @@ class PgJobStore(Store):
         are read, the batch is planned on them, and one statement writes it all where the
         versions still hold (locking those rows); jobs another writer moved meanwhile are
         planned again on their new state. After a few such losses the rest goes through the
-        locking transaction (`_project_locked`), which always gets through."""
+        locking transaction (`_write_locked`), which always gets through."""
         pending = [(e, s) for e in events if (s := state_of(e)) is not None]
         result = Projected()
-        for _ in range(_OPTIMISTIC_ROUNDS):
-            if not pending:
-                return result
-            rows = await self.pool.fetch(
-                "SELECT job_id, state, version FROM jobs WHERE job_id = ANY($1::text[])",
-                sorted({e.job_id for e, _ in pending}),
-            )
-            versions = {r["job_id"]: r["version"] for r in rows}
-            plan = _plan(pending, {r["job_id"]: JobState(r["state"]) for r in rows})
-            written: set[str] = set()
-            if versions:
-                try:
-                    done = await self.pool.fetch(_PROJECT, *plan.arguments(versions))
-                    written = {r["job_id"] for r in done}
-                except asyncpg.DeadlockDetectedError:
-                    pass  # nothing written; planned again
-            result.add(plan, written | plan.unknown_jobs)
-            pending = [(e, s) for e, s in pending if e.job_id in versions.keys() - written]
-        if pending:
-            async with self.pool.acquire() as conn, conn.transaction():
-                # In id order, so two transactions locking the same jobs cannot deadlock.
-                locked = await conn.fetch(
-                    "SELECT job_id, state FROM jobs WHERE job_id = ANY($1::text[])"
-                    " ORDER BY job_id FOR UPDATE",
+        if not pending:
+            return result
+        async with self.pool.acquire() as conn:  # one connection for the batch
+            for _ in range(_OPTIMISTIC_ROUNDS):
+                if not pending:
+                    return result
+                rows = await conn.fetch(
+                    "SELECT job_id, state, version FROM jobs WHERE job_id = ANY($1::text[])",
                     sorted({e.job_id for e, _ in pending}),
                 )
-                plan = _plan(pending, {r["job_id"]: JobState(r["state"]) for r in locked})
-                await self._write_locked(conn, plan)
-            result.add(plan, {e.job_id for e, _ in pending})
+                versions = {r["job_id"]: r["version"] for r in rows}
+                plan = _plan(pending, {r["job_id"]: JobState(r["state"]) for r in rows})
+                written: set[str] = set()
+                if versions:
+                    try:
+                        done = await conn.fetch(_PROJECT, *plan.arguments(versions))
+                        written = {r["job_id"] for r in done}
+                    except asyncpg.DeadlockDetectedError:
+                        pass  # nothing written; planned again
+                result.add(plan, written | plan.unknown_jobs)
+                pending = [(e, s) for e, s in pending if e.job_id in versions.keys() - written]
+            if pending:
+                async with conn.transaction():
+                    # In id order, so two transactions locking the same jobs cannot deadlock.
+                    locked = await conn.fetch(
+                        "SELECT job_id, state FROM jobs WHERE job_id = ANY($1::text[])"
+                        " ORDER BY job_id FOR UPDATE",
+                        sorted({e.job_id for e, _ in pending}),
+                    )
+                    plan = _plan(pending, {r["job_id"]: JobState(r["state"]) for r in locked})
+                    await self._write_locked(conn, plan)
+                result.add(plan, {e.job_id for e, _ in pending})
         return result
 
     @staticmethod
