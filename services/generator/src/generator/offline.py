@@ -5,6 +5,7 @@ Used when no LLM is configured. Pure and deterministic: the same input always gi
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -187,13 +188,20 @@ def write_offline(
     rest = [s for s in sentences if s not in intro and not _tag_list(s, uses[s.index])]
     phrases_first = sorted(terms[:10], key=lambda t: " " not in t.key)
     named = [t.display.removesuffix("’s").removesuffix("'s") for t in phrases_first]
-    subjects = [keyword, *keywords, *(t for t in named if _usage(t, sentences)[1])]
+    usages: dict[str, tuple[str, bool]] = {}
+
+    def usage(subject: str) -> tuple[str, bool]:
+        if subject not in usages:  # a regex over every sentence: once per subject
+            usages[subject] = _usage(subject, sentences)
+        return usages[subject]
+
+    subjects = [keyword, *keywords, *(t for t in named if usage(t)[1])]
     if dense:
         subjects = [t for t in subjects[1:] if not _overlaps(t, keyword)]
     english = language.lower().startswith("en") or language.lower() == "und"
 
     def ask(subject: str, answer: _Sentence) -> str:
-        surface = _surface(subject, sentences)
+        surface = usage(subject)[0]
         if not english:  # "the" is English: "a equipe" is Portuguese "the team"
             return question.format(surface.removeprefix("the "))
         return _english_question(surface, answer)
@@ -282,6 +290,7 @@ def write_offline(
         return measured.words < enough or (hard and measured.words < room)
 
     steps = ["tables", "takeaways", "faq", "closing"]
+    label_words, exact = count_words(OFFLINE_LABEL), True
     while wanting(measured) and steps:
         step = steps.pop(0)
         short_first = measured.average_sentence_words > MAX_AVERAGE_SENTENCE_WORDS - 3
@@ -293,21 +302,30 @@ def write_offline(
         elif step == "takeaways" and n_takeaways < 5:
             n_takeaways = 5
         elif step == "faq" and len(faq) < 4:
-            more = [t.display for t in terms[10:30] if _usage(t.display, sentences)[1]]
-            subjects = [t for t in [*subjects, *more] if not (dense and _overlaps(t, keyword))]
-            faq = _faq(rest, scores, subjects, ask, 4, uses if dense else None, short_first)
+            more = (t.display for t in terms[10:30] if usage(t.display)[1])  # lazily: a regex each
+            chained = itertools.chain(subjects, more)
+            candidates = (t for t in chained if not (dense and _overlaps(t, keyword)))
+            faq = _faq(rest, scores, candidates, ask, 4, uses if dense else None, short_first)
             taken = {a.index for _, a in faq}
         elif step == "closing":
             closing = _closing(sentences, intro, takeaways, faq, scores, uses, dense, short_first)
         else:
             continue
         markdown, outline, takeaways = assemble(sections)
+        rough = count_words(markdown) - label_words  # markdown syntax is no word
+        if rough < enough - 50 and steps:  # far from the length still: measure later
+            measured = dataclasses.replace(measured, words=rough)
+            exact = False
+        else:
+            measured, exact = measure_body(markdown, keyword, language), True
+    if not exact:
         measured = measure_body(markdown, keyword, language)
     hard = measured.average_sentence_words > MAX_AVERAGE_SENTENCE_WORDS - 0.5
-    if closing or hard or measured.density > DENSITY_MAX_PERCENT - 0.1:
+    spare[:] = [s for s in spare if s.index not in taken]
+    retry = closing or hard or measured.density > DENSITY_MAX_PERCENT - 0.1
+    if retry and (spare or measured.words >= enough):
         # The framing made room (or made it worse): the sections are repaired again around it.
         before = ([list(c) for c in sections], list(spare), markdown, outline, takeaways)
-        spare[:] = [s for s in spare if s.index not in taken]
         markdown = repair(markdown)
         markdown, outline, takeaways = assemble(sections)
         repaired = measure_body(markdown, keyword, language)
@@ -731,7 +749,7 @@ def _intro(sentences: list[_Sentence], scores: dict[int, float], keyword: str) -
 def _faq(
     sentences: list[_Sentence],
     scores: dict[int, float],
-    subjects: list[str],
+    subjects: Iterable[str],
     ask: Callable[[str, _Sentence], str],
     wanted: int,
     keyword_uses: dict[int, int] | None = None,
@@ -779,19 +797,13 @@ def _faq(
     return faq
 
 
-def _surface(subject: str, sentences: list[_Sentence]) -> str:
-    """A subject as the article writes it inside a sentence: "Volkswagen", not "volkswagen";
-    "the ID. Buzz" or "the car" when the article names it with an article."""
-    form, _ = _usage(subject, sentences)
-    return form
-
-
 _NEXT_WORD_RE = re.compile(r"[ \t]+([^\W\d_]+)")
 
 
 def _usage(subject: str, sentences: list[_Sentence]) -> tuple[str, bool]:
-    """The subject's usual written form and whether it is used as a noun (named, or after an
-    article or a possessive), so "electric" or "stunning" are not asked about."""
+    """The subject's usual written form ("Volkswagen", not "volkswagen"; "the ID. Buzz" or "the
+    car" when the article names it with an article) and whether it is used as a noun (named, or
+    after an article or a possessive), so "electric" or "stunning" are not asked about."""
     if not subject:
         return subject, False
     pattern = re.compile(rf"(?<!\w)({re.escape(subject)})(?!\w)", re.IGNORECASE)
