@@ -367,8 +367,9 @@ async def test_unconfirmed_progress_is_coalesced_within_the_interval(service_env
             step("fast", 10),  # a new phase goes
             *(step("fast", p) for p in (20, 30, 40, 50)),  # percent updates within 30 s: left out
             step("fast", 60, "revising (SEO score 62)"),  # a new phase goes
-            step("fast", 100, "revising (SEO score 62)"),  # 100 % goes
+            step("fast", 100, "revising (SEO score 62)"),  # 100 % too is an update: left out
             step("other", 10),  # another job has its own window
+            step("other", 0, "segment 0/4"),  # so has each phase
         ]
         for event in sent:
             await bus.publish(event, ack=False)

@@ -715,8 +715,9 @@ class _ProgressGate:
     """Which unconfirmed progress events go out. A fast job's stage would otherwise send ten
     percent steps within milliseconds, and every event costs its stream write and a decode in
     each consumer (the gateway, the monitor): progress was half of a job's events. Always sent:
-    a job stage's first event, 100 %, and a new phase (the message's first word changes, as
-    from "writing" to "revising"); other percent updates at most every `interval_s`."""
+    a job stage's first event and a new phase (the message's first word changes, as from
+    "writing" to "revising"); other updates at most every `interval_s`, 100 % included (the
+    stage's result follows it at once and says as much)."""
 
     _REMEMBERED = 4096  # job stages in flight in this process, and more
 
@@ -732,12 +733,7 @@ class _ProgressGate:
         now = time.monotonic()
         phase = (event.message or "").split(" ", 1)[0]
         seen = self.last.get(key)
-        if (
-            seen is not None
-            and event.percent < 100
-            and phase == seen[1]
-            and now - seen[0] < self.interval_s
-        ):
+        if seen is not None and phase == seen[1] and now - seen[0] < self.interval_s:
             self.coalesced += 1
             return False
         self.last[key] = (now, phase)

@@ -90,7 +90,7 @@ class ServiceSettings(BaseSettings):
         ge=0,
         le=60,
         description="a job's progress events within one stage phase at most this often "
-        "(its first, its 100 % and a new phase always go; 0: every one)",
+        "(its first and a new phase always go; 0: every one)",
     )
     stream_max_age_s: float = Field(7 * 24 * 3600, description="age limit of the SEO stream")
     dlq_max_age_s: float = Field(30 * 24 * 3600, description="age limit of the SEO_DLQ stream")
