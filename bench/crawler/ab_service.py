@@ -67,12 +67,21 @@ def main() -> None:
                     file=sys.stderr,
                     flush=True,
                 )
-    print(f"{args.rounds} rounds each, taking turns (min / median)")  # noqa: T201
+    print(  # noqa: T201 - a bench prints its figures
+        f"{args.rounds} rounds each, taking turns (min / median; ratio: median of each "
+        "round's new / base)"
+    )
     for figure in FIGURES:
         cells = []
         for name, rows in results.items():
             values = [r[figure] for r in rows]
             cells.append(f"{name} {min(values):7.1f} / {statistics.median(values):7.1f}")
+        ratio = statistics.median(
+            new[figure] / base[figure]
+            for base, new in zip(results["base"], results["new"], strict=True)
+            if base[figure]
+        )
+        cells.append(f"ratio {ratio:.2f}")
         print(f"  {figure:22} " + "   ".join(cells))  # noqa: T201 - a bench prints figures
 
 
