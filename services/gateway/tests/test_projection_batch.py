@@ -44,9 +44,16 @@ async def test_one_batch_moves_each_job_through_its_states_in_order(gateway, gat
         JobFailed(job_id=b, stage=Stage.CRAWL, code="timeout", message="slow"),
         JobProgress(job_id=b, stage=Stage.TRANSLATE, percent=5),
     ]
-    result = await store.project(batch)
+    result = await store.project(batch, read_back=True)
     assert result.changed == {a, b}
     assert result.ended == {a, b}
+    # The moved jobs come back as they now are, for the live updates and webhooks.
+    assert {r["job_id"]: r["state"] for r in result.rows} == {a: "completed", b: "failed"}
+    assert [h["state"] for h in next(r for r in result.rows if r["job_id"] == b)["history"]] == [
+        "queued",
+        "crawling",
+        "failed",
+    ]
     job_a = (await gateway.get(f"/v1/jobs/{a}")).json()
     assert [h["state"] for h in job_a["history"]] == [
         "queued",

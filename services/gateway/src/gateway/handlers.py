@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from pydantic import Field
 
 from seoblog_contracts import (
@@ -93,9 +94,17 @@ def register(
     counters = Counters()
 
     async def project(events: Sequence[Event]) -> None:
+        # A batch has no span (see Bus._handle_batch), so its queries' spans would be orphans
+        # the sampler drops (NoOrphanClientSpans): not building them saves a fifth of this
+        # handler's CPU.
+        with suppress_instrumentation():
+            await project_batch(events)
+
+    async def project_batch(events: Sequence[Event]) -> None:
         # The gateway wrote each submitted job's row itself: its own event moves nothing.
+        # The jobs the batch moved come back with it, read on the same connection.
         result = await store.project(
-            [resanitised(e) for e in events if not isinstance(e, JobSubmitted)]
+            [resanitised(e) for e in events if not isinstance(e, JobSubmitted)], read_back=True
         )
         if result.unknown:
             counters.unknown_job += len(result.unknown)
@@ -103,8 +112,7 @@ def register(
         if result.dropped_posts:
             counters.cancelled_posts += result.dropped_posts
             log.info("post of a cancelled job not kept", extra={"count": result.dropped_posts})
-        # The jobs the batch moved, read back in one round trip.
-        found = await jobs.refresh_many(sorted(result.changed | result.ended))
+        found = jobs.keep(result.rows)
         for job_id, job in sorted(found.items()):
             await announce_found(hub, webhooks, job, changed=job_id in result.changed)
 

@@ -60,15 +60,10 @@ class JobCache:
             self._items[job_id] = found
         return found
 
-    async def refresh_many(self, job_ids: list[str]) -> dict[str, Found]:
-        """`refresh` for several jobs in one read of the store: those that exist."""
-        if not job_ids:
-            return {}
-        if len(job_ids) == 1:
-            found = await self.refresh(job_ids[0])
-            return {} if found is None else {job_ids[0]: found}
+    def keep(self, rows: list[dict[str, Any]]) -> dict[str, Found]:
+        """Jobs just read from the store (rows of `store.job`), cached; by id."""
         out = {}
-        for row in await self.store.jobs_by_id(job_ids):
+        for row in rows:
             found = found_of(row)
             out[found[0].id] = found
             if self._items is not None:

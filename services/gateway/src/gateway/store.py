@@ -135,6 +135,7 @@ class Projected:
     ended: set[str] = field(default_factory=set)
     unknown: list[Event] = field(default_factory=list)
     dropped_posts: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)  # read back (project's read_back)
 
     def add(self, plan: _Plan, written: set[str]) -> None:
         """What `plan` did to the jobs in `written` (those it wrote, and unknown ones)."""
@@ -265,7 +266,7 @@ _PROJECT = (
     " SELECT job_id FROM locked"
 )
 
-# A job with its history (and post, when done), for `job` and `jobs_by_id`.
+# A job with its history (and post, when done), for `job` and `project`'s read back.
 _JOB_SQL = (
     "SELECT j.*, (SELECT coalesce(json_agg(json_build_object('state', h.state, 'at', h.at)"
     " ORDER BY h.at, h.state), '[]') FROM job_history h WHERE h.job_id = j.job_id)"
@@ -414,7 +415,7 @@ class PgJobStore(Store):
         """Project one event onto its job; True if anything changed. Idempotent."""
         return event.job_id in (await self.project([event])).changed
 
-    async def project(self, events: Sequence[Event]) -> Projected:
+    async def project(self, events: Sequence[Event], *, read_back: bool = False) -> Projected:
         """Project a batch of events, in stream order, atomically per job. Idempotent.
 
         Per job, events apply in order to its state (forward-only, see projection.advance); a
@@ -426,7 +427,9 @@ class PgJobStore(Store):
         are read, the batch is planned on them, and one statement writes it all where the
         versions still hold (locking those rows); jobs another writer moved meanwhile are
         planned again on their new state. After a few such losses the rest goes through the
-        locking transaction (`_write_locked`), which always gets through."""
+        locking transaction (`_write_locked`), which always gets through. With `read_back`,
+        the jobs it changed or ended come back whole (as `job` reads them) in `rows`, read on
+        the same connection."""
         pending = [(e, s) for e in events if (s := state_of(e)) is not None]
         result = Projected()
         if not pending:
@@ -434,7 +437,7 @@ class PgJobStore(Store):
         async with self.pool.acquire() as conn:  # one connection for the batch
             for _ in range(_OPTIMISTIC_ROUNDS):
                 if not pending:
-                    return result
+                    break
                 rows = await conn.fetch(
                     "SELECT job_id, state, version FROM jobs WHERE job_id = ANY($1::text[])",
                     sorted({e.job_id for e, _ in pending}),
@@ -461,6 +464,9 @@ class PgJobStore(Store):
                     plan = _plan(pending, {r["job_id"]: JobState(r["state"]) for r in locked})
                     await self._write_locked(conn, plan)
                 result.add(plan, {e.job_id for e, _ in pending})
+            if read_back and (moved := result.changed | result.ended):
+                rows = await conn.fetch(_JOB_SQL + " WHERE j.job_id = ANY($1::text[])", list(moved))
+                result.rows = [_job_row(r) for r in rows]
         return result
 
     @staticmethod
@@ -488,11 +494,6 @@ class PgJobStore(Store):
                 " updated_at = now(), version = version + 1 WHERE job_id = $1",
                 [(i, j.state.value, j.error, j.post_id, j.progress) for i, j in changed],
             )
-
-    async def jobs_by_id(self, job_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """`job` for several jobs in one round trip (those that exist, in no order)."""
-        rows = await self.pool.fetch(_JOB_SQL + " WHERE j.job_id = ANY($1::text[])", list(job_ids))
-        return [_job_row(r) for r in rows]
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
         """The job with its history (and post, when done), in one round trip."""
