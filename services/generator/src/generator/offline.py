@@ -241,7 +241,7 @@ def write_offline(
                 parts += [f"### {q}", _escape_block_start(a.text)]
             outline.append(faq_heading)
         if closing:
-            parts += [f"## {closing_heading}", _escape_block_start(closing[0].text)]
+            parts += [f"## {closing_heading}", *_paragraphs(closing)]
             outline.append(closing_heading)
         return "\n\n".join(parts) + "\n", outline, takeaways
 
@@ -289,7 +289,7 @@ def write_offline(
         hard = measured.average_sentence_words > MAX_AVERAGE_SENTENCE_WORDS - 0.5
         return measured.words < enough or (hard and measured.words < room)
 
-    steps = ["tables", "takeaways", "faq", "closing"]
+    steps = ["tables", "takeaways", "faq", "closing", "closing+"]
     label_words, exact = count_words(OFFLINE_LABEL), True
     while wanting(measured) and steps:
         step = steps.pop(0)
@@ -307,8 +307,19 @@ def write_offline(
             candidates = (t for t in chained if not (dense and _overlaps(t, keyword)))
             faq = _faq(rest, scores, candidates, ask, 4, uses if dense else None, short_first)
             taken = {a.index for _, a in faq}
-        elif step == "closing":
-            closing = _closing(sentences, intro, takeaways, faq, scores, uses, dense, short_first)
+        elif step in ("closing", "closing+"):
+            wanted = 1 if step == "closing" else 2  # a second: keyword-free ones first
+            closing = _closing(
+                sentences,
+                intro,
+                takeaways,
+                faq,
+                scores,
+                uses,
+                dense or wanted > 1,
+                short_first,
+                wanted,
+            )
         else:
             continue
         markdown, outline, takeaways = assemble(sections)
@@ -1069,9 +1080,10 @@ def _closing(
     keyword_uses: dict[int, int],
     dense: bool,
     short_first: bool,
+    wanted: int = 1,
 ) -> list[_Sentence]:
-    """The article's main statement for a closing section: its best self-contained sentence not
-    yet in the intro, the takeaways or the FAQ answers."""
+    """The article's main statements for a closing section: its best self-contained sentences
+    (`wanted` of them, in source order) not yet in the intro, the takeaways or the FAQ answers."""
     used = {s.index for s in [*intro, *takeaways]} | {a.index for _, a in faq}
     fit = [s for s in sentences if s.words <= 35 and not _is_question(s) and _balanced(s.text)]
     candidates = [s for s in fit if s.index not in used]
@@ -1084,7 +1096,7 @@ def _closing(
         long = short_first and s.words > 20
         return (not _self_contained(s), heavy, long, -scores[s.index], s.index)
 
-    return [min(candidates, key=rank)] if candidates else []
+    return sorted(sorted(candidates, key=rank)[:wanted], key=lambda s: s.index)
 
 
 def _tables(text: str, room: float) -> list[tuple[str, str]]:
