@@ -168,3 +168,23 @@ def test_the_measures_the_writers_use_are_the_same_as_before() -> None:
             assert seo.shared_shingle_share(
                 draft.markdown, seo.plain_text(source.text)
             ) == old.shared_shingle_share(draft.markdown, old.plain_text(source.text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain words, it's rock-'n'-roll — don’t stop_here 42 x2 snake_case",
+        "café naïve Ærøskøbing straße İstanbul ΣΊΣΥΦΟΣ σίσυφος",
+        "e\u0301clair cafe\u0301 combining marks after letters",  # NFC composes them
+        "हिन्दी में लिखा गया वाक्य",  # Devanagari vowel signs are marks
+        "東京は日本の首都です。Tokyo is big",
+        "ภาษาไทยไม่มีช่องว่าง and English",
+        "Привет, мир! Это тест-строка.",
+        "שלום עולם עִבְרִית",  # Hebrew points are marks
+        "مرحبا بالعالم العَرَبِيَّة",
+        "--'' ’’ -word- 'quoted' ’tis 1-2-3 a-b-c",
+        "",
+    ],
+)
+def test_words_are_the_same_as_before(text: str) -> None:
+    assert seo.words(text) == before().words(text)

@@ -82,9 +82,18 @@ _TRANSLITERATION = str.maketrans(
 )
 
 
+# A text with neither such characters nor those marks (most text) has the same words by a
+# pattern of one character class, which the regex engine runs far faster than the alternation.
+_SPECIAL_RE = re.compile(rf"[{_NO_SPACE_CHARS}{_MARK_CHARS}]")
+_PLAIN_WORD_RE = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
+
+
 def words(text: str) -> list[str]:
     """Words of a text; in scripts written without spaces (CJK, Thai) each character is a word."""
-    return _WORD_RE.findall(unicodedata.normalize("NFC", text))
+    text = unicodedata.normalize("NFC", text)
+    if _SPECIAL_RE.search(text) is None:
+        return _PLAIN_WORD_RE.findall(text)
+    return _WORD_RE.findall(text)
 
 
 def count_words(text: str) -> int:
