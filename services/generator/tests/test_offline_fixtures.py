@@ -7,6 +7,7 @@ import gzip
 import json
 import re
 import statistics
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -274,3 +275,22 @@ def test_split_sentences_keeps_model_names_and_abbreviations_inside_their_senten
         "It came to the U.S. market, e.g. in California.",
         "Mr. Li came.",
     ]
+
+
+def distribution(length: int | None = None) -> str:
+    """The scores at each page's length (None) or at a fixed length, and the pages below 90."""
+    scores: dict[str, tuple[int, set[str]]] = {}
+    for case in cases():
+        score, failed, _ = scored(case, length or case.length)
+        scores[case.page_id[:8]] = (score, failed)
+    values = sorted(score for score, _ in scores.values())
+    below = {page: found for page, found in sorted(scores.items()) if found[0] < 90}
+    return (
+        f"{'each page its length' if length is None else f'{length} words'}: "
+        f"{sum(v >= 90 for v in values)} of {len(values)} at 90 or more, "
+        f"median {statistics.median(values)}, lowest {values[0]}; below 90: {below}"
+    )
+
+
+if __name__ == "__main__":  # uv run python services/generator/tests/test_offline_fixtures.py
+    sys.stdout.write(f"{distribution()}\n{distribution(DEFAULT_LENGTH)}\n")

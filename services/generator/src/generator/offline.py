@@ -5,7 +5,6 @@ Used when no LLM is configured. Pure and deterministic: the same input always gi
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import re
@@ -325,7 +324,9 @@ def write_offline(
         markdown, outline, takeaways = assemble(sections)
         rough = count_words(markdown) - label_words  # markdown syntax is no word
         if rough < enough - 50 and steps:  # far from the length still: measure later
-            measured = dataclasses.replace(measured, words=rough)
+            measured = BodyMeasures(
+                rough, measured.keyword_uses, measured.sentences, measured.reading_words
+            )
             exact = False
         else:
             measured, exact = measure_body(markdown, keyword, language), True
