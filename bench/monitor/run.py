@@ -36,11 +36,9 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
-import psutil
 from pydantic import TypeAdapter
 
 from monitor.handlers import AnyEvent
@@ -62,6 +60,7 @@ from seoblog_testing.plugin import drop_namespace, env_for
 
 CONSUMER = "monitor-observe_event"
 IDLE_S = 3.0
+STATS_FLUSH_S = 11.0
 TEXT = "A paragraph of an article about travelling in Seoul. " * 40
 
 
@@ -160,20 +159,17 @@ def start_monitor(
 
 
 class Postgres:
-    """The PostgreSQL side of one monitor process: its backends' CPU and its schema's rows."""
+    """The PostgreSQL side of one monitor: its backends' CPU (its pool's connections carry
+    application_name seoblog:<schema>) and the rows written in its schema."""
 
-    def __init__(self, conn: asyncpg.Connection, pid: int, schema: str, port: int) -> None:
-        self.conn, self.pid, self.schema, self.port = conn, pid, schema, port
+    def __init__(self, conn: asyncpg.Connection, schema: str) -> None:
+        self.conn, self.schema = conn, schema
 
     async def backends(self) -> dict[int, float]:
         """CPU seconds of each backend serving one of the monitor's connections."""
-        ports = [
-            c.laddr.port
-            for c in psutil.Process(self.pid).net_connections(kind="tcp")
-            if c.raddr and c.raddr.port == self.port
-        ]
         rows = await self.conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[])", ports
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            f"seoblog:{self.schema}"[:63],
         )
         found = {}
         for r in rows:
@@ -181,8 +177,9 @@ class Postgres:
                 found[r["pid"]] = cpu_seconds(r["pid"])
         return found
 
-    async def rows(self) -> int:
-        await asyncio.sleep(1.2)  # backends report their counts at most once a second
+    async def rows(self, *, wait: bool) -> int:
+        if wait:  # an idle backend reports its counts within 10 s (PGSTAT_IDLE_INTERVAL)
+            await asyncio.sleep(STATS_FLUSH_S)
         await self.conn.execute("SELECT pg_stat_clear_snapshot()")
         value = await self.conn.fetchval(
             "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint"
@@ -237,19 +234,14 @@ async def one_run(
                     raise RuntimeError("monitor did not get ready")
                 await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)  # let start-up work settle before counting
-        pg = Postgres(
-            conn,
-            process.pid,
-            f"{settings.namespace}_monitor",
-            urlsplit(env["DATABASE_URL"]).port or 5432,
-        )
+        pg = Postgres(conn, f"{settings.namespace}_monitor")
         idle_from, idle_began = cpu_seconds(process.pid), time.monotonic()
         await asyncio.sleep(IDLE_S)
         idle = (cpu_seconds(process.pid) - idle_from) / (time.monotonic() - idle_began)
         per_job = [job_events(n) for n in range(jobs)]
         events = [e for job in per_job for e in job]
         bodies = [bus.encode(e)[0] for e in events]
-        rows_before, backends_before = await pg.rows(), await pg.backends()
+        rows_before, backends_before = await pg.rows(wait=False), await pg.backends()
         before, began = cpu_seconds(process.pid), time.monotonic()
         if jobs_per_s > 0:
             for at, event in paced(per_job, jobs_per_s):
@@ -269,7 +261,7 @@ async def one_run(
         elapsed = time.monotonic() - began
         backends_after = await pg.backends()
         pg_used = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends_after.items())
-        rows = await pg.rows() - rows_before
+        rows = await pg.rows(wait=True) - rows_before
         busy = used - idle * elapsed
         n = len(events)
         return {
