@@ -97,11 +97,11 @@ default (precision, recall when it stopped short), precision alone, recall alone
 def extract_article(html: str, url: str | None = None, mode: ExtractMode = "default") -> Article:
     """The article in `html`, its body as markdown; `url` resolves relative links."""
     tree = _parse(html)
-    document = _main_content(tree, url, mode) if tree is not None else None
-    if tree is None or document is None:
+    content = _main_content(tree, url, mode) if tree is not None else None
+    if tree is None or content is None:
         raise ExtractionError(code="no_content", message=_no_content_message(url))
+    document, plain = content
     body = document.body
-    plain = xmltotxt(body, include_formatting=False)
     return Article(
         title=document.title or "",
         text=_markdown(body),  # takes the body apart: nothing reads it after this
@@ -120,8 +120,8 @@ def extract_article(html: str, url: str | None = None, mode: ExtractMode = "defa
 def extract_text(html: str, url: str | None = None) -> str | None:
     """The article body as plain text (no markdown), or None when there is none."""
     tree = _parse(html)
-    document = _main_content(tree, url) if tree is not None else None
-    return None if document is None else xmltotxt(document.body, include_formatting=False)
+    content = _main_content(tree, url) if tree is not None else None
+    return None if content is None else content[1]
 
 
 def warm_up() -> None:
@@ -143,9 +143,12 @@ def _parse(html: str) -> Any:
     return load_html(html) if html and html.strip() else None
 
 
-def _main_content(tree: Any, url: str | None, mode: ExtractMode = "default") -> Document | None:
-    """trafilatura's document with metadata, or None when no body text was found: precision
-    mode, unless it stopped short and recall mode finds at least _SHORT_BY times as much.
+def _main_content(
+    tree: Any, url: str | None, mode: ExtractMode = "default"
+) -> tuple[Document, str] | None:
+    """trafilatura's document with metadata and its body as plain text, or None when no body
+    text was found: precision mode, unless it stopped short and recall mode finds at least
+    _SHORT_BY times as much.
 
     A leading heading that repeats the title is dropped: the title is a field of its own.
     """
@@ -166,16 +169,18 @@ def _main_content(tree: Any, url: str | None, mode: ExtractMode = "default") -> 
         ):
             document.body = recall_body
     body = document.body
-    if not xmltotxt(body, include_formatting=False).strip():
+    plain = xmltotxt(body, include_formatting=False)
+    if not plain.strip():
         return None
     found = _metadata(tree, url)
     title = found.title
     if len(body) and body[0].tag == "head" and title and _words(_text_of(body[0])) == _words(title):
         body.remove(body[0])
-        if not xmltotxt(body, include_formatting=False).strip():
+        plain = xmltotxt(body, include_formatting=False)
+        if not plain.strip():
             return None
     found.body = body
-    return found
+    return found, plain
 
 
 def _metadata(tree: Any, url: str | None) -> Document:
