@@ -40,3 +40,28 @@ def test_a_service_process_freezes_its_start_up_heap_and_collects_less_often():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_an_llm_client_on_httpx_never_loads_aiohttp_and_still_answers(fake_llm):
+    probe = (
+        "import sys, asyncio\n"
+        "from opentelemetry import trace\n"
+        "from seoblog_runtime.llm import Llm, LlmServiceSettings\n"
+        "async def main():\n"
+        f"    s = LlmServiceSettings(_env_file=None, llm_base_url={fake_llm.base_url!r},"
+        f" llm_api_key={fake_llm.api_key!r}, llm_model='fake-llm', llm_http='httpx')\n"
+        "    llm = Llm(s, trace.get_tracer('t'))\n"
+        "    out = await llm.complete([{'role': 'user', 'content': 'hi'}], purpose='test')\n"
+        "    assert out.text\n"
+        "    await llm.close()\n"
+        "    aio = Llm(s.model_copy(update={'llm_http': 'aiohttp'}), trace.get_tracer('t'))\n"
+        "    out = await aio.complete([{'role': 'user', 'content': 'hi'}], purpose='test')\n"
+        "    assert out.text  # falls back to httpx: openai was loaded without aiohttp\n"
+        "    await aio.close()\n"
+        "asyncio.run(main())\n"
+        "assert 'aiohttp' not in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import email.utils
 import importlib.util
 import json
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -100,6 +101,11 @@ class LlmServiceSettings(ServiceSettings):
         description="default model for every LLM task",
     )
     model: str | None = Field(None, description="this service's model; defaults to LLM_MODEL")
+    llm_http: Literal["aiohttp", "httpx"] = Field(
+        "aiohttp",
+        description="HTTP client under openai: aiohttp (parses in C: half the CPU of a "
+        "streamed answer) or httpx (about 10 MB less memory; aiohttp is then never loaded)",
+    )
     llm_timeout_s: float = Field(
         60.0,
         validation_alias=_shared("LLM_TIMEOUT_S"),
@@ -326,11 +332,32 @@ def _provider_failure(exc: BaseException) -> bool:
     )
 
 
-def _http_client() -> Any:
+def _http_client(kind: str) -> Any:
     """openai's aiohttp transport (its `aiohttp` extra): aiohttp parses HTTP in C, where httpx
     runs h11 in Python for every chunk of a streamed answer; reading a 1,500-word stream costs
-    half the CPU (`bench/llm_stream/run.py`), a plain call a quarter less."""
-    return openai.DefaultAioHttpClient()
+    half the CPU (`bench/llm_stream/run.py`), a plain call a quarter less. httpx (openai's
+    default client, None here) where memory matters more than a plain call's CPU."""
+    if kind != "aiohttp":
+        return None
+    try:
+        return openai.DefaultAioHttpClient()
+    except RuntimeError:  # openai was first imported here with aiohttp hidden (llm_http=httpx)
+        log.info("openai was loaded without aiohttp in this process: using httpx")
+        return None
+
+
+@contextlib.contextmanager
+def _aiohttp_hidden(hide: bool) -> Iterator[None]:
+    """While openai is first imported, make `import aiohttp` fail when `hide`: openai loads it
+    whenever it is installed (for the optional transport), about 10 MB a process."""
+    if not hide or "aiohttp" in sys.modules or "openai._base_client" in sys.modules:
+        yield
+        return
+    sys.modules["aiohttp"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        del sys.modules["aiohttp"]
 
 
 def estimate_tokens(messages: list[dict[str, str]]) -> int:
@@ -347,12 +374,14 @@ class Llm:
         self.settings = settings
         self.tracer = tracer
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "unused"
-        self.client = openai.AsyncOpenAI(
+        with _aiohttp_hidden(settings.llm_http == "httpx"):
+            client_class = openai.AsyncOpenAI  # the lazy import of openai happens here
+        self.client = client_class(
             base_url=settings.llm_base_url,
             api_key=key,
             timeout=settings.llm_timeout_s,
             max_retries=0,
-            http_client=_http_client(),
+            http_client=_http_client(settings.llm_http),
         )
         self.breaker = CircuitBreaker(
             "llm",
