@@ -215,9 +215,13 @@ def write_offline(
     short_first = False  # framing prefers short sentences (a source of long ones)
 
     counted: dict[tuple[int, ...], _Counts] = {}
+    headed: dict[tuple[tuple[int, ...], ...], list[str]] = {}
 
     def assemble(sections: list[list[_Sentence]]) -> tuple[str, list[str], list[_Sentence]]:
-        headings = _headings(sections, keyword, keywords[1:], joiner, language, counted)
+        key = tuple(tuple(s.index for s in chosen) for chosen in sections)
+        if key not in headed:  # the framing changes more often than the sections
+            headed[key] = _headings(sections, keyword, keywords[1:], joiner, language, counted)
+        headings = headed[key]
         takeaways = _takeaways(sections, scores, n_takeaways, taken, uses, short_first, dense)
         parts = [OFFLINE_LABEL]
         if intro:
@@ -246,10 +250,11 @@ def write_offline(
 
     spare = [s for s in rest if s.index not in taken and all(s not in c for c in sections)]
 
-    def repair(markdown: str) -> str:
-        """Measure as the SEO report does; move sentences on an estimate; again."""
+    def repair(built: _Built, measured: BodyMeasures | None = None) -> tuple[_Built, BodyMeasures]:
+        """Measure as the SEO report does; move sentences on an estimate; again. Returns the
+        draft and its measures."""
         for _ in range(4):
-            measured = measure_body(markdown, keyword, language)
+            measured = measured or measure_body(built[0], keyword, language)
             chosen = [s for c in sections for s in c]
             base = (
                 measured.words - sum(s.words for s in chosen),
@@ -270,13 +275,11 @@ def write_offline(
                     break
                 changed = True
             if not changed:
-                break
-            markdown = assemble(sections)[0]
-        return markdown
+                return built, measured
+            built, measured = assemble(sections), None
+        return built, measure_body(built[0], keyword, language)
 
-    markdown = repair(assemble(sections)[0])
-    markdown, outline, takeaways = assemble(sections)
-    measured = measure_body(markdown, keyword, language)
+    (markdown, outline, takeaways), measured = repair(assemble(sections))
     # A source too short (or of sentences too long) to fill the length from its sentences: the
     # post gets more of the framing a reader expects, all of it drawn from the source: its tables,
     # five takeaways, four questions and a closing statement, until the length is reached.
@@ -338,9 +341,7 @@ def write_offline(
     if retry and (spare or measured.words >= enough):
         # The framing made room (or made it worse): the sections are repaired again around it.
         before = ([list(c) for c in sections], list(spare), markdown, outline, takeaways)
-        markdown = repair(markdown)
-        markdown, outline, takeaways = assemble(sections)
-        repaired = measure_body(markdown, keyword, language)
+        (markdown, outline, takeaways), repaired = repair((markdown, outline, takeaways), measured)
         if _misses(repaired, length) < _misses(measured, length):
             measured = repaired
         else:  # no better: the draft as it was
@@ -974,6 +975,7 @@ def _paragraphs(chosen: list[_Sentence]) -> list[str]:
 
 
 _Counts = tuple[Counter[str], dict[str, Counter[str]]]
+_Built = tuple[str, list[str], list[_Sentence]]  # markdown, outline, takeaways
 
 
 def _headings(
