@@ -810,6 +810,28 @@ def _faq(
     return faq
 
 
+def _spans(subject: str, text: str) -> list[tuple[int, int]]:
+    """Where the subject stands in the text as whole words, ignoring case: a plain search on the
+    lower-cased text (a regex compiled per subject cost more than the search)."""
+    low, needle = text.lower(), subject.lower()
+    if len(low) != len(text) or len(needle) != len(subject):  # "İ": lengths change
+        pattern = re.compile(rf"(?<!\w){re.escape(subject)}(?!\w)", re.IGNORECASE)
+        return [match.span() for match in pattern.finditer(text)]
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while (at := low.find(needle, start)) >= 0:
+        end = at + len(needle)
+        before, after = low[at - 1 : at], low[end : end + 1]
+        if not (before and (before.isalnum() or before == "_")) and not (
+            after and (after.isalnum() or after == "_")
+        ):
+            spans.append((at, end))
+            start = end
+        else:
+            start = at + 1
+    return spans
+
+
 _NEXT_WORD_RE = re.compile(r"[ \t]+([^\W\d_]+)")
 
 
@@ -819,18 +841,16 @@ def _usage(subject: str, sentences: list[_Sentence]) -> tuple[str, bool]:
     after an article or a possessive), so "electric" or "stunning" are not asked about."""
     if not subject:
         return subject, False
-    pattern = re.compile(rf"(?<!\w)({re.escape(subject)})(?!\w)", re.IGNORECASE)
     forms: Counter[str] = Counter()
     determined = definite = 0
     heads: Counter[bool] = Counter()  # uses of a name not before a name ("Interior Minister")
     for s in sentences:
-        for match in pattern.finditer(s.plain):
-            before = s.plain[: match.start()].split()
+        for start, end in _spans(subject, s.plain):
+            before = s.plain[:start].split()
             if not before:
                 continue  # sentence-initial: its capital letter says nothing
-            forms[match.group(1)] += 1
-            after = _NEXT_WORD_RE.match(s.plain, match.end())
-            # "the certain combination": an adjective (or a noun as modifier) before its noun.
+            forms[s.plain[start:end]] += 1
+            after = _NEXT_WORD_RE.match(s.plain, end)
             next_word = after.group(1) if after else ""
             content = bool(next_word) and _is_content(next_word.casefold())
             # "Interior Minister": a name before a name is part of a longer one.
