@@ -122,7 +122,13 @@ def test_nothing_is_recorded_while_nothing_receives_spans(monkeypatch: pytest.Mo
     tracer = telemetry.tracer
     with bind_job("job-1"), tracer.start_as_current_span("consume") as idle:
         assert not idle.is_recording()  # no exporter: nothing to build or stamp
-        assert idle.get_span_context().is_valid  # the trace id still reaches logs and peers
+        context = idle.get_span_context()
+        assert context.is_valid  # the trace id still reaches logs and peers
+        # traceparent says what a recorded span would: a service that exports, downstream of
+        # this one, still traces the job.
+        assert context.trace_flags.sampled
+        with tracer.start_as_current_span("child") as child:
+            assert child.get_span_context().trace_id == context.trace_id
 
     exporter = InMemorySpanExporter()
     telemetry.provider.add_span_processor(SimpleSpanProcessor(exporter))
