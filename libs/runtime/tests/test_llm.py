@@ -400,3 +400,40 @@ async def test_a_provider_that_keeps_cutting_streams_fails_as_unavailable_not_as
     finally:
         await llm.close()
         fake_llm.reset()
+
+
+async def test_quick_answers_are_made_whole_and_a_slow_one_brings_streaming_back(fake_llm):
+    fake_llm.reset()
+    fake_llm.responder = lambda request: " ".join(f"word{i}" for i in range(100))
+    llm = make_llm(fake_llm, llm_stream_after_s=0.5)
+    percents: list[int] = []
+
+    async def progress(percent: int) -> None:
+        percents.append(percent)
+
+    async def post() -> str:
+        result = await llm.complete(
+            HELLO, purpose="post", on_progress=progress, expected_tokens=100
+        )
+        return result.text
+
+    try:
+        assert (await post()).startswith("word0")  # nothing known yet: streamed
+        assert fake_llm.requests[0]["stream"] is True
+        assert percents
+        percents.clear()
+        assert (await post()).endswith("word99")  # that took ms: this one is made whole
+        assert not fake_llm.requests[1].get("stream")
+        assert percents == []
+        fake_llm.latency_s = 0.6  # the provider slows down: one slow call is believed at once
+        await post()
+        fake_llm.latency_s = 0
+        await post()
+        assert fake_llm.requests[3]["stream"] is True
+        assert percents
+        other = await llm.complete(HELLO, purpose="other", on_progress=progress)
+        assert other.text
+        assert fake_llm.requests[4]["stream"] is True  # each purpose has its own record
+    finally:
+        await llm.close()
+        fake_llm.reset()

@@ -101,6 +101,13 @@ class LlmServiceSettings(ServiceSettings):
         description="default model for every LLM task",
     )
     model: str | None = Field(None, description="this service's model; defaults to LLM_MODEL")
+    llm_stream_after_s: float = Field(
+        1.0,
+        ge=0,
+        description="stream an answer (progress while it is written) when calls of its "
+        "purpose have lately taken this long; quicker ones are made whole, as streaming costs "
+        "CPU per chunk (0: always stream)",
+    )
     llm_http: Literal["aiohttp", "httpx"] = Field(
         "aiohttp",
         description="HTTP client under openai: aiohttp (parses in C: half the CPU of a "
@@ -383,6 +390,7 @@ class Llm:
             max_retries=0,
             http_client=_http_client(settings.llm_http),
         )
+        self._typical_s: dict[str, float] = {}  # purpose -> recent call duration
         self.breaker = CircuitBreaker(
             "llm",
             failure_threshold=settings.llm_breaker_failures,
@@ -512,7 +520,7 @@ class Llm:
                         batched = True
                 if not batched:
                     expected = estimate_tokens(messages) + expected_tokens
-                    if on_progress is None:
+                    if on_progress is None or not self._worth_streaming(purpose):
                         text, prompt_tokens, completion_tokens = await self.call(
                             lambda: self._once(body), expected
                         )
@@ -520,6 +528,7 @@ class Llm:
                         text, prompt_tokens, completion_tokens = await self.call(
                             lambda: self._streamed(body, on_progress, expected_tokens), expected
                         )
+                    self._note_duration(purpose, time.perf_counter() - started)
             finally:
                 self.stats.observe_latency(time.perf_counter() - started)
             usage = self.usage(prompt_tokens, completion_tokens, model=model, batched=batched)
@@ -533,6 +542,22 @@ class Llm:
                 }
             )
             return LlmResult(text=text, usage=usage, model=model, batched=batched)
+
+    def _worth_streaming(self, purpose: str) -> bool:
+        """Progress is worth its CPU (a parse per chunk) only for answers that take a while:
+        stream unless calls of this purpose have lately been quicker than
+        `llm_stream_after_s` (the first one streams)."""
+        threshold = self.settings.llm_stream_after_s
+        typical = self._typical_s.get(purpose)
+        return threshold <= 0 or typical is None or typical >= threshold
+
+    def _note_duration(self, purpose: str, seconds: float) -> None:
+        """A slower call is believed at once (progress comes back with a slow provider), a
+        quicker one gradually."""
+        typical = self._typical_s.get(purpose)
+        self._typical_s[purpose] = (
+            seconds if typical is None or seconds > typical else 0.7 * typical + 0.3 * seconds
+        )
 
     def _count(self, usage: Usage, batched: bool) -> None:
         s = self.stats

@@ -111,6 +111,7 @@ def settings_for(cls: type[Any], env: dict[str, str], **overrides: Any) -> Any:
         "max_deliver": 3,
         "ack_wait_s": 5.0,
         "progress_interval_s": 0,  # tests count progress steps; the gate has its own tests
+        "llm_stream_after_s": 0,  # always stream, as tests of progress expect
     }
     values.update(overrides)
     return cls(_env_file=None, **values)
