@@ -132,6 +132,12 @@ def stuck_check(stuck: Sequence[str], *, after_s: float) -> Check:
 # -- consumer_lag_growing -------------------------------------------------------------------
 
 
+def less_held(pending: Mapping[str, int], held: Mapping[str, int]) -> dict[str, int]:
+    """Each consumer's pending messages beyond what it holds back by design (`held`: the
+    monitor's own consumer leaves up to its flush window's events pending)."""
+    return {c: max(n - held.get(c, 0), 0) for c, n in pending.items()}
+
+
 def lag_check(
     pending: Mapping[str, int], before: Mapping[str, int] | None, *, threshold: int, window_s: float
 ) -> Check:

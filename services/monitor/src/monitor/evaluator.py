@@ -29,8 +29,10 @@ from .alert_rules import (
     failure_rate_check,
     lag_check,
     latency_check,
+    less_held,
     stuck_check,
 )
+from .handlers import CONSUMER, HELD_BACK_MAX
 from .metrics import MonitorMetrics
 from .scrape import Scraper
 from .settings import Settings
@@ -38,6 +40,8 @@ from .store import PgMonitorStore
 from .webhooks import AlertWebhooks
 
 log = logging.getLogger("seoblog.monitor.evaluator")
+# The monitor's own consumer leaves up to its flush window's events pending (handlers.FLUSH_S).
+HELD_BACK = {CONSUMER: HELD_BACK_MAX}
 
 
 @dataclass(frozen=True)
@@ -163,8 +167,8 @@ class Evaluator:
             ),
             stuck_check(await self.store.stuck_jobs(s.stuck_after_s, now), after_s=s.stuck_after_s),
             lag_check(
-                latest.pending,
-                lag_before.pending if lag_before else None,
+                less_held(latest.pending, HELD_BACK),
+                less_held(lag_before.pending, HELD_BACK) if lag_before else None,
                 threshold=s.lag_threshold,
                 window_s=s.lag_window_s,
             ),

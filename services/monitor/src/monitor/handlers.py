@@ -53,6 +53,10 @@ AnyEvent = Annotated[
 # a transaction per event into about one a second; figures lag by two windows at most.
 FLUSH_S = 1.0
 MAX_BATCH = 256
+CONSUMER = "monitor-observe_event"
+# What the window can leave pending on this consumer by design: a batch waits only while it is
+# not full, so at most about two full batches pile up. consumer_lag_growing counts beyond it.
+HELD_BACK_MAX = 2 * MAX_BATCH
 
 
 def register(
@@ -102,7 +106,7 @@ def register(
 
     parts.bus.consume_batch(
         parts.bus.subjects.all,
-        "monitor-observe_event",
+        CONSUMER,
         AnyEvent,
         observe_events,
         max_batch=MAX_BATCH,
