@@ -102,8 +102,7 @@ CRAWL_SPANS = {
     "robots",
     "host wait",
     "extract",
-    "dedup",
-    "store page",
+    "store page",  # the page saved and its duplicates found in one statement
     "store crawl",
 }
 TRANSLATE_SPANS = {"detect language", "translate", "translate segment", "store translation"}
