@@ -39,15 +39,15 @@ promtool: ## install Debian's prometheus (for promtool: alert rule checks) when 
 		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends prometheus; }
 
 .PHONY: test
-test: install browser promtool ## the test suite but the long system suites (finds or starts NATS, PostgreSQL, Redis)
+test: install browser promtool compose ## the test suite but the long system suites (finds or starts NATS, PostgreSQL, Redis)
 	$(UV) run --frozen pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: test-slow
-test-slow: install browser promtool ## the long system suites (marked slow): kills, chaos, browsers, experiments; CI runs them
+test-slow: install browser promtool compose ## the long system suites (marked slow): kills, chaos, browsers, experiments; CI runs them
 	$(UV) run --frozen pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)
 
 .PHONY: test-all
-test-all: install browser promtool ## every test, slow suites included
+test-all: install browser promtool compose ## every test, slow suites included
 	$(UV) run --frozen pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 .PHONY: lint
