@@ -390,3 +390,26 @@ async def test_unconfirmed_progress_is_coalesced_within_the_interval(service_env
             )
     finally:
         await bus.stop()
+
+
+async def test_waiting_events_join_the_first_ones_batch(service_env):
+    publisher = make_bus(service_env)
+    await publisher.start()
+    try:
+        for n in range(5):
+            await publisher.publish(progress("waiting", n))
+    finally:
+        await publisher.stop()
+    bus = make_bus(service_env)
+    batches: list[list[int]] = []
+
+    async def project(batch: list[JobProgress]) -> None:
+        batches.append([e.percent for e in batch])
+
+    bus.consume_batch(bus.subjects.of(JobProgress), "probe-joined", JobProgress, project)
+    await bus.start()
+    try:
+        await wait_until(lambda: sum(len(b) for b in batches) == 5)
+        assert batches == [[0, 1, 2, 3, 4]]  # one transaction, not one event and then four
+    finally:
+        await bus.stop()

@@ -449,6 +449,10 @@ class Bus:
                     msgs = await sub.fetch(want, timeout=_BACKLOG_FETCH_S)
                 else:
                     msgs = await sub.fetch(1, timeout=self.fetch_timeout_s)
+                    if c.kind == "batch" and want > 1 and msgs[-1].metadata.num_pending > 0:
+                        # More wait: they join this one's batch (one transaction, not two).
+                        with contextlib.suppress(TimeoutError):
+                            msgs += await sub.fetch(want - 1, timeout=_BACKLOG_FETCH_S)
                 # The server tells how many more wait for this consumer: pull for several
                 # only then, so a lone message is never held up by a half-empty batch.
                 backlog = bool(msgs) and msgs[-1].metadata.num_pending > 0
