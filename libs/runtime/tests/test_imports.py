@@ -5,6 +5,14 @@ import subprocess
 import sys
 
 
+def run_fresh(probe: str) -> None:
+    """Run `probe` in a new interpreter (what a service process imports is the question)."""
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_the_runtime_and_nats_load_no_aiohttp_until_the_llm_client_needs_it():
     probe = (
         "import sys, seoblog_runtime, nats, faststream.nats\n"
@@ -19,10 +27,7 @@ def test_the_runtime_and_nats_load_no_aiohttp_until_the_llm_client_needs_it():
         "asyncio.run(main())\n"
         "assert 'aiohttp' in sys.modules, 'the LLM client runs on aiohttp'\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_fresh(probe)
 
 
 def test_a_service_process_freezes_its_start_up_heap_and_collects_less_often():
@@ -36,10 +41,7 @@ def test_a_service_process_freezes_its_start_up_heap_and_collects_less_often():
         "assert gc.get_threshold() == GC_THRESHOLDS\n"
         "assert GC_THRESHOLDS[0] > 700\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_fresh(probe)
 
 
 def test_an_llm_client_on_httpx_never_loads_aiohttp_and_still_answers(fake_llm):
@@ -61,7 +63,4 @@ def test_an_llm_client_on_httpx_never_loads_aiohttp_and_still_answers(fake_llm):
         "asyncio.run(main())\n"
         "assert 'aiohttp' not in sys.modules\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_fresh(probe)

@@ -15,6 +15,65 @@ from .similarity import NEAR_DISTANCE, bands, distance, from_signed, to_signed
 __all__ = ["Duplicates", "PgPageStore", "StoredPage", "pack", "unpack"]
 
 
+# A newer copy of a page replaces the stored one (both ways of saving a page end with this).
+_PAGE_UPSERT = """
+    ON CONFLICT (url) DO UPDATE SET
+        final_url = EXCLUDED.final_url, content_hash = EXCLUDED.content_hash,
+        title = EXCLUDED.title, language = EXCLUDED.language,
+        metadata = EXCLUDED.metadata, html_z = EXCLUDED.html_z,
+        text_z = EXCLUDED.text_z, etag = EXCLUDED.etag,
+        last_modified = EXCLUDED.last_modified, fetched_at = now(),
+        simhash = EXCLUDED.simhash, simhash_bands = EXCLUDED.simhash_bands
+"""
+
+_SAVE_PAGE = "".join(  # constant clauses
+    (
+        """
+            INSERT INTO pages (url, final_url, content_hash, title, language, metadata,
+                               html_z, text_z, etag, last_modified, fetched_at,
+                               simhash, simhash_bands)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11, $12)
+            """,
+        _PAGE_UPSERT,
+    )
+)
+_SAVE_PAGE_FINDING_DUPLICATES = "".join(  # constant clauses
+    (
+        """
+            WITH exact AS (
+                SELECT url FROM pages
+                 WHERE content_hash = $3 AND url <> $1 ORDER BY fetched_at LIMIT 1
+            ), candidates AS (
+                SELECT url, bit_count((simhash # $11)::bit(64)) AS distance FROM pages
+                 WHERE simhash_bands && $12::integer[] AND url <> $1 AND content_hash <> $3
+                 LIMIT 500
+            ), nearest AS (  -- the nearest, then the first URL by code point, as min() in Python
+                SELECT url, distance FROM candidates
+                 WHERE distance <= $13
+                 ORDER BY distance, url COLLATE "C" LIMIT 1
+            ), found AS (
+                SELECT (SELECT url FROM exact) AS exact, (SELECT url FROM nearest) AS near,
+                       (SELECT distance FROM nearest)::integer AS near_distance
+            ), saved AS (
+                INSERT INTO pages (url, final_url, content_hash, title, language, metadata,
+                                   html_z, text_z, etag, last_modified, fetched_at,
+                                   simhash, simhash_bands)
+                SELECT $1, $2, $3, $4, $5,
+                       $6::jsonb || jsonb_build_object('duplicate_of', found.exact,
+                           'near_duplicate_of', found.near,
+                           'near_duplicate_distance', found.near_distance),
+                       $7, $8, $9, $10, now(), $11, $12
+                  FROM found
+                """,
+        _PAGE_UPSERT,
+        """
+            )
+            SELECT exact, near, near_distance FROM found
+            """,
+    )
+)
+
+
 @dataclass(frozen=True)
 class StoredPage:
     """The latest stored copy of a page, as the crawler announced it."""
@@ -55,19 +114,7 @@ class PgPageStore(Store):
         """Keep the latest copy of a page with its SimHash; `html_z` (and `text_z`, else
         page["text"]) already compressed with packing.pack."""
         await self.pool.execute(
-            """
-            INSERT INTO pages (url, final_url, content_hash, title, language, metadata,
-                               html_z, text_z, etag, last_modified, fetched_at,
-                               simhash, simhash_bands)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11, $12)
-            ON CONFLICT (url) DO UPDATE SET
-                final_url = EXCLUDED.final_url, content_hash = EXCLUDED.content_hash,
-                title = EXCLUDED.title, language = EXCLUDED.language,
-                metadata = EXCLUDED.metadata, html_z = EXCLUDED.html_z,
-                text_z = EXCLUDED.text_z, etag = EXCLUDED.etag,
-                last_modified = EXCLUDED.last_modified, fetched_at = now(),
-                simhash = EXCLUDED.simhash, simhash_bands = EXCLUDED.simhash_bands
-            """,
+            _SAVE_PAGE,
             url,
             page["final_url"],
             page["content_hash"],
@@ -95,41 +142,7 @@ class PgPageStore(Store):
         page["metadata"] with what they found (duplicate_of, near_duplicate_of,
         near_duplicate_distance), as the caller adds it to its own copy."""
         row = await self.pool.fetchrow(
-            """
-            WITH exact AS (
-                SELECT url FROM pages
-                 WHERE content_hash = $3 AND url <> $1 ORDER BY fetched_at LIMIT 1
-            ), candidates AS (
-                SELECT url, bit_count((simhash # $11)::bit(64)) AS distance FROM pages
-                 WHERE simhash_bands && $12::integer[] AND url <> $1 AND content_hash <> $3
-                 LIMIT 500
-            ), nearest AS (  -- the nearest, then the first URL by code point, as min() in Python
-                SELECT url, distance FROM candidates
-                 WHERE distance <= $13
-                 ORDER BY distance, url COLLATE "C" LIMIT 1
-            ), found AS (
-                SELECT (SELECT url FROM exact) AS exact, (SELECT url FROM nearest) AS near,
-                       (SELECT distance FROM nearest)::integer AS near_distance
-            ), saved AS (
-                INSERT INTO pages (url, final_url, content_hash, title, language, metadata,
-                                   html_z, text_z, etag, last_modified, fetched_at,
-                                   simhash, simhash_bands)
-                SELECT $1, $2, $3, $4, $5,
-                       $6::jsonb || jsonb_build_object('duplicate_of', found.exact,
-                           'near_duplicate_of', found.near,
-                           'near_duplicate_distance', found.near_distance),
-                       $7, $8, $9, $10, now(), $11, $12
-                  FROM found
-                ON CONFLICT (url) DO UPDATE SET
-                    final_url = EXCLUDED.final_url, content_hash = EXCLUDED.content_hash,
-                    title = EXCLUDED.title, language = EXCLUDED.language,
-                    metadata = EXCLUDED.metadata, html_z = EXCLUDED.html_z,
-                    text_z = EXCLUDED.text_z, etag = EXCLUDED.etag,
-                    last_modified = EXCLUDED.last_modified, fetched_at = now(),
-                    simhash = EXCLUDED.simhash, simhash_bands = EXCLUDED.simhash_bands
-            )
-            SELECT exact, near, near_distance FROM found
-            """,
+            _SAVE_PAGE_FINDING_DUPLICATES,
             url,
             page["final_url"],
             page["content_hash"],
