@@ -93,13 +93,18 @@ async def test_the_owner_reads_the_crawled_source_of_a_post(
     assert missing.status_code == 404
 
 
-async def test_a_source_the_crawler_does_not_keep_is_a_404(service_env, jobs, bus) -> None:
+async def test_a_source_the_crawler_does_not_keep_is_a_404(
+    service_env, jobs, bus, events, fixture_site
+) -> None:
     async with (
         crawler_served(service_env) as crawler_url,
         jobs.in_process(jobs.settings(service_env, crawler_url=crawler_url)) as (_, gateway),
     ):
         gateway.headers.update(jobs.admin)
-        job = await jobs.submit(gateway)
+        # A page the crawler can fetch here: one it cannot (an outside site, or any site with
+        # no network) fails the job before the post comes, and a failed job stays failed.
+        job = await jobs.submit(gateway, url=fixture_site.article_url(ARTICLE))
+        await wait_until(lambda: events.of("page.crawled", job["id"]), timeout_s=30)
         post = jobs.post(job["id"], source_url="https://example.com/never-crawled")
         await bus.publish(post)
         await jobs.wait_for_state(gateway, job["id"], "completed")
