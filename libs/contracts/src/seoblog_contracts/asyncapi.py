@@ -59,7 +59,12 @@ SUMMARIES: dict[type[Event], str] = {
     TextTranslated: "The article in the target language (or passed through when it already "
     "was), with what translating it cost.",
     PostGenerated: "The finished post: the job is completed.",
-    JobProgress: "How far a stage has got with a job, for live progress.",
+    JobProgress: (
+        "How far a stage has got with a job, for live progress. A stage's first event and "
+        "each new phase (the message's first word) come at once, percent updates within a "
+        "phase at most every 0.5 s (<SERVICE>_PROGRESS_INTERVAL_S); published without waiting "
+        "for the stream's ack, so one can be missing: the stage's result says it is done."
+    ),
     JobFailed: "A stage (or the gateway) gave up on a job: the job is failed.",
     JobCancelled: "The user cancelled the job; later stages drop its events.",
     AlertFired: "The monitor raised an alert.",
