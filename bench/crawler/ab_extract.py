@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import io
 import pickle
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import asdict, fields
@@ -31,19 +28,16 @@ from extract_bench import f1_of, fixtures
 from crawler.article import Article, ExtractionError
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from perf.revision import tree_at  # noqa: E402
+
 PACKAGE = "services/crawler/src/crawler"
 
 
 def base_package(ref: str, into: Path) -> str:
     """The crawler package as it is at `ref`, importable as `crawler_base`."""
-    archive = subprocess.run(  # noqa: S603 - git on our own repository
-        ["git", "-C", str(ROOT), "archive", ref, PACKAGE],  # noqa: S607
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    (into / PACKAGE).rename(into / "crawler_base")
+    tree_at(ref, PACKAGE, into).rename(into / "crawler_base")
     sys.path.insert(0, str(into))
     return "crawler_base"
 

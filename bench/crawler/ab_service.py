@@ -8,31 +8,26 @@ working tree. CPU per page of the whole process tree and of the service process 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from perf.revision import tree_at  # noqa: E402
+
 PACKAGE = "services/crawler/src/crawler"
 FIGURES = ("cpu_ms_per_page", "main_cpu_ms_per_page", "rss_total_mb", "burst_pages_per_s")
 
 
 def base_copy(ref: str, into: Path) -> Path:
     """A folder holding the crawler package as it is at `ref`."""
-    archive = subprocess.run(  # noqa: S603 - git on our own repository
-        ["git", "-C", str(ROOT), "archive", ref, PACKAGE],  # noqa: S607
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "services" / "crawler" / "src"
+    return tree_at(ref, PACKAGE, into).parent
 
 
 def one_round(pythonpath: str | None) -> dict[str, float]:

@@ -16,14 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import io
 import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +36,7 @@ sys.path.insert(0, str(BENCH))
 from perf.load import Load, raw_request, run_load  # noqa: E402
 from perf.procs import Proc, tree_cpu_seconds  # noqa: E402
 from perf.profile import Profiles  # noqa: E402
+from perf.revision import tree_at  # noqa: E402
 from perf.system import drop_everything, service_env  # noqa: E402
 
 from seoblog_devstack.infra import Infra, ensure_infra, free_port  # noqa: E402
@@ -49,15 +47,7 @@ SPEC = {"keywords": ["science", "research"], "target_language": "de", "length": 
 
 def old_tree(rev: str) -> Path:
     """services/gateway/src of `rev`, extracted to a temporary directory."""
-    out = Path(tempfile.mkdtemp(prefix="gw-old-"))
-    data = subprocess.run(  # noqa: S603
-        ["git", "-C", str(ROOT), "archive", rev, "services/gateway/src"],  # noqa: S607
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(out, filter="data")
-    return out / "services" / "gateway" / "src"
+    return tree_at(rev, "services/gateway/src", Path(tempfile.mkdtemp(prefix="gw-old-")))
 
 
 class Side:

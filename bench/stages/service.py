@@ -26,10 +26,8 @@ import signal
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from perf.procs import Proc, cpu_seconds, rss_mb  # noqa: E402
+from perf.revision import tree_at  # noqa: E402
 from perf.system import drop_everything, service_env  # noqa: E402
 
 from seoblog_contracts import (  # noqa: E402
@@ -105,15 +104,7 @@ def input_event(
 
 def package_at(rev: str, service: str, into: Path) -> Path:
     """services/<service>/src as it was at `rev`, unpacked under `into`; the PYTHONPATH entry."""
-    src = f"services/{service}/src"
-    tar = subprocess.run(  # noqa: S603 - git with our own arguments
-        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, src],  # noqa: S607
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(tar)) as archive:
-        archive.extractall(into, filter="data")
-    return into / src
+    return tree_at(rev, f"services/{service}/src", into)
 
 
 async def _turn(
