@@ -74,6 +74,26 @@ _SAVE_PAGE_FINDING_DUPLICATES = "".join(  # constant clauses
 )
 
 
+def _page_row(
+    url: str, page: dict[str, Any], html_z: bytes, text_z: bytes | None, fingerprint: int | None
+) -> tuple[Any, ...]:
+    """$1-$12 of both page upserts: the columns of a pages row."""
+    return (
+        url,
+        page["final_url"],
+        page["content_hash"],
+        page["title"],
+        page["language"],
+        json.dumps(page["metadata"]),
+        html_z,
+        pack(page["text"]) if text_z is None else text_z,
+        page["metadata"].get("etag"),
+        page["metadata"].get("last_modified"),
+        None if fingerprint is None else to_signed(fingerprint),
+        None if fingerprint is None else _band_keys(fingerprint),
+    )
+
+
 @dataclass(frozen=True)
 class StoredPage:
     """The latest stored copy of a page, as the crawler announced it."""
@@ -113,21 +133,7 @@ class PgPageStore(Store):
     ) -> None:
         """Keep the latest copy of a page with its SimHash; `html_z` (and `text_z`, else
         page["text"]) already compressed with packing.pack."""
-        await self.pool.execute(
-            _SAVE_PAGE,
-            url,
-            page["final_url"],
-            page["content_hash"],
-            page["title"],
-            page["language"],
-            json.dumps(page["metadata"]),
-            html_z,
-            pack(page["text"]) if text_z is None else text_z,
-            page["metadata"].get("etag"),
-            page["metadata"].get("last_modified"),
-            None if fingerprint is None else to_signed(fingerprint),
-            None if fingerprint is None else _band_keys(fingerprint),
-        )
+        await self.pool.execute(_SAVE_PAGE, *_page_row(url, page, html_z, text_z, fingerprint))
 
     async def save_page_finding_duplicates(
         self,
@@ -143,18 +149,7 @@ class PgPageStore(Store):
         near_duplicate_distance), as the caller adds it to its own copy."""
         row = await self.pool.fetchrow(
             _SAVE_PAGE_FINDING_DUPLICATES,
-            url,
-            page["final_url"],
-            page["content_hash"],
-            page["title"],
-            page["language"],
-            json.dumps(page["metadata"]),
-            html_z,
-            text_z,
-            page["metadata"].get("etag"),
-            page["metadata"].get("last_modified"),
-            to_signed(fingerprint),
-            _band_keys(fingerprint),
+            *_page_row(url, page, html_z, text_z, fingerprint),
             NEAR_DISTANCE,
         )
         return Duplicates(exact=row["exact"], near=row["near"], near_distance=row["near_distance"])
