@@ -254,6 +254,17 @@ _LENGTH_RE = re.compile(r"about (\d+) words")
 _KEYWORD_RE = re.compile(r'main keyword "([^"\n]+)"')
 
 
+def _padded(text: str, words: list[str], at_least: int, at_most: int, tries: int) -> str:
+    """`text` with words of `words` (in turn) added while shorter than `at_least`, each only
+    when the result stays within `at_most` characters."""
+    for word in itertools.islice(itertools.cycle(words), tries):
+        if len(text) >= at_least:
+            break
+        if len(text) + len(word) + 1 <= at_most:
+            text = f"{text} {word}"
+    return text
+
+
 def fake_post(prompt: str) -> dict[str, Any]:
     """The generator's post, as a good writer would meet its brief: the length asked, the main
     keyword in title, slug, meta, intro and a heading at about 1.5 % of the words, short
@@ -286,18 +297,8 @@ def fake_post(prompt: str) -> dict[str, Any]:
         )
         body.append(f"## {heading[:1].upper()}{heading[1:]}")
         body += [paragraph(per_section, 6 * number + k) for k in range(3)]
-    title = f"{capital}: what it means"
-    for word in itertools.islice(itertools.cycle(vocabulary), 200):
-        if len(title) >= 50:
-            break
-        if len(title) + len(word) + 1 <= 60:
-            title = f"{title} {word}"
-    meta = f"{capital} explained:"
-    for word in itertools.islice(itertools.cycle(vocabulary), 400):
-        if len(meta) >= 150:
-            break
-        if len(meta) + len(word) + 2 <= 160:
-            meta = f"{meta} {word}"
+    title = _padded(f"{capital}: what it means", vocabulary, 50, 60, 200)
+    meta = _padded(f"{capital} explained:", vocabulary, 150, 159, 400)
     slug = "-".join([*re.findall(r"[a-z0-9]+", keyword.lower()), "guide"])
     return {
         "title": title,
