@@ -6,17 +6,28 @@ for whoever needs it later (the openai client, in the translator and the generat
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def aiohttp_hidden(*already: str) -> Iterator[None]:
+    """While the block runs, `import aiohttp` fails (optional users such as nats-py and openai
+    then go without it); nothing changes if aiohttp or any of the `already` modules is loaded."""
+    if "aiohttp" in sys.modules or any(name in sys.modules for name in already):
+        yield
+        return
+    sys.modules["aiohttp"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        del sys.modules["aiohttp"]
 
 
 def import_nats_without_aiohttp() -> None:
-    if "nats.aio.transport" in sys.modules or "aiohttp" in sys.modules:
-        return  # too late, or aiohttp is loaded anyway: nothing to save
-    sys.modules["aiohttp"] = None  # type: ignore[assignment]  # makes `import aiohttp` fail
-    try:
+    with aiohttp_hidden("nats.aio.transport"):
         import nats.aio.transport  # noqa: F401
-    finally:
-        del sys.modules["aiohttp"]
 
 
 import_nats_without_aiohttp()

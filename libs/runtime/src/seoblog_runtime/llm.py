@@ -38,6 +38,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from seoblog_contracts import Usage
 
+from ._lean_imports import aiohttp_hidden
 from .bus import JobError
 from .ratelimit import RateLimitTimeout, TokenBucket
 from .resilience import BreakerState, CircuitBreaker, CircuitOpenError, wait_retry_after
@@ -353,20 +354,6 @@ def _http_client(kind: str) -> Any:
         return None
 
 
-@contextlib.contextmanager
-def _aiohttp_hidden(hide: bool) -> Iterator[None]:
-    """While openai is first imported, make `import aiohttp` fail when `hide`: openai loads it
-    whenever it is installed (for the optional transport), about 10 MB a process."""
-    if not hide or "aiohttp" in sys.modules or "openai._base_client" in sys.modules:
-        yield
-        return
-    sys.modules["aiohttp"] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        del sys.modules["aiohttp"]
-
-
 def estimate_tokens(messages: list[dict[str, str]]) -> int:
     return sum(math.ceil(len(str(m.get("content", ""))) / 4) + 4 for m in messages)
 
@@ -381,7 +368,10 @@ class Llm:
         self.settings = settings
         self.tracer = tracer
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "unused"
-        with _aiohttp_hidden(settings.llm_http == "httpx"):
+        # openai imports aiohttp whenever it is installed (its optional transport): about
+        # 10 MB a process that runs httpx anyway.
+        hide = aiohttp_hidden("openai._base_client") if settings.llm_http == "httpx" else None
+        with hide or contextlib.nullcontext():
             client_class = openai.AsyncOpenAI  # the lazy import of openai happens here
         self.client = client_class(
             base_url=settings.llm_base_url,
