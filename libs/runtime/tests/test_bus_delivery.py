@@ -413,3 +413,31 @@ async def test_waiting_events_join_the_first_ones_batch(service_env):
         assert batches == [[0, 1, 2, 3, 4]]  # one transaction, not one event and then four
     finally:
         await bus.stop()
+
+
+async def test_a_flush_window_gathers_trickling_events_into_one_batch(service_env):
+    bus = make_bus(service_env)
+    batches: list[list[int]] = []
+    queries_traced: list[bool] = []
+
+    async def project(batch: list[JobProgress]) -> None:
+        from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+        queries_traced.append(is_instrumentation_enabled())
+        batches.append([e.percent for e in batch])
+
+    bus.consume_batch(
+        bus.subjects.of(JobProgress), "probe-window", JobProgress, project, flush_s=1.0
+    )
+    await bus.start()
+    try:
+        await bus.publish(progress("trickle", 0))
+        await wait_until(lambda: batches)
+        for n in range(1, 6):  # within the window after the first batch
+            await bus.publish(progress("trickle", n))
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: sum(len(b) for b in batches) == 6, timeout_s=5)
+        assert batches == [[0], [1, 2, 3, 4, 5]]
+        assert queries_traced == [False, False]  # a batch's queries make no orphan spans
+    finally:
+        await bus.stop()

@@ -23,6 +23,7 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 from opentelemetry import propagate
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Tracer
 from pydantic import TypeAdapter, ValidationError
@@ -98,6 +99,7 @@ class _Consumer:
     kind: Literal["one", "batch"]
     slots: int
     handler: Any
+    flush_s: float = 0.0
     task: asyncio.Task[None] | None = None
     sub: JetStreamContext.PullSubscription | None = None
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
@@ -344,6 +346,7 @@ class Bus:
         handler: BatchHandler,
         *,
         max_batch: int = 256,
+        flush_s: float = 0.0,
     ) -> None:
         """Register a durable pull consumer calling `handler` with the events of one fetch, in
         stream order (for consumers that only project or record: one transaction per batch).
@@ -352,7 +355,13 @@ class Bus:
         Bad messages are dead-lettered one by one first and are not in the list. Success acks
         all. If the handler raises, each event is retried alone (`handler([event])`), so one
         bad event cannot hold back the others; one that still fails takes the normal retry /
-        last-delivery / DLQ path. Events of cancelled jobs are not dropped here.
+        last-delivery / DLQ path. Events of cancelled jobs are not dropped here. The handler's
+        queries make no spans either (they would be orphans, which the sampler drops).
+
+        `flush_s` > 0: after a batch that was not full, the consumer waits out the rest of
+        that many seconds (from when the batch came) before it pulls again, so events that
+        trickle in arrive as one batch instead of one each: fewer, larger transactions, for a
+        consumer whose readers can wait that long. Acks still follow the handler at once.
         """
         self._register(
             subject,
@@ -363,6 +372,7 @@ class Bus:
             slots=max_batch,
             stage=None,
             max_deliver=None,
+            flush_s=flush_s,
         )
 
     def _register(
@@ -376,6 +386,7 @@ class Bus:
         slots: int,
         stage: Stage | None,
         max_deliver: int | None,
+        flush_s: float = 0.0,
     ) -> None:
         s = self.settings
         deliveries = max_deliver or s.max_deliver
@@ -399,6 +410,7 @@ class Bus:
             kind=kind,
             slots=max(1, slots),
             handler=handler,
+            flush_s=flush_s,
         )
         self._consumers.append(consumer)
 
@@ -440,8 +452,14 @@ class Bus:
         slots = _Slots(c.slots if c.kind == "one" else 1)
         backlog = False
         errors = idle = 0
+        loop = asyncio.get_running_loop()
+        pulled_at, pulled = 0.0, c.slots  # the last batch: when it came, and its size
         while self._running:
             free = await slots.take_all()
+            if c.flush_s > 0 and pulled < c.slots:  # not full: let more events gather first
+                rest = c.flush_s - (loop.time() - pulled_at)
+                if rest > 0:
+                    await asyncio.sleep(rest)
             want = c.slots if c.kind == "batch" else free
             msgs: list[Msg] = []
             try:
@@ -478,6 +496,7 @@ class Bus:
                 slots.give(free)
                 continue
             if c.kind == "batch":
+                pulled_at, pulled = loop.time(), len(msgs)
                 self._spawn(c, self._handle_batch(c, msgs), slots, free)
                 continue
             slots.give(free - len(msgs))
@@ -555,7 +574,7 @@ class Bus:
             # No consumer span: a batch mixes many jobs' traces (parenting it under the first
             # would mislead), and its queries, orphans then, are not sampled either. Recording
             # and projecting spent about a fifth of their CPU on those spans.
-            with self._heartbeat([m for m, _ in admitted]):
+            with self._heartbeat([m for m, _ in admitted]), suppress_instrumentation():
                 await c.handler(events)
         except Exception as exc:
             log.warning(
@@ -580,7 +599,11 @@ class Bus:
         attempt = msg.metadata.num_delivered
         try:
             with self._heartbeat([msg]):
-                await (c.handler([event]) if c.kind == "batch" else c.handler(event))
+                if c.kind == "batch":  # a failed batch's event alone: untraced as its batch
+                    with suppress_instrumentation():
+                        await c.handler([event])
+                else:
+                    await c.handler(event)
         except JobError as exc:
             if exc.retryable and attempt < c.deliveries:
                 await self._retry(msg, attempt, c.durable, exc, c.stats)

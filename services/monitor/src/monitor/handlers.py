@@ -3,10 +3,8 @@ and per-minute rollups (one transaction per batch) and turned into figures."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from pydantic import Field
 
 from seoblog_contracts import (
@@ -66,32 +64,12 @@ def register(
     *,
     flush_s: float = FLUSH_S,
 ) -> None:
-    """Consume every subject of the stream (`<root>.>`) on one durable batch consumer."""
+    """Consume every subject of the stream (`<root>.>`) on one durable batch consumer, in
+    batches a flush window apart (a full batch, a backlog, is pulled again at once)."""
     store = parts.store
     recent = RecentIds()
-    # After a failed batch the bus hands its events back one at a time: those go at once.
-    retrying = False
 
     async def observe_events(events: list[AnyEvent]) -> None:
-        nonlocal retrying
-        began = asyncio.get_running_loop().time()
-        if len(events) > 1:
-            retrying = False
-        try:
-            # Batches are not traced (see Bus.consume_batch): their queries would only make
-            # orphan spans that the sampler drops.
-            with suppress_instrumentation():
-                await record(events)
-        except Exception:
-            retrying = True
-            raise
-        rest = flush_s - (asyncio.get_running_loop().time() - began)
-        # A full batch means a backlog: pull again at once. The acks wait out the window (the
-        # events are stored already: a crash meanwhile redelivers them, which counts nothing).
-        if rest > 0 and len(events) < MAX_BATCH and not retrying:
-            await asyncio.sleep(rest)
-
-    async def record(events: list[AnyEvent]) -> None:
         transitions = earliest_per_state(
             t for t in (transition_of(event) for event in events) if t is not None
         )
@@ -110,4 +88,5 @@ def register(
         AnyEvent,
         observe_events,
         max_batch=MAX_BATCH,
+        flush_s=flush_s,
     )
