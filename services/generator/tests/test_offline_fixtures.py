@@ -197,9 +197,12 @@ BELOW_90 = {
     "4a44ab3e": {"readability_ok"},
     "5a822960": {"readability_ok"},
     "b6fb53e9": {"readability_ok"},
-    # 97 and 71 words of sentences for a 300-word post, the keyword in most of them.
+    # 97 and 71 words of sentences for a 300-word post: too short however often they are said.
+    # The first has "State" 4 times in its 6 sentences (4.1% of its words); the intro and a
+    # heading must carry it too. The second, its keyword dense enough with no restated keyword
+    # sentence, scores 89: length_ok weighs 10 of 94 (no slug check for a Cyrillic keyword).
     "3ce1c8fd": {"keyword_density_ok", "length_ok"},
-    "c4a3637c": {"keyword_density_ok", "length_ok"},
+    "c4a3637c": {"length_ok"},
 }
 
 

@@ -128,3 +128,22 @@ def test_questions_in_other_languages_carry_no_english_article() -> None:
     )
     assert draft.faq
     assert not [q for q, _ in draft.faq if " the " in q], draft.faq
+
+
+def test_takeaways_say_no_keyword_sentence_again_when_the_keyword_would_be_too_dense() -> None:
+    text = " ".join(
+        [
+            "The ferry to the island leaves the harbour at seven every morning.",
+            "Tickets are sold at the kiosk beside the pier.",
+            "Bikes travel free on weekdays.",
+            "The crossing takes forty minutes in calm weather.",
+            "In winter the last ferry returns before dark.",
+            "Children under six ride without a ticket.",
+        ]
+    )
+    markdown, _, checks = draft_and_report(text, "ferry", 300)
+    assert checks["keyword_density_ok"], markdown
+    takeaways = markdown.split("\n## ")[-3]  # takeaways, questions, closing: the last three
+    assert takeaways.startswith("Key takeaways"), markdown
+    assert "ferry" not in takeaways.lower()
+    assert not checks["length_ok"]  # 49 words of source: too short for 300 either way

@@ -213,6 +213,7 @@ def write_offline(
     tables: list[tuple[str, str]] = []  # (heading, markdown) of the source's tables, when short
     closing: list[_Sentence] = []
     short_first = False  # framing prefers short sentences (a source of long ones)
+    withheld: set[int] = set()  # sentences the takeaways do not say again (see below)
 
     counted: dict[tuple[int, ...], _Counts] = {}
     headed: dict[tuple[tuple[int, ...], ...], list[str]] = {}
@@ -222,7 +223,9 @@ def write_offline(
         if key not in headed:  # the framing changes more often than the sections
             headed[key] = _headings(sections, keyword, keywords[1:], joiner, language, counted)
         headings = headed[key]
-        takeaways = _takeaways(sections, scores, n_takeaways, taken, uses, short_first, dense)
+        takeaways = _takeaways(
+            sections, scores, n_takeaways, taken | withheld, uses, short_first, dense
+        )
         parts = [OFFLINE_LABEL]
         if intro:
             opening = " ".join(s.text for s in intro)
@@ -346,6 +349,23 @@ def write_offline(
             measured = repaired
         else:  # no better: the draft as it was
             sections[:], spare[:], markdown, outline, takeaways = before
+    if keyword and measured.density > DENSITY_MAX_PERCENT:
+        # Too dense still: the takeaways and the closing say again no keyword sentence of the
+        # sections (others take their place, or none), when that brings the density within
+        # its limits without making the post too short.
+        again = {s.index for c in sections for s in c if uses[s.index]}
+        if again & {s.index for s in [*takeaways, *closing]}:
+            before_framing = (markdown, outline, takeaways, closing)
+            withheld, closing = again, [s for s in closing if s.index not in again]
+            markdown, outline, takeaways = assemble(sections)
+            lighter = measure_body(markdown, keyword, language)
+            if lighter.density >= DENSITY_MIN_PERCENT and (
+                _misses(lighter, length) < _misses(measured, length)
+            ):
+                measured = lighter
+            else:
+                withheld = set()
+                markdown, outline, takeaways, closing = before_framing
     if keyword and measured.density < DENSITY_MIN_PERCENT + 0.1:
         # A keyword the article seldom uses: the closing headings name it too.
         takeaways_heading = f"{takeaways_heading}: {keyword}"
