@@ -286,7 +286,8 @@ def write_offline(
     # A source too short (or of sentences too long) to fill the length from its sentences: the
     # post gets more of the framing a reader expects, all of it drawn from the source: its tables,
     # five takeaways, four questions and a closing statement, until the length is reached.
-    # Sentences too long on average: the same, with short ones as takeaways and answers.
+    # Sentences too long on average: the same, with short ones as takeaways and answers, and a
+    # closing only of sentences shorter than the average (a longer one would raise it).
     enough = (1 - 0.8 * LENGTH_TOLERANCE) * length
     room = (1 + 0.8 * LENGTH_TOLERANCE) * length - 40
 
@@ -325,6 +326,8 @@ def write_offline(
                 short_first,
                 wanted,
             )
+            if measured.words >= enough:  # long enough: a closing only if it lowers the average
+                closing = [s for s in closing if s.words < measured.average_sentence_words]
         else:
             continue
         markdown, outline, takeaways = assemble(sections)
