@@ -56,11 +56,32 @@ def test_an_llm_client_on_httpx_never_loads_aiohttp_and_still_answers(fake_llm):
         "    out = await llm.complete([{'role': 'user', 'content': 'hi'}], purpose='test')\n"
         "    assert out.text\n"
         "    await llm.close()\n"
-        "    aio = Llm(s.model_copy(update={'llm_http': 'aiohttp'}), trace.get_tracer('t'))\n"
-        "    out = await aio.complete([{'role': 'user', 'content': 'hi'}], purpose='test')\n"
-        "    assert out.text  # falls back to httpx: openai was loaded without aiohttp\n"
-        "    await aio.close()\n"
         "asyncio.run(main())\n"
         "assert 'aiohttp' not in sys.modules\n"
+    )
+    run_fresh(probe)
+
+
+def test_chat_calls_load_no_openai_sdk_on_either_transport(fake_llm):
+    """The SDK (1.2 s and 23 MB of start-up) is for the Batch API only: chat calls, whole and
+    streamed, are plain HTTP."""
+    probe = (
+        "import sys, asyncio\n"
+        "from opentelemetry import trace\n"
+        "from seoblog_runtime.llm import Llm, LlmServiceSettings\n"
+        "async def progress(percent): pass\n"
+        "async def main():\n"
+        "    for kind in ('httpx', 'aiohttp'):\n"
+        f"        s = LlmServiceSettings(_env_file=None, llm_base_url={fake_llm.base_url!r},"
+        f" llm_api_key={fake_llm.api_key!r}, llm_model='fake-llm', llm_http=kind,"
+        " llm_stream_after_s=0)\n"
+        "        llm = Llm(s, trace.get_tracer('t'))\n"
+        "        msgs = [{'role': 'user', 'content': 'hi'}]\n"
+        "        assert (await llm.complete(msgs, purpose='test')).text\n"
+        "        assert (await llm.complete(msgs, purpose='t', on_progress=progress)).text\n"
+        "        await llm.close()\n"
+        "asyncio.run(main())\n"
+        "assert 'openai' not in sys.modules, 'openai loaded'\n"
+        "assert 'aiohttp' in sys.modules\n"
     )
     run_fresh(probe)

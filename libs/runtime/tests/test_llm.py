@@ -45,7 +45,7 @@ async def test_429_with_retry_after_is_retried_until_it_succeeds(llm, fake_llm):
     assert result.text
     assert len(fake_llm.requests) == 3
     assert llm.stats.retries == 2
-    assert llm.stats.by_outcome == {"RateLimitError": 2, "ok": 1}
+    assert llm.stats.by_outcome == {"http_429": 2, "ok": 1}
     assert llm.breaker.state is BreakerState.CLOSED  # throttling is not an outage
 
 
@@ -77,7 +77,7 @@ async def test_a_call_that_hangs_times_out_and_is_retried(fake_llm):
     llm = make_llm(fake_llm, llm_timeout_s=0.3)
     result = await llm.complete(HELLO, purpose="test")
     assert result.text
-    assert llm.stats.by_outcome["APITimeoutError"] == 1
+    assert llm.stats.by_outcome["timeout"] == 1
     await llm.close()
     fake_llm.reset()
 
@@ -282,7 +282,7 @@ async def test_a_provider_that_keeps_timing_out_fails_with_llm_timeout(fake_llm)
             await llm.complete(HELLO, purpose="test")
         assert failed.value.code == "llm_timeout"
         assert failed.value.retryable is True
-        assert llm.stats.by_outcome == {"APITimeoutError": 2}
+        assert llm.stats.by_outcome == {"timeout": 2}
     finally:
         await llm.close()
         fake_llm.reset()

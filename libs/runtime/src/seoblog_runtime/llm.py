@@ -9,7 +9,6 @@ import asyncio
 import bisect
 import contextlib
 import email.utils
-import importlib.util
 import json
 import logging
 import math
@@ -20,8 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -40,33 +38,18 @@ from seoblog_contracts import Usage
 
 from ._lean_imports import aiohttp_hidden
 from .bus import JobError
+from .llm_http import (
+    DEFAULT_BASE_URL,
+    LlmAnswerError,
+    LlmConnectionError,
+    LlmStatusError,
+    LlmTimeoutError,
+    Transport,
+    transport,
+)
 from .ratelimit import RateLimitTimeout, TokenBucket
 from .resilience import BreakerState, CircuitBreaker, CircuitOpenError, wait_retry_after
 from .settings import ServiceSettings
-
-
-def _lazy(name: str) -> ModuleType:
-    """Import `name` on first use: openai costs ~0.3 s of start-up, and a service without an
-    LLM configured never touches it."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ModuleNotFoundError(name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
-
-
-if TYPE_CHECKING:
-    import httpx2  # the HTTP client under openai (its errors reach us mid-stream unwrapped)
-    import openai
-else:
-    httpx2 = _lazy("httpx2")
-    openai = _lazy("openai")
 
 log = logging.getLogger("seoblog.llm")
 
@@ -111,8 +94,9 @@ class LlmServiceSettings(ServiceSettings):
     )
     llm_http: Literal["aiohttp", "httpx"] = Field(
         "aiohttp",
-        description="HTTP client under openai: aiohttp (parses in C: half the CPU of a "
-        "streamed answer) or httpx (about 10 MB less memory; aiohttp is then never loaded)",
+        description="HTTP client of the LLM calls: aiohttp (parses in C: half the CPU of "
+        "httpx per call and per streamed chunk) or httpx (about 10 MB less memory; aiohttp is "
+        "then never loaded)",
     )
     llm_timeout_s: float = Field(
         60.0,
@@ -303,8 +287,9 @@ T = TypeVar("T")
 
 def retry_after_of(exc: BaseException) -> float | None:
     """Seconds a provider asked us to wait (Retry-After-Ms / Retry-After), if it said."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
+    headers = exc.headers if isinstance(exc, LlmStatusError) else None
+    if headers is None:  # the Batch API's calls go through the openai SDK
+        headers = getattr(getattr(exc, "response", None), "headers", None)
     if headers is None:
         return None
     for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
@@ -323,35 +308,60 @@ def retry_after_of(exc: BaseException) -> float | None:
     return None
 
 
+Failure = Literal["timeout", "status", "connection", "answered"]
+
+
+def failure_of(exc: BaseException) -> tuple[Failure, int | None] | None:
+    """What kind of failure `exc` is, and its HTTP status; None for none of the provider's.
+    The chat calls raise llm_http's errors; the Batch API's calls, through the openai SDK,
+    raise its own (and httpx's, unwrapped, mid-download), looked at only once it is loaded."""
+    if isinstance(exc, LlmTimeoutError):
+        return "timeout", None
+    if isinstance(exc, LlmStatusError):
+        return "status", exc.status_code
+    if isinstance(exc, LlmConnectionError):
+        return "connection", None
+    if isinstance(exc, LlmAnswerError):
+        return "answered", None
+    openai, httpx2 = sys.modules.get("openai"), sys.modules.get("httpx2")
+    if openai is not None and isinstance(exc, openai.APIError):
+        if isinstance(exc, openai.APITimeoutError):
+            return "timeout", None
+        if isinstance(exc, openai.APIStatusError):
+            return "status", int(exc.status_code)
+        if isinstance(exc, openai.APIConnectionError):
+            return "connection", None
+        return "answered", None
+    if httpx2 is not None and isinstance(exc, httpx2.TransportError):
+        return ("timeout" if isinstance(exc, httpx2.TimeoutException) else "connection"), None
+    return None
+
+
+def outcome_of(exc: BaseException) -> str:
+    """A failed attempt's outcome label (seoblog_llm_attempts): http_429, timeout,
+    connection, bad_answer, or the exception's type for anything else."""
+    found = failure_of(exc)
+    if found is None:
+        return type(exc).__name__
+    kind, status = found
+    return {"status": f"http_{status}", "answered": "bad_answer"}.get(kind, kind)
+
+
 def is_transient(exc: BaseException) -> bool:
     """429, 408, 409, 5xx, timeouts and lost connections: worth another attempt."""
-    # The transport's own errors reach us unwrapped when a streamed answer breaks off.
-    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return False
+    found = failure_of(exc)
+    if found is None:
+        return False
+    kind, status = found
+    if kind == "status":
+        assert status is not None
+        return status in (408, 409, 429) or status >= 500
+    return kind in ("timeout", "connection")
 
 
 def _provider_failure(exc: BaseException) -> bool:
     """Counts against the breaker: the provider is down or failing, not merely throttling us."""
-    return is_transient(exc) and not (
-        isinstance(exc, openai.APIStatusError) and exc.status_code == 429
-    )
-
-
-def _http_client(kind: str) -> Any:
-    """openai's aiohttp transport (its `aiohttp` extra): aiohttp parses HTTP in C, where httpx
-    runs h11 in Python for every chunk of a streamed answer; reading a 1,500-word stream costs
-    half the CPU (`bench/llm_stream/run.py`), a plain call a quarter less. httpx (openai's
-    default client, None here) where memory matters more than a plain call's CPU."""
-    if kind != "aiohttp":
-        return None
-    try:
-        return openai.DefaultAioHttpClient()
-    except RuntimeError:  # openai was first imported here with aiohttp hidden (llm_http=httpx)
-        log.info("openai was loaded without aiohttp in this process: using httpx")
-        return None
+    return is_transient(exc) and failure_of(exc) != ("status", 429)
 
 
 def estimate_tokens(messages: list[dict[str, str]]) -> int:
@@ -361,24 +371,14 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
 class Llm:
     """One OpenAI-compatible endpoint with the resilience and cost rules of ARCHITECTURE.md.
 
-    The openai client's own retries are off (max_retries=0) so that every attempt passes the
-    rate limiter and the breaker and is counted here."""
+    Chat calls are plain HTTP (llm_http); each attempt passes the rate limiter and the breaker
+    and is counted here."""
 
     def __init__(self, settings: LlmServiceSettings, tracer: Tracer) -> None:
         self.settings = settings
         self.tracer = tracer
-        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "unused"
-        # openai imports aiohttp whenever it is installed (its optional transport): about
-        # 10 MB a process that runs httpx anyway.
-        hide = aiohttp_hidden("openai._base_client") if settings.llm_http == "httpx" else None
-        with hide or contextlib.nullcontext():
-            client_class = openai.AsyncOpenAI  # the lazy import of openai happens here
-        self.client = client_class(
-            base_url=settings.llm_base_url,
-            api_key=key,
-            timeout=settings.llm_timeout_s,
-            max_retries=0,
-            http_client=_http_client(settings.llm_http),
+        self.http: Transport = transport(
+            settings.llm_http, settings.llm_base_url, self._key, settings.llm_timeout_s
         )
         self._typical_s: dict[str, float] = {}  # purpose -> recent call duration
         self.breaker = CircuitBreaker(
@@ -408,10 +408,33 @@ class Llm:
         )
         self.stats = LlmStats()
 
+    @property
+    def _key(self) -> str:
+        key = self.settings.llm_api_key
+        return key.get_secret_value() if key else "unused"
+
+    @cached_property
+    def client(self) -> Any:
+        """The openai SDK's client, for the Batch API's file and batch calls only (loaded on
+        the first batch: 1.2 s and 23 MB that a service sending no batch never spends). Its
+        own retries are off: every attempt goes through `call`."""
+        s = self.settings
+        # openai imports aiohttp whenever it is installed (its optional transport): about
+        # 10 MB a process that runs httpx anyway.
+        hide = aiohttp_hidden("openai._base_client") if s.llm_http == "httpx" else None
+        with hide or contextlib.nullcontext():
+            import openai
+        return openai.AsyncOpenAI(
+            base_url=s.llm_base_url or DEFAULT_BASE_URL,
+            api_key=self._key,
+            timeout=s.llm_timeout_s,
+            max_retries=0,
+        )
+
     @cached_property
     def _server(self) -> dict[str, Any]:
         """server.address and server.port of the provider, for the call spans."""
-        url = urlsplit(str(self.client.base_url))  # the openai client's default when unset
+        url = urlsplit(self.settings.llm_base_url or DEFAULT_BASE_URL)
         if not url.hostname:
             return {}
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -432,7 +455,9 @@ class Llm:
     async def close(self) -> None:
         if "batcher" in self.__dict__:
             await self.batcher.close()
-        await self.client.close()
+        if "client" in self.__dict__:
+            await self.client.close()
+        await self.http.close()
 
     def cost(
         self, prompt_tokens: int, completion_tokens: int, *, model: str | None = None
@@ -587,33 +612,35 @@ class Llm:
                 f"The LLM rate limit (LLM_RPM/LLM_TPM) left no room in time: {exc}",
                 retryable=True,
             ) from exc
-        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
-            raise JobError(
+        except Exception as exc:
+            found = failure_of(exc)
+            if found is None or found[0] == "answered":
+                raise
+            raise self._job_error(exc, *found) from exc
+
+    def _job_error(self, exc: BaseException, kind: Failure, status: int | None) -> JobError:
+        s = self.settings
+        tries = s.llm_max_retries + 1
+        if kind == "timeout":
+            return JobError(
                 "llm_timeout",
                 f"The language model did not answer within LLM_TIMEOUT_S "
-                f"({s.llm_timeout_s:g} s) in {s.llm_max_retries + 1} attempts.",
+                f"({s.llm_timeout_s:g} s) in {tries} attempts.",
                 retryable=True,
-            ) from exc
-        except openai.APIStatusError as exc:
-            if is_transient(exc):
-                raise JobError(
-                    "llm_unavailable",
-                    f"The language model did not answer after {s.llm_max_retries + 1} "
-                    f"attempts (HTTP {exc.status_code}).",
-                    retryable=True,
-                ) from exc
-            raise JobError(
+            )
+        if kind == "status" and not is_transient(exc):
+            return JobError(
                 "llm_rejected",
-                f"The language model refused the request (HTTP {exc.status_code}).",
+                f"The language model refused the request (HTTP {status}).",
                 retryable=False,
-            ) from exc
-        except (openai.APIConnectionError, httpx2.TransportError) as exc:
-            raise JobError(
-                "llm_unavailable",
-                f"The language model did not answer after {s.llm_max_retries + 1} "
-                f"attempts: {type(exc).__name__}",
-                retryable=True,
-            ) from exc
+            )
+        how = f"(HTTP {status})" if kind == "status" else f"{type(exc).__name__}"
+        return JobError(
+            "llm_unavailable",
+            f"The language model did not answer after {tries} attempts"
+            + (f" {how}." if kind == "status" else f": {how}"),
+            retryable=True,
+        )
 
     async def _through_breaker(
         self,
@@ -651,13 +678,13 @@ class Llm:
             try:
                 result = await attempt()
             except Exception as exc:
-                outcome = type(exc).__name__
+                outcome = outcome_of(exc)
                 self.stats.by_outcome[outcome] = self.stats.by_outcome.get(outcome, 0) + 1
                 self.stats.failed += 1
                 if _provider_failure(exc):
                     self.breaker.on_failure()
                     settled = True
-                elif isinstance(exc, openai.APIError):
+                elif failure_of(exc) is not None:
                     self.breaker.on_success()  # it answered: a 4xx is our problem, not an outage
                     settled = True
                 log.warning(
@@ -691,16 +718,18 @@ class Llm:
             )
 
     async def _once(self, body: dict[str, Any]) -> Completion:
-        response = await self.client.chat.completions.create(
-            **body, timeout=self.settings.llm_timeout_s
-        )
-        text = response.choices[0].message.content or ""
-        _record_response(response.model, response.choices[0].finish_reason)
-        usage = response.usage
-        if usage is None:
+        answer = await self.http.post_json("/chat/completions", body)
+        try:
+            choice = answer["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise LlmAnswerError(f"the answer has no message: {str(answer)[:200]}") from exc
+        _record_response(answer.get("model"), choice.get("finish_reason"))
+        usage = answer.get("usage")
+        if not isinstance(usage, dict):
             log.warning("answer carried no usage; estimated the tokens")
             return text, estimate_tokens(body["messages"]), max(1, len(text) // 4)
-        return text, usage.prompt_tokens, usage.completion_tokens
+        return text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
     async def _streamed(
         self,
@@ -711,8 +740,8 @@ class Llm:
         """Stream the answer, reporting progress every 10 % of `expected_tokens` through a
         fire-and-forget relay: a slow or failing callback never fails or delays the call.
 
-        The server-sent events are read as JSON dicts, not turned into openai's pydantic
-        chunk models: building those was 70 % of the client's time on a long answer."""
+        The server-sent events are read as JSON dicts, not turned into an SDK's models:
+        building those was 70 % of the client's time on a long answer."""
         relay = _ProgressRelay(on_progress)
         parts: list[str] = []
         append = parts.append
@@ -720,13 +749,9 @@ class Llm:
         step = max(expected_tokens, 1) / 10  # chunks per 10 %
         next_report = math.ceil(step)
         prompt_tokens = completion_tokens = 0
-        async with self.client.chat.completions.with_streaming_response.create(
-            **body,
-            stream=True,
-            stream_options={"include_usage": True},
-            timeout=self.settings.llm_timeout_s,
-        ) as response:
-            async for chunk in _sse_json(response.iter_lines(), response.http_response):
+        streamed = body | {"stream": True, "stream_options": {"include_usage": True}}
+        async with self.http.stream_lines("/chat/completions", streamed) as lines:
+            async for chunk in _sse_json(lines):
                 for choice in chunk.get("choices") or ():
                     content = (choice.get("delta") or {}).get("content")
                     if content:
@@ -775,11 +800,9 @@ def _record_response(model: object, finish_reason: object) -> None:
         current.set_attribute("gen_ai.response.finish_reasons", [str(finish_reason)])
 
 
-async def _sse_json(
-    lines: AsyncIterator[str], response: httpx2.Response
-) -> AsyncIterator[dict[str, Any]]:
+async def _sse_json(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
     """The JSON data of each server-sent event up to `[DONE]`; an `error` payload raises
-    openai.APIError as the openai client's own stream does."""
+    LlmAnswerError (as the openai SDK's stream raises its APIError)."""
     data: list[str] = []
     async for line in lines:
         if line:
@@ -801,11 +824,7 @@ async def _sse_json(
             if chunk.get("error"):
                 error = chunk["error"]
                 message = error.get("message") if isinstance(error, dict) else None
-                raise openai.APIError(
-                    str(message or "An error occurred during streaming"),
-                    response.request,
-                    body=error,
-                )
+                raise LlmAnswerError(str(message or "An error occurred during streaming"))
             yield chunk
     if data and not (payload := "\n".join(data)).startswith("[DONE]"):
         chunk = json.loads(payload)

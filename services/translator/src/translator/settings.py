@@ -1,7 +1,5 @@
 """Translator settings: TRANSLATOR_*, the shared LLM_* settings and infrastructure URLs."""
 
-from typing import Literal
-
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -17,11 +15,6 @@ class Settings(LlmServiceSettings):
 
     service: str = "translator"
     port: int = Field(8002, description="HTTP port (API, or health and metrics)")
-    llm_http: Literal["aiohttp", "httpx"] = Field(
-        "httpx",
-        description="HTTP client under openai: httpx here (translations are not streamed, "
-        "so aiohttp would save little CPU and cost about 10 MB), or aiohttp",
-    )
     segment_tokens: int = Field(800, description="token budget of one translated segment")
     segment_concurrency: int = Field(4, description="segments translated at once per job")
     prompt_version: str = Field("translate-v1", description="part of the cache key")
