@@ -138,6 +138,35 @@ def test_write_offline_sentences_come_from_the_source_in_other_languages_too() -
                 assert squash(sentence) in source, sentence
 
 
+TRADEMARK_FUNCTIONS = (  # 95 characters: about 48 words of reading, a usual Japanese sentence
+    "商標には、同じ商標が付された商品は同じ提供元のものであるという、商品の出所を表示する機能"
+    "（出所表示機能）、同じ商標が付された商品は同じ品質であることを保証する機能（品質保証機能）があります。"
+)
+WHY_INFRINGEMENT = "ではなぜ、改造した製品を販売すると、権利の侵害になるのでしょうか。"
+BECAUSE = "その理由は、製品の品質が保証されなくなるからです。"
+MODIFIED_PHONES = "\n\n".join(
+    [
+        "先日、改造したスマートフォンを販売した男性が逮捕されたというニュースを耳にしました。",
+        "改造したスマートフォンでも、もともとは正規の店で購入したものです。",
+        f"{WHY_INFRINGEMENT} {BECAUSE}",
+        TRADEMARK_FUNCTIONS,
+        "通常、正規のルートで販売された製品をそのまま転売する場合は、侵害にはなりません。",
+        "しかし、権利者の意思に基づくことなく製品に改造を加えて販売した場合は、侵害と判断される場合があります。",
+    ]
+)
+
+
+def test_write_offline_uses_a_japanese_sentence_of_a_hundred_characters() -> None:
+    draft = write_offline(
+        title="製品の改造が法律違反に",
+        text=MODIFIED_PHONES,
+        keywords=["出所"],
+        language="ja",
+        length=400,
+    )
+    assert TRADEMARK_FUNCTIONS in draft.markdown.split("\n\n")[1]  # the keyword's sentence leads
+
+
 def test_write_offline_frames_takeaways_and_faq_in_the_target_language() -> None:
     german = write_offline(
         title="Die elektronische Patientenakte",

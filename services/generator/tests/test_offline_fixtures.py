@@ -255,7 +255,7 @@ def test_every_fixture_post_is_made_of_whole_source_sentences_and_scores_90_or_m
 @pytest.mark.slow
 def test_at_800_words_no_sentence_is_cut_short_and_most_posts_score_90_or_more() -> None:
     """At a fixed 800 words many sources are too short to fill the length (the report says so):
-    measured 86 of 121 pages at 90 or more, median 93."""
+    measured 87 of 121 pages at 90 or more, median 93."""
     failures: list[tuple[str, str]] = []
     scores: list[int] = []
     for case in cases():
@@ -263,7 +263,7 @@ def test_at_800_words_no_sentence_is_cut_short_and_most_posts_score_90_or_more()
         failures += cut
         scores.append(score)
     assert not failures, failures[:10]
-    assert sum(score >= 90 for score in scores) >= 86, sorted(scores)
+    assert sum(score >= 90 for score in scores) >= 87, sorted(scores)
     assert statistics.median(scores) >= 93
 
 
