@@ -167,6 +167,18 @@ def test_write_offline_uses_a_japanese_sentence_of_a_hundred_characters() -> Non
     assert TRADEMARK_FUNCTIONS in draft.markdown.split("\n\n")[1]  # the keyword's sentence leads
 
 
+def test_write_offline_takes_a_japanese_question_ending_in_ka_and_its_answer_for_the_faq() -> None:
+    draft = write_offline(
+        title="製品の改造が法律違反に",
+        text=MODIFIED_PHONES,
+        keywords=["スマートフォン"],
+        language="ja",
+        length=400,
+    )
+    assert (WHY_INFRINGEMENT, BECAUSE) in draft.faq
+    assert not [a for _, a in draft.faq if a.endswith("か。")]
+
+
 def test_write_offline_frames_takeaways_and_faq_in_the_target_language() -> None:
     german = write_offline(
         title="Die elektronische Patientenakte",

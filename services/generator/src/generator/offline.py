@@ -735,7 +735,12 @@ def _tag_list(s: _Sentence, keyword_uses: int) -> bool:
 
 
 def _is_question(s: _Sentence) -> bool:
-    return s.plain.rstrip("\"'”’»)").endswith(("?", "？", "؟"))
+    """Ends with a question mark, or in Japanese with the particle か and a full stop
+    ("…のでしょうか。"), as questions there often are."""
+    plain = s.plain.rstrip("\"'”’»)」』")
+    return plain.endswith(("?", "？", "؟")) or (
+        plain.endswith("か。") and bool(_KANA_RE.search(plain))
+    )
 
 
 def _scores(
