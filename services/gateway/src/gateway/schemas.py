@@ -4,8 +4,9 @@ an example each."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -49,6 +50,9 @@ class NoNul(BaseModel):
         if any("\x00" in s for s in _strings(self.model_dump(mode="json"))):
             raise ValueError("text must not contain NUL characters")
         return self
+
+
+_SPEC_FIELDS = tuple(JobSpec.model_fields)
 
 
 class JobRequest(JobSpec, NoNul):
@@ -110,9 +114,8 @@ class JobRequest(JobSpec, NoNul):
     )
 
     def spec(self) -> JobSpec:
-        return JobSpec.model_validate(
-            self.model_dump(exclude={"callback_url", "callback_events", "max_age"})
-        )
+        # Validated once: these are JobSpec's own fields, already through its validators.
+        return JobSpec.model_construct(**{name: getattr(self, name) for name in _SPEC_FIELDS})
 
 
 class BatchRequest(BaseModel):
@@ -163,6 +166,18 @@ class PostSummary(BaseModel):
     writer: str
     seo: SeoReport
     usage: Usage
+
+    @classmethod
+    def of(cls, post: PostGenerated) -> PostSummary:
+        return cls(
+            id=post.post_id,
+            title=post.title,
+            slug=post.slug,
+            language=post.language,
+            writer=post.writer,
+            seo=post.seo,
+            usage=post.usage,
+        )
 
 
 JOB_EXAMPLE: dict[str, Any] = {
@@ -229,32 +244,30 @@ class Job(BaseModel):
             error=json.loads(row["error"]) if row["error"] else None,
             trace_id=row["trace_id"],
             callback_url=row.get("callback_url"),
-            callback_events=_callback_events(row),
+            callback_events=callback_events_of(row.get("callback_url"), row.get("callback_events")),
             post_id=row["post_id"],
             cached_from=row.get("cached_from"),
-            post=None
-            if post is None
-            else PostSummary(
-                id=post.post_id,
-                title=post.title,
-                slug=post.slug,
-                language=post.language,
-                writer=post.writer,
-                seo=post.seo,
-                usage=post.usage,
-            ),
-            links={
-                "self": f"/v1/jobs/{job_id}",
-                "events": f"/v1/jobs/{job_id}/events",
-                "post": f"/v1/posts/{row['post_id']}" if row["post_id"] else None,
-            },
+            post=None if post is None else PostSummary.of(post),
+            links=job_links(job_id, row["post_id"]),
         )
 
 
-def _callback_events(row: dict[str, Any]) -> list[CallbackEvent] | None:
-    if not row.get("callback_url"):
+def job_links(job_id: str, post_id: str | None) -> dict[str, str | None]:
+    return {
+        "self": f"/v1/jobs/{job_id}",
+        "events": f"/v1/jobs/{job_id}/events",
+        "post": f"/v1/posts/{post_id}" if post_id else None,
+    }
+
+
+def callback_events_of(
+    callback_url: str | None, events: Sequence[str] | None
+) -> list[CallbackEvent] | None:
+    """The events a job's callback gets: none without a callback, else the chosen ones or the
+    default three."""
+    if not callback_url:
         return None
-    return list(row.get("callback_events") or DEFAULT_CALLBACK_EVENTS)
+    return list(cast("Sequence[CallbackEvent]", events or DEFAULT_CALLBACK_EVENTS))
 
 
 class JobList(BaseModel):

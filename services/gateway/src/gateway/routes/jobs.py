@@ -35,6 +35,7 @@ from ..deps import (
     AppDep,
     CanRead,
     CanWrite,
+    Gateway,
     HubDep,
     JobsDep,
     PartsDep,
@@ -52,11 +53,16 @@ from ..schemas import (
     BatchResponse,
     ErrorBody,
     ErrorResponse,
+    HistoryEntry,
     Job,
     JobList,
     JobRequest,
+    PostSummary,
+    Progress,
     WebhookDeliveries,
     WebhookDelivery,
+    callback_events_of,
+    job_links,
 )
 from ..snapshots import JobCache, load_job
 from ..store import DONE_PROGRESS, CachedResult, IdempotencyConflict, JobFilter, NewJob, PgJobStore
@@ -182,7 +188,9 @@ async def _submit(
             await announce_job(app.jobs, app.hub, webhooks, done, who.key_id)
             return done, False
         try:
-            await asyncio.wait_for(parts.bus.publish(event), settings.publish_timeout_s)
+            # asyncio.timeout, not wait_for: no task of its own for every submit.
+            async with asyncio.timeout(settings.publish_timeout_s):
+                await parts.bus.publish(event)
         except Exception:
             # It may have reached the stream; the job stays queued and the relay publishes it
             # again under the same id (the stream keeps one), so a retry finds this job.
@@ -196,33 +204,31 @@ async def _submit(
 
 
 def _job(new: NewJob, state: str, cached: CachedResult | None) -> Job:
-    """What the store now holds, without reading it back."""
-    history: list[dict[str, Any]] = [{"state": "queued", "at": new.at}]
-    row: dict[str, Any] = {
-        "job_id": new.job_id,
-        "state": state,
-        "spec": new.spec.model_dump_json(),
-        "created_at": new.at,
-        "updated_at": new.at,
-        "version": 1,
-        "progress": None,
-        "history": history,
-        "error": None,
-        "trace_id": new.trace_id,
-        "callback_url": new.callback_url,
-        "callback_events": new.callback_events,
-        "post_id": None,
-    }
-    if cached is None:
-        return Job.from_row(row, None)
-    history.append({"state": "completed", "at": new.at + timedelta(microseconds=1)})
-    row |= {
-        "version": 2,
-        "progress": json.dumps(DONE_PROGRESS),
-        "post_id": cached.post.post_id,
-        "cached_from": cached.source_job_id,
-    }
-    return Job.from_row(row, cached.post)
+    """What the store now holds, built from what we wrote instead of read back (the spec
+    is not encoded and decoded again)."""
+    post = None if cached is None else cached.post
+    history = [HistoryEntry(state=JobState.QUEUED, at=new.at)]
+    if post is not None:
+        history.append(
+            HistoryEntry(state=JobState.COMPLETED, at=new.at + timedelta(microseconds=1))
+        )
+    return Job(
+        id=new.job_id,
+        state=JobState(state),
+        spec=new.spec,
+        created_at=new.at,
+        updated_at=new.at,
+        version=1 if post is None else 2,
+        progress=None if post is None else Progress.model_validate(DONE_PROGRESS),
+        history=history,
+        trace_id=new.trace_id,
+        callback_url=new.callback_url,
+        callback_events=callback_events_of(new.callback_url, new.callback_events),
+        post_id=None if post is None else post.post_id,
+        post=None if post is None else PostSummary.of(post),
+        cached_from=None if cached is None else cached.source_job_id,
+        links=job_links(new.job_id, None if post is None else post.post_id),
+    )
 
 
 def _bus_unavailable() -> ApiError:
@@ -248,11 +254,12 @@ def _bus_unavailable() -> ApiError:
 async def submit_job(
     request: JobRequest,
     who: CanWrite,
-    app: AppDep,
     http: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    auth: Authenticator = http.app.state.auth
+    state = http.app.state  # not AppDep: each dependency costs per request, on the hot path
+    auth: Authenticator = state.auth
+    app: Gateway = state.gateway
     await auth.charge_jobs(who, 1)
     job, replayed = await _submit(app, who, request, idempotency_key)
     headers = {"Location": f"/v1/jobs/{job.id}"}
