@@ -26,6 +26,7 @@ from generator.seo import (
 )
 
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared/fixtures/extraction"
+NATIVE_ADS = "dfd43bc0"  # my6sense's native ad units study
 VW_SPACE_VIZZION = (
     "06ee193de4bd611f7fafbab0c59b0f6fe3495093516720632cd093b24c7a0e98"  # "The ID. SPACE VIZZION"
 )
@@ -255,7 +256,7 @@ def test_every_fixture_post_is_made_of_whole_source_sentences_and_scores_90_or_m
 @pytest.mark.slow
 def test_at_800_words_no_sentence_is_cut_short_and_most_posts_score_90_or_more() -> None:
     """At a fixed 800 words many sources are too short to fill the length (the report says so):
-    measured 87 of 121 pages at 90 or more, median 93."""
+    measured 88 of 121 pages at 90 or more, median 93."""
     failures: list[tuple[str, str]] = []
     scores: list[int] = []
     for case in cases():
@@ -263,7 +264,7 @@ def test_at_800_words_no_sentence_is_cut_short_and_most_posts_score_90_or_more()
         failures += cut
         scores.append(score)
     assert not failures, failures[:10]
-    assert sum(score >= 90 for score in scores) >= 87, sorted(scores)
+    assert sum(score >= 90 for score in scores) >= 88, sorted(scores)
     assert statistics.median(scores) >= 93
 
 
@@ -302,6 +303,25 @@ def test_the_id_space_vizzion_sentences_stay_whole() -> None:
     assert any("the ID. SPACE VIZZION a near-50:50 weight distribution." in s for s in sentences)
     assert not [s for s in sentences if s.startswith("SPACE VIZZION")]
     assert not fragments(case, draft.markdown, "SPACE VIZZION")
+
+
+def test_a_sentence_broken_by_a_paragraph_break_is_left_out_and_the_post_still_reads_well() -> None:
+    """The extracted page has "… provide publishers with an" and "effective way to recirculate
+    …" as two paragraphs; without the rest of that sentence, the framing that would fill its
+    place with long sentences (average above 25 words) is left out: the post was long enough."""
+    case = next(c for c in cases() if c.page_id.startswith(NATIVE_ADS))
+    assert "effective way to recirculate" in case.text
+    for length in (case.length, DEFAULT_LENGTH):
+        draft = write_offline(
+            title=case.title,
+            text=case.text,
+            keywords=[case.keyword],
+            language=case.language,
+            length=length,
+        )
+        assert "effective way to recirculate" not in draft.markdown, length
+    score, failed, _ = scored(case, case.length)
+    assert score >= 90, failed
 
 
 def test_the_cut_short_check_catches_a_sentence_cut_at_an_abbreviation() -> None:

@@ -147,3 +147,16 @@ def test_takeaways_say_no_keyword_sentence_again_when_the_keyword_would_be_too_d
     assert takeaways.startswith("Key takeaways"), markdown
     assert "ferry" not in takeaways.lower()
     assert not checks["length_ok"]  # 49 words of source: too short for 300 either way
+
+
+def test_the_rest_of_a_sentence_broken_by_a_paragraph_break_is_no_sentence_of_the_post() -> None:
+    broken = (
+        "The rowing club lends boats to every village team that enters the race, giving them an"
+        "\n\neffective way to train on the river for weeks before the festival begins."
+    )
+    about = "**About eventbrite**\n\neventbrite sells the festival tickets online and at the gate."
+    text = SHORT_SOURCE.replace(" Children can", f"\n\n{broken}\n\nChildren can") + f"\n\n{about}"
+    markdown, _, _ = draft_and_report(text, "festival", 240)
+    assert "Food stalls from twelve villages" in markdown  # the sentences around it are used
+    assert "effective way to train" not in markdown
+    assert "eventbrite sells the festival tickets" in markdown  # after a heading in bold
