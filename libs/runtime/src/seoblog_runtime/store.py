@@ -53,6 +53,12 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     cursors. Keep it so: use SET LOCAL and pg_advisory_xact_lock inside transactions."""
 
 
+_LZ4_IF_SUPPORTED = (
+    "SELECT 'lz4' FROM pg_settings"
+    " WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+)
+
+
 class StoreNotOpen(RuntimeError):
     """The store has not connected yet (PostgreSQL was down at start-up): answer 503."""
 
@@ -116,6 +122,7 @@ class Store:
         self.migrations = migrations
         self.pool_max = pool_max
         self._pool: asyncpg.Pool | None = None
+        self.toast_compression: str | None = None  # lz4 where the server has it (migrate)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -127,13 +134,16 @@ class Store:
         """Migrate, then open the pool. `connect_timeout_s` bounds each connection attempt
         (not the migrations, which may take their time)."""
         await self.migrate(connect_timeout_s=connect_timeout_s)
+        # application_name tells operators (pg_stat_activity) and the bench whose it is.
+        settings = {"search_path": self.schema, "application_name": self.application}
+        if self.toast_compression:
+            settings["default_toast_compression"] = self.toast_compression
         self._pool = await asyncpg.create_pool(
             self.database_url,
             min_size=1,
             max_size=self.pool_max,
             timeout=connect_timeout_s,
-            # application_name tells operators (pg_stat_activity) and the bench whose it is.
-            server_settings={"search_path": self.schema, "application_name": self.application},
+            server_settings=settings,
             reset=_keep_session,
         )
 
@@ -152,6 +162,10 @@ class Store:
         applied: list[int] = []
         conn = await asyncpg.connect(self.database_url, timeout=connect_timeout_s)
         try:
+            # Large values (events with an article's text, posts, answers) are compressed with
+            # lz4 where the server was built with it: a third of pglz's CPU on a 40 KB text,
+            # for a tenth more bytes (the column default, so no migration rewrites a table).
+            self.toast_compression = await conn.fetchval(_LZ4_IF_SUPPORTED)
             await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(self.schema))
             try:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
