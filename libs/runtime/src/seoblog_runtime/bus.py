@@ -743,8 +743,9 @@ class _ProgressGate:
     percent steps within milliseconds, and every event costs its stream write and a decode in
     each consumer (the gateway, the monitor): progress was half of a job's events. Always sent:
     a job stage's first event and a new phase (the message's first word changes, as from
-    "writing" to "revising"); other updates at most every `interval_s`, 100 % included (the
-    stage's result follows it at once and says as much)."""
+    "writing" to "revising"; the first named phase after a first event without one, such as
+    the translator's "segment 1/2", is an update); other updates at most every `interval_s`,
+    100 % included (the stage's result follows it at once and says as much)."""
 
     _REMEMBERED = 4096  # job stages in flight in this process, and more
 
@@ -760,9 +761,14 @@ class _ProgressGate:
         now = time.monotonic()
         phase = (event.message or "").split(" ", 1)[0]
         seen = self.last.get(key)
-        if seen is not None and phase == seen[1] and now - seen[0] < self.interval_s:
-            self.coalesced += 1
-            return False
+        if seen is not None and now - seen[0] < self.interval_s:
+            if phase == seen[1]:
+                self.coalesced += 1
+                return False
+            if not seen[1]:  # after the stage's first event, its first named phase is an update
+                self.last[key] = (seen[0], phase)
+                self.coalesced += 1
+                return False
         self.last[key] = (now, phase)
         self.last.move_to_end(key)
         if len(self.last) > self._REMEMBERED:
