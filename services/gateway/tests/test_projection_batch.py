@@ -147,3 +147,21 @@ async def test_the_gateway_does_not_project_its_own_submitted_events(gateway, jo
     again = (await gateway.get(f"/v1/jobs/{job['id']}")).json()
     assert again["version"] == 1
     assert [h["state"] for h in again["history"]] == ["queued"]
+
+
+async def test_the_job_consumer_is_not_sent_the_jobs_the_gateway_submitted(
+    gateway, gateway_app, bus, jobs
+):
+    gw_bus = gateway_app[0].state.parts.bus
+    stream, durable = gw_bus.subjects.stream, "gateway-project_job"
+    first = await jobs.submit(gateway)
+    await jobs.submit(gateway, priority="high")
+    # Both submitted events are in the stream (the submits were confirmed): none is pending
+    # for the job consumer, none was delivered to it.
+    info = await gw_bus.js.consumer_info(stream, durable)
+    assert (info.num_pending, info.delivered.consumer_seq) == (0, 0)
+
+    await bus.publish(JobProgress(job_id=first["id"], stage=Stage.CRAWL, percent=0))
+    await jobs.wait_for_state(gateway, first["id"], "crawling")
+    info = await gw_bus.js.consumer_info(stream, durable)
+    assert info.delivered.consumer_seq == 1

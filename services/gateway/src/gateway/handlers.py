@@ -94,7 +94,8 @@ def register(
 
     async def project(events: Sequence[Event]) -> None:
         # (A batch's queries make no spans: Bus.consume_batch suppresses them.)
-        # The gateway wrote each submitted job's row itself: its own event moves nothing.
+        # The gateway wrote each submitted job's row itself: its own event moves nothing (and
+        # reaches only a consumer declared before its filter left those events out).
         # The jobs the batch moved come back with it, read on the same connection.
         result = await store.project(
             [resanitised(e) for e in events if not isinstance(e, JobSubmitted)], read_back=True
@@ -109,8 +110,11 @@ def register(
         for job_id, job in sorted(found.items()):
             await announce_found(hub, webhooks, job, changed=job_id in result.changed)
 
-    # In stream order, so a job's history lists its states as they happened.
-    consume_batch(bus, f"{subjects.root}.job.>", "gateway-project_job", JobEvent, project)
+    # In stream order, so a job's history lists its states as they happened. `job.*` is
+    # job.progress, job.failed and job.cancelled: submitted jobs travel one token deeper
+    # (job.submitted.<priority>), so a burst of submits is not delivered back to the gateway
+    # that wrote them, to be pulled, checked, decoded and acked for nothing.
+    consume_batch(bus, f"{subjects.root}.job.*", "gateway-project_job", JobEvent, project)
     consume_batch(bus, subjects.of(PostGenerated), "gateway-project_post", PostGenerated, project)
     return counters
 
