@@ -380,6 +380,7 @@ class Llm:
         self.http: Transport = transport(
             settings.llm_http, settings.llm_base_url, self._key, settings.llm_timeout_s
         )
+        self._sdk_lock = asyncio.Lock()
         self._typical_s: dict[str, float] = {}  # purpose -> recent call duration
         self.breaker = CircuitBreaker(
             "llm",
@@ -415,9 +416,10 @@ class Llm:
 
     @cached_property
     def client(self) -> Any:
-        """The openai SDK's client, for the Batch API's file and batch calls only (loaded on
-        the first batch: 1.2 s and 23 MB that a service sending no batch never spends). Its
-        own retries are off: every attempt goes through `call`."""
+        """The openai SDK's client, for the Batch API's file and batch calls only (its import
+        is 0.5-1.2 s and 26 MB that a service sending no batch never spends; `_load_sdk` imports
+        it off the event loop before the first batch). Its own retries are off: every
+        attempt goes through `call`."""
         s = self.settings
         # openai imports aiohttp whenever it is installed (its optional transport): about
         # 10 MB a process that runs httpx anyway.
@@ -430,6 +432,15 @@ class Llm:
             timeout=s.llm_timeout_s,
             max_retries=0,
         )
+
+    async def _load_sdk(self) -> None:
+        """Import the openai SDK in a thread, once: in the event loop it would stop every
+        other job's work for over a second."""
+        if "openai" in sys.modules and "client" in self.__dict__:
+            return
+        async with self._sdk_lock:
+            if "client" not in self.__dict__:
+                await asyncio.to_thread(lambda: self.client)
 
     @cached_property
     def _server(self) -> dict[str, Any]:
@@ -529,6 +540,7 @@ class Llm:
             try:
                 batched = False
                 if low_priority and self.settings.llm_batch:
+                    await self._load_sdk()
                     done = await self.batcher.submit(body)
                     if done is not None:
                         text, prompt_tokens, completion_tokens = done

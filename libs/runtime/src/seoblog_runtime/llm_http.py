@@ -1,10 +1,11 @@
 """The chat-completions calls themselves, over aiohttp or httpx with no SDK in between: a POST
 of the request's JSON, the answer's JSON back (or its server-sent events, line by line).
 
-The openai SDK turned every call into its typed request and response models: 3.5 ms of CPU a
-call against 1.0 ms for the same POST over aiohttp (bench/llm/client_cpu.py), and importing it took
-about 1.2 s and 23 MB of each LLM-using service's start-up. It is still what the Batch API's
-file and batch calls go through (seoblog_runtime.batch), loaded only when a batch is sent.
+The openai SDK turned every call into its typed request and response models: 3.9 ms of CPU a
+call against 1.4 ms here and 1.0 ms for a bare aiohttp POST (bench/llm/client_cpu.py), and
+importing it took 0.5-1.2 s (warm or cold) and 26 MB of each LLM-using service's start-up. It
+is still what the Batch API's file and batch calls go through (seoblog_runtime.batch), imported
+in a thread before the first batch.
 
 Failures come out as the errors below, which the client's retries, breaker and job error codes
 read (seoblog_runtime.llm): a status error carries the status, the headers (Retry-After) and

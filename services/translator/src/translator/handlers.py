@@ -89,7 +89,8 @@ class TranslatePage:
 
     async def __call__(self, event: PageCrawled) -> None:
         bus, store = self.parts.bus, self.parts.store
-        if (done := await store.translation_of(event.job_id)) is not None:
+        done, ledger = await store.job_state(event.job_id)  # one round trip for both
+        if done is not None:
             await bus.publish(done)
             return
         # The stage's first event (the job's state moves on with it). Progress needs no confirmed
@@ -128,7 +129,6 @@ class TranslatePage:
                     ack=False,  # progress needs no confirmed write; the stage's result does
                 )
 
-            ledger = await store.paid_segments(job_id)
             variant_model = event.spec.overrides("translator").get("model")
             model = str(variant_model) if variant_model is not None else None
             document = f"# {event.title}\n\n{event.text}"

@@ -25,10 +25,6 @@ class PgTranslationStore(Store):
     def __init__(self, database_url: str, schema: str, pool_max: int = 10) -> None:
         super().__init__(database_url, schema, migrations_of(__file__), pool_max=pool_max)
 
-    async def translation_of(self, job_id: str) -> TextTranslated | None:
-        row = await self.pool.fetchval("SELECT event FROM translations WHERE job_id = $1", job_id)
-        return None if row is None else TextTranslated.model_validate_json(row)
-
     async def record(self, event: TextTranslated) -> TextTranslated:
         """Keep the job's translation; the first one recorded wins. One round trip when this
         one is the first (the insert alone is atomic; a concurrent insert of the same job is
@@ -54,20 +50,28 @@ class PgTranslationStore(Store):
         )
         return TextTranslated.model_validate_json(row)
 
-    async def paid_segments(self, job_id: str) -> SegmentLedger:
-        """What this job already did per segment key: the answered segments to reuse, and the
-        next attempt number of every key it began."""
+    async def job_state(self, job_id: str) -> tuple[TextTranslated | None, SegmentLedger]:
+        """In one round trip: the job's recorded translation if it has one, else what it
+        already did per segment key (the answered segments to reuse, and the next attempt
+        number of every key it began)."""
         rows = await self.pool.fetch(
             """
-            SELECT segment_key, attempt, state, translation, prompt_tokens, completion_tokens,
-                   cost_usd
-            FROM segment_calls WHERE job_id = $1 ORDER BY attempt
+            SELECT t.event, s.segment_key, s.attempt, s.state, s.translation, s.prompt_tokens,
+                   s.completion_tokens, s.cost_usd
+            FROM (SELECT $1::text AS job_id) j
+            LEFT JOIN translations t ON t.job_id = j.job_id
+            LEFT JOIN segment_calls s ON s.job_id = j.job_id AND t.job_id IS NULL
+            ORDER BY s.attempt
             """,
             job_id,
         )
         ledger = SegmentLedger()
+        if rows and rows[0]["event"] is not None:
+            return TextTranslated.model_validate_json(rows[0]["event"]), ledger
         for row in rows:
             key = row["segment_key"]
+            if key is None:  # no segment yet: the one row of the outer joins
+                continue
             ledger.next_attempt[key] = max(ledger.next_attempt.get(key, 0), row["attempt"] + 1)
             if row["state"] == "done" and key not in ledger.done:
                 ledger.done[key] = PaidSegment(
@@ -79,7 +83,7 @@ class PgTranslationStore(Store):
                         cost_usd=float(row["cost_usd"]),
                     ),
                 )
-        return ledger
+        return None, ledger
 
     async def open_segment(
         self, job_id: str, key: str, attempt: int, model: str, prompt_hash: str, estimate: Usage
