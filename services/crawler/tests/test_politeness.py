@@ -264,3 +264,67 @@ async def test_concurrency_per_host_is_capped_across_replicas_through_redis(
 
     assert own_site.hits("/shared-slow") == 6
     assert peak == 1
+
+
+async def test_a_turn_nothing_waits_for_takes_the_slot_and_a_token_of_each_bucket(
+    own_site: FixtureSite, cache: Cache
+) -> None:
+    assert cache.redis is not None
+    url = own_site.url("/page")
+    origin = origin_of(url)
+    politeness = Politeness(cache, FAST)
+    slots = f"{cache.prefix}:host-slots:{origin}"
+    rate = f"{cache.prefix}:host-rate:1000:100:{origin}"
+    delay = f"{cache.prefix}:host-rate:2:1:{origin}"
+
+    async with politeness.turn(url, crawl_delay_s=0.5):
+        leased = await cache.redis.zcard(slots)
+        rate_left = float(await cache.redis.hget(rate, "tokens"))
+        delay_left = float(await cache.redis.hget(delay, "tokens"))
+
+    assert leased == 1
+    assert 99 <= rate_left < 99.5  # one of 100, refilled by at most a few ms
+    assert delay_left < 0.1  # the one Crawl-delay token
+    assert await cache.redis.zcard(slots) == 0
+
+
+async def test_a_hold_set_by_another_replica_stops_the_next_turn(
+    own_site: FixtureSite, make_cache: Callable[[str], Any]
+) -> None:
+    prefix = unique_name("hold")
+    rules = PolitenessRules(host_rate_per_s=1000, host_burst=100, max_wait_s=1)
+    one = Politeness(await make_cache(prefix), rules)
+    other = Politeness(await make_cache(prefix), rules)
+    url = own_site.url("/page")
+
+    await one.hold(url, 3600)
+    with pytest.raises(FetchError) as caught:
+        async with other.turn(url):
+            pass
+
+    assert caught.value.code == "rate_limited"
+    rate = f"{prefix}:host-rate:1000:100:{origin_of(url)}"
+    assert await other.cache.redis.exists(rate) == 0  # type: ignore[union-attr]
+    assert await other.cache.redis.zcard(f"{prefix}:host-slots:{origin_of(url)}") == 0  # type: ignore[union-attr]
+
+
+async def test_a_busy_host_slot_is_waited_for_without_taking_a_rate_token(
+    own_site: FixtureSite, make_cache: Callable[[str], Any]
+) -> None:
+    prefix = unique_name("busy")
+    rules = PolitenessRules(host_rate_per_s=1000, host_burst=100, host_concurrency=1)
+    one = Politeness(await make_cache(prefix), rules)
+    other = Politeness(await make_cache(prefix), rules)
+    url = own_site.url("/page")
+    rate = f"{prefix}:host-rate:1000:100:{origin_of(url)}"
+
+    second = other.turn(url)
+    async with one.turn(url):
+        waiting = asyncio.create_task(second.__aenter__())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the one slot is the first replica's
+        left = float(await one.cache.redis.hget(rate, "tokens"))  # type: ignore[union-attr]
+    await asyncio.wait_for(waiting, 2)
+    await second.__aexit__(None, None, None)
+
+    assert 99 <= left < 99.5  # only the first turn's token was taken while the other waited

@@ -48,6 +48,39 @@ end
 return 0
 """
 
+# A turn's whole Redis work in one round trip when nothing has to wait: no Retry-After hold,
+# a free host slot, and a token in each bucket (the host's rate, then its Crawl-delay, with
+# seoblog_runtime.ratelimit's arithmetic). All or nothing: when anything would wait, nothing
+# is taken and the turn goes step by step. KEYS: slots, hold, buckets...; ARGV: limit, lease
+# seconds, token, then rate and capacity per bucket.
+_FAST_TURN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+local levels = {}
+for i = 3, #KEYS do
+  local rate = tonumber(ARGV[2 * i - 2])
+  local capacity = tonumber(ARGV[2 * i - 1])
+  local state = redis.call('HMGET', KEYS[i], 'tokens', 'at')
+  local tokens = tonumber(state[1]) or capacity
+  local at = tonumber(state[2]) or now
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+  if tokens < 1 then return 0 end
+  levels[i] = tokens
+end
+for i = 3, #KEYS do
+  local rate = tonumber(ARGV[2 * i - 2])
+  local capacity = tonumber(ARGV[2 * i - 1])
+  redis.call('HSET', KEYS[i], 'tokens', levels[i] - 1, 'at', now)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(capacity / rate * 1000) + 1000)
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000) + 1000)
+return 1
+"""
+
 RobotsSource = Callable[[str], Awaitable[tuple[str, str]]]
 
 
@@ -86,6 +119,10 @@ class Politeness:
         # Parsed robots.txt per origin, so a busy host is not re-parsed for every request.
         self._parsed: OrderedDict[str, tuple[float, str, Protego | None]] = OrderedDict()
         self._slots: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        # Retry-After holds this process set (also when Redis could not take them).
+        self._held_until: dict[str, float] = {}
+        self._fast_turn: Any = None  # the script, on the cache's Redis client
+        self._fast_turn_on: Any = None
 
     # -- robots.txt
 
@@ -147,18 +184,55 @@ class Politeness:
         started = time.monotonic()
         slot = await self._enter(origin)
         try:
-            lease = await self._shared_slot(origin)
-            self._observe_wait("concurrency", started)
+            lease = await self._turn_at_once(origin, crawl_delay_s)
+            if lease is None:  # something may have to wait: step by step
+                lease = await self._shared_slot(origin)
+                self._observe_wait("concurrency", started)
+                try:
+                    await self._wait_for_hold(origin)
+                    await self._take(
+                        origin, self.rules.host_rate_per_s, self.rules.host_burst, "rate"
+                    )
+                    if crawl_delay_s > 0:
+                        await self._take(origin, 1.0 / crawl_delay_s, 1.0, "crawl_delay")
+                except BaseException:
+                    await self._release_shared(origin, lease)
+                    raise
+            else:
+                self._observe_wait("concurrency", started)
             try:
-                await self._wait_for_hold(origin)
-                await self._take(origin, self.rules.host_rate_per_s, self.rules.host_burst, "rate")
-                if crawl_delay_s > 0:
-                    await self._take(origin, 1.0 / crawl_delay_s, 1.0, "crawl_delay")
                 yield
             finally:
                 await self._release_shared(origin, lease)
         finally:
             self._leave(origin, slot)
+
+    async def _turn_at_once(self, origin: str, crawl_delay_s: float) -> str | None:
+        """The host's slot (a lease token), rate token and Crawl-delay token taken in one Redis
+        round trip, when none of them has to wait; None (nothing taken) otherwise."""
+        redis = self.cache.redis
+        if redis is None or self._held_until.get(origin, 0.0) > time.time():
+            return None
+        if self._fast_turn_on is not redis:
+            self._fast_turn, self._fast_turn_on = redis.register_script(_FAST_TURN), redis
+        rules = self.rules
+        buckets = [(rules.host_rate_per_s, rules.host_burst)]
+        if crawl_delay_s > 0:
+            buckets.append((1.0 / crawl_delay_s, 1.0))
+        if any(rate <= 0 or burst < 1 for rate, burst in buckets):
+            return None  # the step-by-step path says what is wrong
+        token = secrets.token_hex(8)
+        # The hold's key as the cache stores it (prefix:key), as _slots_key builds its own.
+        keys = [self._slots_key(origin), f"{self.cache.prefix}:hold:v1:{origin}"]
+        args: list[Any] = [rules.host_concurrency, rules.slot_lease_s, token]
+        for rate, burst in buckets:
+            keys.append(f"{self._bucket(rate, burst).prefix}:{origin}")
+            args += [rate, burst]
+        try:
+            granted = await self._fast_turn(keys=keys, args=args)
+        except Exception:  # Redis trouble: the step-by-step path copes (and logs)
+            return None
+        return token if int(granted) else None
 
     async def _shared_slot(self, origin: str) -> str | None:
         """One of the host's slots across replicas (a lease token), or None without Redis."""
@@ -202,6 +276,10 @@ class Politeness:
     async def hold(self, url: str, seconds: float) -> None:
         """No request to the host of `url` for `seconds` (its Retry-After), in any replica."""
         until = time.time() + seconds
+        self._held_until[origin_of(url)] = until
+        if len(self._held_until) > _PARSED_ORIGINS:
+            now = time.time()
+            self._held_until = {o: u for o, u in self._held_until.items() if u > now}
         await self.cache.set_json(f"hold:v1:{origin_of(url)}", until, ttl_s=seconds + 1)
 
     async def _wait_for_hold(self, origin: str) -> None:
