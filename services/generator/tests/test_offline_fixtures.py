@@ -305,6 +305,43 @@ def test_the_id_space_vizzion_sentences_stay_whole() -> None:
     assert not fragments(case, draft.markdown, "SPACE VIZZION")
 
 
+def test_the_repair_stops_going_round_between_too_long_and_too_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 650 and 750 words the native ads study's repair went round a cycle ("too long: drop
+    the longest sentence", "too short: add the best one") for all its 4 x 60 moves: 480 moves,
+    where the post it ends on is known after a few dozen."""
+    import generator.offline as offline
+
+    case = next(c for c in cases() if c.page_id.startswith(NATIVE_ADS))
+    moves: list[int] = []
+    original = offline._repair
+
+    def counted(*args: object, **kwargs: object) -> bool:
+        moves.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(offline, "_repair", counted)
+    for length in (650, 750):
+        moves.clear()
+        draft = write_offline(
+            title=case.title, text=case.text, keywords=[case.keyword], language="en", length=length
+        )
+        assert len(moves) < 60, (length, len(moves))
+        assert not fragments(case, draft.markdown)
+
+
+def test_a_repair_cycle_ends_on_the_state_its_moves_would_end_on() -> None:
+    from generator.offline import _cycle_end
+
+    # States 0 1 2 3 2 3 2 …: step 4 repeats step 2; 60 moves end on state 2 (period 2).
+    assert _cycle_end(2, 4, 60) == 2
+    assert _cycle_end(2, 4, 61) == 3
+    # 0 1 2 1 2 …: 60 moves end on 2 (even steps from 2 on are 2, odd ones 1: 60 is even).
+    assert _cycle_end(1, 3, 60) == 2
+    assert _cycle_end(0, 3, 60) == 0  # a cycle of three from the start: 60 = 3 x 20
+
+
 def test_a_sentence_broken_by_a_paragraph_break_is_left_out_and_the_post_still_reads_well() -> None:
     """The extracted page has "… provide publishers with an" and "effective way to recirculate
     …" as two paragraphs; without the rest of that sentence, the framing that would fill its

@@ -267,7 +267,21 @@ def write_offline(
                 measured.reading_words - sum(s.words for s in chosen),
             )
             changed = False
-            for _ in range(60):
+            # The moves depend only on the sentences chosen: once a state comes back, the
+            # moves go round the same cycle ("too long: drop the longest", "too short: add
+            # the best"), so the state the 60 steps would end on is taken at once.
+            seen: dict[_State, int] = {}
+            states: list[_State] = []
+            for step in range(_REPAIR_STEPS):
+                state = (tuple(tuple(c) for c in sections), tuple(spare))
+                if state in seen:
+                    last = _cycle_end(seen[state], step, _REPAIR_STEPS)
+                    for chosen_now, kept in zip(sections, states[last][0], strict=True):
+                        chosen_now[:] = kept
+                    spare[:] = states[last][1]
+                    break
+                seen[state] = step
+                states.append(state)
                 chosen = [s for c in sections for s in c]
                 estimate = BodyMeasures(
                     words=base[0] + sum(s.words for s in chosen),
@@ -511,6 +525,16 @@ def _repair(
         drop(min(removable, key=lambda s: (scores[s.index], -s.index)))
         return True
     return False
+
+
+_REPAIR_STEPS = 60  # moves per measurement of the draft
+_State = tuple[tuple[tuple[_Sentence, ...], ...], tuple[_Sentence, ...]]  # sections, spare
+
+
+def _cycle_end(first: int, again: int, steps: int) -> int:
+    """The step whose state a run of `steps` moves ends on, when the state of step `first`
+    comes back at step `again`: from there on the states repeat with period again - first."""
+    return first + (steps - first) % (again - first)
 
 
 def _misses(measures: BodyMeasures, length: int) -> int:
