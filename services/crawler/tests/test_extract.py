@@ -1,3 +1,4 @@
+import gzip
 import importlib.util
 import pickle
 import re
@@ -250,3 +251,44 @@ def test_extraction_falls_back_to_recall_mode_when_precision_mode_misses_the_art
     article = extract_article(html, "https://example.com/story")
 
     assert article.word_count > 300
+
+
+def test_extract_article_drops_a_share_call_to_action_of_the_fixture_page() -> None:
+    [page] = (SHARED / "fixtures" / "extraction" / "html").glob("4a44ab3e*.html.gz")
+    html = gzip.decompress(page.read_bytes()).decode()
+
+    article = extract_article(
+        html, "https://www.rt.com/news/473849-3-morales-supporters-killed-bolivia/"
+    )
+
+    assert "Share it with a friend" not in article.text
+    assert article.text.rstrip().endswith("the doctor said.")  # the article's last paragraph
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "<strong><em>Like this story? Share it with a friend!</em></strong>",
+        "If you enjoyed this article, we have a proposition for you: Join our club.",
+        "Did you like this post? Subscribe to our newsletter.",
+        "Share this article with your friends!",
+    ],
+)
+def test_extract_article_drops_a_paragraph_that_only_asks_to_share_or_subscribe(call: str) -> None:
+    body = "".join(f"<p>{text}</p>" for text in PARAGRAPHS) + f"<p>{call}</p>"
+
+    article = extract_article(make_page(body=body), PAGE_URL)
+
+    assert article.text == "\n\n".join(PARAGRAPHS)
+
+
+def test_extract_article_keeps_article_sentences_that_mention_sharing() -> None:
+    kept = (
+        "Gardeners who like this story of a bumper crop often share their seeds with "
+        "neighbours, and the tradition of seed swaps keeps old varieties alive for decades."
+    )
+    body = "".join(f"<p>{text}</p>" for text in (*PARAGRAPHS, kept))
+
+    article = extract_article(make_page(body=body), PAGE_URL)
+
+    assert kept in article.text

@@ -87,6 +87,18 @@ _WORD_RE = re.compile(r"\w+")
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}")
 _WEB_SCHEMES = ("http", "https")
 _XML_NAMESPACE = "http://www.w3.org/XML/1998/namespace"
+# A call to action addressed to the reader, a short paragraph of its own ("Like this story?
+# Share it with a friend!", "If you enjoyed this article, ...: Join ..."): the site's, not
+# the article's (the writer would make a section, a takeaway and a heading of it). Only
+# about the piece itself and asking to share, subscribe, join, follow or support; none of
+# the 121 fixtures' ground truths has one, two of their extractions did.
+_CALL_TO_ACTION_RE = re.compile(
+    r"(?:(?:did|if) you )?(?:like|liked|enjoy|enjoyed|love|loved) (?:this|the|our) "
+    r"(?:story|article|post|piece)\b.{0,120}?\b(?:share|subscribe|join|follow|support)\b"
+    r"|share (?:this|the) (?:story|article|post) with (?:a friend|your friends)\b",
+    re.IGNORECASE,
+)
+_CALL_TO_ACTION_CHARS = 200
 
 
 ExtractMode = Literal["default", "precision", "recall"]
@@ -179,8 +191,31 @@ def _main_content(
         plain = xmltotxt(body, include_formatting=False)
         if not plain.strip():
             return None
+    if _drop_calls_to_action(body):
+        plain = xmltotxt(body, include_formatting=False)
+        if not plain.strip():
+            return None
     found.body = body
     return found, plain
+
+
+def _drop_calls_to_action(body: Any) -> bool:
+    """Remove the body's paragraphs that are only a call to action; whether any was."""
+    dropped = False
+    for child in list(body):
+        if child.tag != "p":
+            continue
+        text = " ".join(_text_of(child).split())
+        if len(text) <= _CALL_TO_ACTION_CHARS and _CALL_TO_ACTION_RE.match(text):
+            if child.tail and child.tail.strip():  # remove() takes the tail with it: keep it
+                previous = child.getprevious()
+                if previous is None:
+                    body.text = (body.text or "") + child.tail
+                else:
+                    previous.tail = (previous.tail or "") + child.tail
+            body.remove(child)
+            dropped = True
+    return dropped
 
 
 def _metadata(tree: Any, url: str | None) -> Document:
