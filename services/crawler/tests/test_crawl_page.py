@@ -239,6 +239,29 @@ async def test_identical_and_near_duplicate_pages_are_recognised(
     assert near.metadata["near_duplicate_distance"] <= 3
 
 
+async def test_every_job_records_the_crawl_event_it_published_duplicates_included(
+    crawler, bus, events, fixture_site
+):
+    path = f"/recorded/{unique_name()}"
+    fixture_site.route(path, body=fixture_site.article_html(ARTICLE))
+    fetched, cached, copy = (
+        job(fixture_site.url(path)),
+        job(fixture_site.url(path)),
+        job(fixture_site.article_url(ARTICLE) + f"?copy={unique_name()}"),
+    )
+    published = []
+    for submitted in (fetched, cached, copy):
+        await bus.publish(submitted)
+        published.append(await crawled(events, submitted))
+    store = crawler.state.crawl_page.parts.store
+
+    recorded = [await store.crawl_of(j.job_id) for j in (fetched, cached, copy)]
+
+    assert recorded == published
+    assert [p.from_cache for p in published] == [False, True, False]
+    assert published[2].metadata["duplicate_of"] is not None  # the same article, stored first
+
+
 async def test_concurrent_jobs_for_one_url_on_two_crawler_instances_fetch_it_once(
     service_env, events, fixture_site
 ):

@@ -135,3 +135,38 @@ async def test_saving_a_page_finds_the_duplicates_it_had_before_and_keeps_them(
         "near_duplicate_of": "https://b.example/2",
         "near_duplicate_distance": found[2].near_distance,
     }
+
+
+async def test_saving_a_page_records_the_crawl_with_the_duplicates_in_its_metadata(
+    store: PgPageStore,
+) -> None:
+    text = " ".join(f"word{i}" for i in range(300))
+    page = {
+        "final_url": "https://c.example/2",
+        "title": "t",
+        "text": text,
+        "language": "en",
+        "content_hash": "c" * 64,
+        "metadata": {"status": 200, "fetch_ms": 4.5},
+    }
+    await store.save_page_finding_duplicates(
+        "https://c.example/1", page, pack("<html/>"), pack(text), simhash(text)
+    )
+    job_id = new_event_id()
+    event = crawl(job_id, "t").model_copy(update={"metadata": page["metadata"]})
+
+    found, recorded = await store.save_page_recording_crawl(
+        "https://c.example/2", page, pack("<html/>"), pack(text), simhash(text), event
+    )
+    again, recorded_again = await store.save_page_recording_crawl(
+        "https://c.example/2", page, pack("<html/>"), pack(text), simhash(text), crawl(job_id, "2")
+    )
+
+    assert (recorded, recorded_again) == (True, False)
+    assert found.exact == again.exact == "https://c.example/1"
+    dups = {"duplicate_of": "https://c.example/1", "near_duplicate_of": None}
+    expected = event.model_copy(
+        update={"metadata": page["metadata"] | dups | {"near_duplicate_distance": None}}
+    )
+    assert await store.crawl_of(job_id) == expected  # the first delivery's, duplicates added
+    assert await store.record_crawl(crawl(job_id, "3")) == expected

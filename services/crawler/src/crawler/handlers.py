@@ -85,32 +85,31 @@ class CrawlPage:
         )
         url = normalize_url(str(event.spec.url))
         mode = str(event.spec.overrides("crawler").get("extract_mode", "default"))
+        recorded: list[PageCrawled] = []  # the crawl the computation recorded with the page
         page, computed = await fresh_json(
             self.parts.cache,
             page_key(url, mode),
             self.settings.page_ttl_s,
-            lambda: self._fetch_and_extract(url, mode),
+            lambda: self._fetch_and_extract(event, url, mode, recorded),
         )
         if not computed:
             self.metrics.cache_hits.inc()
-        crawled = PageCrawled(
-            event_id=stage_event_id(event.job_id, "page.crawled"),
-            job_id=event.job_id,
-            spec=event.spec,
-            url=url,
-            final_url=page["final_url"],
-            title=page["title"],
-            text=page["text"],
-            language=page["language"],
-            content_hash=page["content_hash"],
-            metadata=page["metadata"],
-            from_cache=not computed or bool(page["metadata"].get("not_modified")),
-        )
-        with span("store crawl"):
-            recorded = await self.parts.store.record_crawl(crawled)
-        await bus.publish(recorded)
+        if computed and recorded:  # as recorded: with what the page's statement found
+            crawled = recorded[0].model_copy(update={"metadata": page["metadata"]})
+        else:
+            crawled = crawl_event(
+                event,
+                url,
+                page,
+                from_cache=not computed or bool(page["metadata"].get("not_modified")),
+            )
+            with span("store crawl"):
+                crawled = await self.parts.store.record_crawl(crawled)
+        await bus.publish(crawled)
 
-    async def _fetch_and_extract(self, url: str, mode: str = "default") -> dict[str, Any]:
+    async def _fetch_and_extract(
+        self, event: JobSubmitted, url: str, mode: str, recorded: list[PageCrawled]
+    ) -> dict[str, Any]:
         store = self.parts.store
         with span("stored page"):  # validators for a conditional request
             stored = await store.stored_page(url)
@@ -175,11 +174,15 @@ class CrawlPage:
             "content_hash": article.content_hash,
             "metadata": metadata,
         }
-        if mode == "default":  # kept as the page's; duplicates found in the same round trip
+        if mode == "default":  # kept as the page's; duplicates found and the job's crawl
+            # recorded in the same round trip (no "store crawl" after it)
+            crawl = crawl_event(event, url, page, from_cache=False)
             with span("store page"):
-                duplicates = await store.save_page_finding_duplicates(
-                    url, page, analysis.html_z, analysis.text_z, fingerprint
+                duplicates, wrote = await store.save_page_recording_crawl(
+                    url, page, analysis.html_z, analysis.text_z, fingerprint, crawl
                 )
+            if wrote:  # else a delivery recorded the job first: record_crawl says what stands
+                recorded.append(crawl)
         else:  # a variant's extraction is not kept as the page's
             with span("dedup"):
                 duplicates = await store.duplicates(url, article.content_hash, fingerprint)
@@ -193,6 +196,25 @@ class CrawlPage:
             "near_duplicate_distance": duplicates.near_distance,
         }
         return page
+
+
+def crawl_event(
+    event: JobSubmitted, url: str, page: dict[str, Any], *, from_cache: bool
+) -> PageCrawled:
+    """The job's page.crawled event for `page` (as _fetch_and_extract returns and caches it)."""
+    return PageCrawled(
+        event_id=stage_event_id(event.job_id, "page.crawled"),
+        job_id=event.job_id,
+        spec=event.spec,
+        url=url,
+        final_url=page["final_url"],
+        title=page["title"],
+        text=page["text"],
+        language=page["language"],
+        content_hash=page["content_hash"],
+        metadata=page["metadata"],
+        from_cache=from_cache,
+    )
 
 
 def register(parts: Parts[PgPageStore], handler: CrawlPage) -> None:
@@ -212,4 +234,4 @@ def register(parts: Parts[PgPageStore], handler: CrawlPage) -> None:
         )
 
 
-__all__ = ["CrawlPage", "page_key", "register"]
+__all__ = ["CrawlPage", "crawl_event", "page_key", "register"]

@@ -72,6 +72,23 @@ _SAVE_PAGE_FINDING_DUPLICATES = "".join(  # constant clauses
             """,
     )
 )
+# The same, and the job's crawl recorded in the same round trip (unless a delivery recorded
+# it first): its event is $16 with what was found added to its metadata, as the caller adds
+# it to its own copy.
+_SAVE_PAGE_RECORDING_CRAWL = _SAVE_PAGE_FINDING_DUPLICATES.replace(
+    "SELECT exact, near, near_distance FROM found",
+    """, recorded AS (
+                INSERT INTO crawls (job_id, url, event)
+                SELECT $14, $15, jsonb_set($16::jsonb, '{metadata}',
+                       ($16::jsonb -> 'metadata') || jsonb_build_object(
+                           'duplicate_of', found.exact, 'near_duplicate_of', found.near,
+                           'near_duplicate_distance', found.near_distance))
+                  FROM found
+                ON CONFLICT (job_id) DO NOTHING RETURNING job_id
+            )
+            SELECT exact, near, near_distance, EXISTS (SELECT FROM recorded) AS recorded
+              FROM found""",
+)
 
 
 def _page_row(
@@ -153,6 +170,30 @@ class PgPageStore(Store):
             NEAR_DISTANCE,
         )
         return Duplicates(exact=row["exact"], near=row["near"], near_distance=row["near_distance"])
+
+    async def save_page_recording_crawl(
+        self,
+        url: str,
+        page: dict[str, Any],
+        html_z: bytes,
+        text_z: bytes,
+        fingerprint: int,
+        crawl: PageCrawled,
+    ) -> tuple[Duplicates, bool]:
+        """save_page_finding_duplicates() and record_crawl() in one round trip: `crawl` is
+        recorded with the duplicates found added to its metadata. Also returns whether it
+        was recorded: when not (a delivery recorded the job first), record_crawl() says
+        which event stands."""
+        row = await self.pool.fetchrow(
+            _SAVE_PAGE_RECORDING_CRAWL,
+            *_page_row(url, page, html_z, text_z, fingerprint),
+            NEAR_DISTANCE,
+            crawl.job_id,
+            crawl.url,
+            crawl.model_dump_json(),
+        )
+        found = Duplicates(exact=row["exact"], near=row["near"], near_distance=row["near_distance"])
+        return found, bool(row["recorded"])
 
     async def stored_page(self, url: str) -> StoredPage | None:
         """The latest copy of `url`, for a conditional re-crawl."""
