@@ -76,6 +76,9 @@ class Principal:
 OPEN = Principal(None, frozenset(SCOPES))
 
 
+_ALLOWED = Decision(True, 0.0)
+
+
 class Authenticator:
     """Key lookups (cached for a few seconds, so revocation reaches every replica in that
     time) and per-key token buckets in Redis.
@@ -103,8 +106,9 @@ class Authenticator:
         self._nc: Any = None
         self.revocations_subject = ""
         self._buckets: dict[tuple[float, int], TokenBucket] = {}
-        # key id: (tokens left, lapses at); bounded, whatever the number of keys
-        self._leases: TTLCache[str, tuple[int, float]] = TTLCache(10_000, ttl=self.LEASE_S)
+        # key id: [tokens left, lapses at]; bounded, whatever the number of keys
+        self._leases: TTLCache[str, list[Any]] = TTLCache(10_000, ttl=self.LEASE_S)
+        self._headers: dict[tuple[float, int], dict[str, str]] = {}
         self._refills: dict[str, asyncio.Future[None]] = {}
         self.redis: Any = None
         self.prefix = ""
@@ -190,7 +194,10 @@ class Authenticator:
                 **{"WWW-Authenticate": "Bearer"},
             )
         digest = hash_key(key)
-        if digest not in self._keys and client is not None:
+        known = self._keys.get(digest)
+        if known is not None:
+            return known  # the hot path: one cache read
+        if client is not None:
             self._refuse_if_blocked(client)  # before any lookup: a blocked guesser costs none
         found = await self._lookup(digest)
         if found is None:
@@ -228,10 +235,10 @@ class Authenticator:
         lease = lease or key_id  # a bucket other than the requests' leases under another name
         while True:
             now = time.monotonic()
-            left, lapses = self._leases.get(lease, (0, 0.0))
-            if left > 0 and now < lapses:
-                self._leases[lease] = (left - 1, lapses)
-                return Decision(True, 0.0)
+            held = self._leases.get(lease)
+            if held is not None and held[0] > 0 and now < held[1]:
+                held[0] -= 1  # in place: no cache write per request
+                return _ALLOWED
             refill = self._refills.get(lease)
             if refill is None:
                 break
@@ -245,7 +252,7 @@ class Authenticator:
                 chunk = 1
                 decision = await bucket.take(key_id)
             if decision.allowed:
-                self._leases[lease] = (chunk - 1, now + self.LEASE_S)
+                self._leases[lease] = [chunk - 1, now + self.LEASE_S]
             return decision
         finally:
             del self._refills[lease]
@@ -290,11 +297,11 @@ class Authenticator:
             bucket = TokenBucket(f"{self.prefix}:ratelimit", rate, burst, redis=self.redis)
             self._buckets[(rate, burst)] = bucket
         decision = await self._take(bucket, who.key_id, rate, burst)
-        window = max(1, math.ceil(burst / rate))
-        headers = {
-            "RateLimit-Limit": str(burst),
-            "RateLimit-Policy": f"{burst};w={window}",
-        }
+        headers = self._headers.get((rate, burst))
+        if headers is None:  # one per bucket, shared: callers only read it
+            window = max(1, math.ceil(burst / rate))
+            headers = {"RateLimit-Limit": str(burst), "RateLimit-Policy": f"{burst};w={window}"}
+            self._headers[(rate, burst)] = headers
         if not decision.allowed:
             wait = max(1, math.ceil(decision.retry_after_s))
             raise ApiError(
