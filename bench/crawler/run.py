@@ -124,7 +124,9 @@ async def crawl(
             try:
                 page = await fetcher.fetch(f"http://h{n % HOSTS}.bench.test:{port}/p/{n}")
                 if pool is not None:
-                    await loop.run_in_executor(pool, analyse_page, page.html, page.final_url)
+                    await loop.run_in_executor(  # as the crawler does: bytes in
+                        pool, analyse_page, page.body, page.final_url, "default", page.charset
+                    )
             except ExtractionError:
                 pass  # a fixture without an article still cost its extraction
             except Exception:

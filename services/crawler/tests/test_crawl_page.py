@@ -262,6 +262,28 @@ async def test_every_job_records_the_crawl_event_it_published_duplicates_include
     assert published[2].metadata["duplicate_of"] is not None  # the same article, stored first
 
 
+async def test_a_latin1_page_is_decoded_by_its_http_charset_in_the_extraction_process(
+    crawler, bus, events, fixture_site
+):
+    path = f"/latin1/{unique_name()}"
+    words = "Le café crème de la façade est naïf, et le thé à 20 °C reste très agréable."
+    html = f"<html><head><title>Café</title></head><body><article><p>{words * 6}</p></article>"
+    fixture_site.route(
+        path,
+        body=(html + "</body></html>").encode("latin-1"),
+        headers={"content-type": "text/html; charset=ISO-8859-1"},
+    )
+    submitted = job(fixture_site.url(path))
+
+    await bus.publish(submitted)
+    page = await crawled(events, submitted)
+    stored = await crawler.state.crawl_page.parts.store.stored_page(page.url)
+
+    assert words in page.text
+    assert stored is not None
+    assert stored.page["text"] == page.text
+
+
 async def test_concurrent_jobs_for_one_url_on_two_crawler_instances_fetch_it_once(
     service_env, events, fixture_site
 ):

@@ -7,6 +7,7 @@ from types import ModuleType
 
 import pytest
 
+from crawler.analysis import analyse_page
 from crawler.extract import Article, ExtractionError, extract_article, extract_text
 
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"
@@ -292,3 +293,15 @@ def test_extract_article_keeps_article_sentences_that_mention_sharing() -> None:
     article = extract_article(make_page(body=body), PAGE_URL)
 
     assert kept in article.text
+
+
+def test_analyse_page_decodes_page_bytes_with_their_charset_as_the_fetcher_would() -> None:
+    html = make_page()
+    page = html.replace("Tomatoes are", "Tomates à la crème are").encode("cp1252")
+
+    from_bytes = analyse_page(page, PAGE_URL, "default", "windows-1252")
+    from_text = analyse_page(page.decode("cp1252"), PAGE_URL)
+
+    assert "Tomates à la crème" in from_bytes.article.text
+    assert from_bytes.article == from_text.article
+    assert from_bytes.html_z == from_text.html_z

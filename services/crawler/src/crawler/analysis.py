@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from .article import Article
+from .decoding import decode_html
 from .packing import pack
 from .similarity import simhash
 
@@ -28,11 +29,17 @@ class Analysis:
     seconds: float  # spent extracting
 
 
-def analyse_page(html: str, url: str | None = None, mode: str = "default") -> Analysis:
+def analyse_page(
+    html: str | bytes, url: str | None = None, mode: str = "default", charset: str | None = None
+) -> Analysis:
     """The article of `html`, its SimHash and both compressed (CPU-bound: run off the loop);
-    `mode` is the extraction code path (extract.ExtractMode)."""
+    `mode` is the extraction code path (extract.ExtractMode). `html` may be the page's bytes
+    as fetched, with the HTTP `charset`: decoded here (decoding.decode_html), not on the
+    service's event loop, and bytes cross the process boundary cheaper than text."""
     from .extract import extract_article
 
+    if isinstance(html, bytes):
+        html = decode_html(html, charset)
     started = time.perf_counter()
     article = extract_article(html, url, mode)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started

@@ -8,11 +8,11 @@ Every failure becomes a FetchError with a stable code and a message a user can r
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
+import dataclasses
 import email.utils
+import functools
 import os
-import re
 import socket
 import time
 import zlib
@@ -37,6 +37,7 @@ from tenacity import (
 from seoblog_telemetry import span
 
 from .addresses import AddressPolicy
+from .decoding import PRESCAN_BYTES, decode_html
 from .errors import FetchError
 from .metrics import CrawlerMetrics
 from .politeness import ROBOTS_MISSING, ROBOTS_OK, ROBOTS_UNREACHABLE, Politeness
@@ -59,16 +60,6 @@ _ACCEPT_ENCODING = "gzip, deflate"
 # RFC 9309 asks crawlers to parse at least the first 500 KiB of a robots.txt.
 _ROBOTS_MAX_BYTES = 500 * 1024
 _RETRIED_CODES = frozenset({"http_5xx", "timeout", "connect_failed", "rate_limited"})
-# The HTML spec looks for <meta charset> in the first 1024 bytes; a little slack costs nothing.
-_PRESCAN_BYTES = 2048
-_META_CHARSET_RE = re.compile(rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-# Browsers read these labels as windows-1252 (WHATWG Encoding Standard); so do we.
-_WINDOWS_1252_CODECS = frozenset({"iso8859-1", "ascii"})
 
 
 @dataclass(frozen=True)
@@ -106,12 +97,19 @@ class FetchedPage:
     final_url: str
     status: int
     content_type: str
-    html: str
+    body: bytes  # as sent, Content-Encoding undone; `html` is it decoded
+    charset: str | None  # the HTTP charset, if any (decode_html reads it)
     headers: dict[str, str]
     elapsed_ms: float
     not_modified: bool = False  # 304: the caller's stored copy is still current
     wire_bytes: int = 0
     attempts: int = 1
+
+    @functools.cached_property
+    def html(self) -> str:
+        """The page decoded as browsers do. The crawler leaves this to its extraction
+        process (decode_html there), off the event loop and with bytes to send it, not text."""
+        return decode_html(self.body, self.charset)
 
 
 class Fetcher:
@@ -204,7 +202,7 @@ class Fetcher:
                         {
                             "http.response.status_code": page.status,
                             "http.response.body.size": page.wire_bytes,
-                            "seoblog.fetch.decoded_bytes": len(page.html),
+                            "seoblog.fetch.decoded_bytes": len(page.body),
                         }
                     )
                     return _with_attempts(page, tries)
@@ -274,7 +272,8 @@ class Fetcher:
                 final_url=str(response.url),
                 status=status,
                 content_type="",
-                html="",
+                body=b"",
+                charset=None,
                 headers=dict(response.headers.items()),
                 elapsed_ms=(time.perf_counter() - started) * 1000,
                 not_modified=True,
@@ -328,7 +327,8 @@ class Fetcher:
             final_url=str(response.url),
             status=status,
             content_type=media_type,
-            html=_decode(body, response.charset_encoding),
+            body=body,
+            charset=response.charset_encoding,
             headers=dict(response.headers.items()),
             elapsed_ms=(time.perf_counter() - started) * 1000,
             wire_bytes=wire,
@@ -439,9 +439,7 @@ def _traced(url: str) -> str:
 
 
 def _with_attempts(page: FetchedPage, attempts: int) -> FetchedPage:
-    if attempts == 1:
-        return page
-    return FetchedPage(**{**vars(page), "attempts": attempts})
+    return page if attempts == 1 else dataclasses.replace(page, attempts=attempts)
 
 
 def _web_url(candidate: str, requested: str, *, redirected: bool = False) -> str:
@@ -561,37 +559,8 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _decode(body: bytes, header_charset: str | None) -> str:
-    """Decode as browsers do: BOM, then the HTTP charset, then <meta charset>, then UTF-8."""
-    for bom, codec in _BOMS:
-        if body.startswith(bom):
-            return body.decode(codec, errors="replace")
-    codec = _codec(header_charset) or _codec(_meta_charset(body), from_meta=True) or "utf-8"
-    return body.decode(codec, errors="replace")
-
-
-def _meta_charset(body: bytes) -> str | None:
-    match = _META_CHARSET_RE.search(body[:_PRESCAN_BYTES])
-    return match.group(1).decode("ascii") if match else None
-
-
-def _codec(label: str | None, *, from_meta: bool = False) -> str | None:
-    if not label:
-        return None
-    try:
-        name = codecs.lookup(label.strip().strip("\"'")).name
-    except LookupError:
-        return None
-    if name in _WINDOWS_1252_CODECS:
-        return "cp1252"
-    # A UTF-16 label in an ASCII-readable <meta> cannot be right; browsers use UTF-8.
-    if from_meta and name.startswith("utf-16"):
-        return "utf-8"
-    return name
-
-
 def _looks_like_html(body: bytes) -> bool:
-    start = body[:_PRESCAN_BYTES].lstrip().lower()
+    start = body[:PRESCAN_BYTES].lstrip().lower()
     return start.startswith((b"<!doctype html", b"<html")) or b"<html" in start
 
 

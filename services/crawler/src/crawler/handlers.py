@@ -133,10 +133,15 @@ class CrawlPage:
             }
             return page
         loop = asyncio.get_running_loop()
-        with span("extract", {"seoblog.html_chars": len(fetched.html)}) as extracting:
-            try:
+        with span("extract", {"seoblog.html_bytes": len(fetched.body)}) as extracting:
+            try:  # the worker decodes the page: bytes go there, not text
                 analysis = await loop.run_in_executor(
-                    self.executor, analyse_page, fetched.html, fetched.final_url, mode
+                    self.executor,
+                    analyse_page,
+                    fetched.body,
+                    fetched.final_url,
+                    mode,
+                    fetched.charset,
                 )
             except ExtractionError as exc:
                 raise JobError(exc.code, exc.message) from exc
