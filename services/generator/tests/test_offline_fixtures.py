@@ -331,6 +331,47 @@ def test_the_repair_stops_going_round_between_too_long_and_too_short(
         assert not fragments(case, draft.markdown)
 
 
+def draft_of(page: str) -> tuple[Case, list[tuple[str, str]]]:
+    case = next(c for c in cases() if c.page_id.startswith(page))
+    draft = write_offline(
+        title=case.title,
+        text=case.text,
+        keywords=[case.keyword],
+        language=case.language,
+        length=case.length,
+    )
+    return case, draft.faq
+
+
+def test_faq_questions_ask_about_nouns_not_modifiers_or_parts_of_longer_names() -> None:
+    """Issue 13: "Chinese" (of "Chinese goods"), "Interior" (of "Interior Minister"), "the
+    immune" (of "the immune system"), "York" (of "New York"), numbers: no question asks
+    about them; the FAQ keeps its number of questions with terms a reader would ask about."""
+    asked_before = {
+        "39d5c43b": ("What is known about Chinese?", 4),
+        "5a822960": ("What is known about Interior?", 4),
+        "bdb56ac8": ("What is known about the immune?", 3),
+        "7a457a4f": ("What is known about York?", 2),
+        "ba4dfe2d": ("What is known about the three?", 2),
+        "e7d77f18": ("What is known about best early?", 4),
+    }
+    for page, (question, number) in asked_before.items():
+        _, faq = draft_of(page)
+        questions = [q for q, _ in faq]
+        assert question not in questions, (page, questions)
+        assert len(questions) == number, (page, questions)
+    _, faq = draft_of("39d5c43b")
+    assert "What is known about Beijing?" in [q for q, _ in faq]
+
+
+def test_a_faq_short_of_questions_about_names_answers_under_a_general_question() -> None:
+    """The Russian page's only term question was about «каждый раз» ("every time"): its answer
+    stays, under a general question."""
+    case, faq = draft_of("c4a3637c")
+    assert [q for q, _ in faq] == ["Что ещё нужно знать?"]
+    assert all(a in case.text for _, a in faq)
+
+
 def test_a_repair_cycle_ends_on_the_state_its_moves_would_end_on() -> None:
     from generator.offline import _cycle_end
 

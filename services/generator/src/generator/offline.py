@@ -40,25 +40,87 @@ OFFLINE_LABEL = (
 MIN_SECTIONS, MAX_SECTIONS = 3, 6
 WORDS_PER_SECTION = 250
 
-_FRAMING: dict[str, tuple[str, str, str, str]] = {
-    # language: (takeaways heading, FAQ heading, question about a term, closing heading)
-    "en": ("Key takeaways", "Frequently asked questions", "What is known about {}?", "In short"),
-    "de": ("Das Wichtigste in Kürze", "Häufige Fragen", "Was sollte man über {} wissen?", "Fazit"),
-    "fr": ("À retenir", "Questions fréquentes", "Que faut-il savoir sur {} ?", "En bref"),
-    "es": ("Puntos clave", "Preguntas frecuentes", "¿Qué hay que saber sobre {}?", "En resumen"),
-    "it": ("Punti chiave", "Domande frequenti", "Cosa sapere su {}?", "In breve"),
-    "pt": ("Pontos-chave", "Perguntas frequentes", "O que é preciso saber sobre {}?", "Em resumo"),
-    "nl": ("Belangrijkste punten", "Veelgestelde vragen", "Wat moet je weten over {}?", "Kortom"),
+_FRAMING: dict[str, tuple[str, str, str, str, str]] = {
+    # language: (takeaways heading, FAQ heading, question about a term, closing heading,
+    # a general question)
+    "en": (
+        "Key takeaways",
+        "Frequently asked questions",
+        "What is known about {}?",
+        "In short",
+        "What else is worth knowing?",
+    ),
+    "de": (
+        "Das Wichtigste in Kürze",
+        "Häufige Fragen",
+        "Was sollte man über {} wissen?",
+        "Fazit",
+        "Was sollte man noch wissen?",
+    ),
+    "fr": (
+        "À retenir",
+        "Questions fréquentes",
+        "Que faut-il savoir sur {} ?",
+        "En bref",
+        "Que faut-il savoir d’autre ?",
+    ),
+    "es": (
+        "Puntos clave",
+        "Preguntas frecuentes",
+        "¿Qué hay que saber sobre {}?",
+        "En resumen",
+        "¿Qué más hay que saber?",
+    ),
+    "it": (
+        "Punti chiave",
+        "Domande frequenti",
+        "Cosa sapere su {}?",
+        "In breve",
+        "Cos’altro c’è da sapere?",
+    ),
+    "pt": (
+        "Pontos-chave",
+        "Perguntas frequentes",
+        "O que é preciso saber sobre {}?",
+        "Em resumo",
+        "O que mais é preciso saber?",
+    ),
+    "nl": (
+        "Belangrijkste punten",
+        "Veelgestelde vragen",
+        "Wat moet je weten over {}?",
+        "Kortom",
+        "Wat moet je nog meer weten?",
+    ),
     "pl": (
         "Najważniejsze wnioski",
         "Często zadawane pytania",
         "Co warto wiedzieć o: {}?",
         "W skrócie",
+        "Co jeszcze warto wiedzieć?",
     ),
-    "ru": ("Главное", "Часто задаваемые вопросы", "Что нужно знать о «{}»?", "Коротко"),
-    "uk": ("Головне", "Поширені запитання", "Що варто знати про «{}»?", "Коротко"),
-    "ja": ("要点", "よくある質問", "「{}」について知っておくべきことは？", "まとめ"),
-    "zh": ("要点", "常见问题", "关于“{}”需要了解什么？", "总结"),
+    "ru": (
+        "Главное",
+        "Часто задаваемые вопросы",
+        "Что нужно знать о «{}»?",
+        "Коротко",
+        "Что ещё нужно знать?",
+    ),
+    "uk": (
+        "Головне",
+        "Поширені запитання",
+        "Що варто знати про «{}»?",
+        "Коротко",
+        "Що ще варто знати?",
+    ),
+    "ja": (
+        "要点",
+        "よくある質問",
+        "「{}」について知っておくべきことは？",
+        "まとめ",
+        "ほかに知っておくべきことは？",
+    ),
+    "zh": ("要点", "常见问题", "关于“{}”需要了解什么？", "总结", "还需要了解什么？"),
 }
 
 _STOPWORDS = frozenset(
@@ -135,6 +197,22 @@ _DETERMINERS = frozenset(
 _WHY_RE = re.compile(
     r"\b(because|so that|important|matters?|crucial|essential|the reason|in order to)\b", re.I
 )
+_NUMBER_WORDS = frozenset(
+    " ".join(
+        (
+            "two three four five six seven eight nine ten eleven twelve twenty hundred thousand",
+            "million billion second third fourth",
+        )
+    ).split()
+)
+_PREPOSITIONS = frozenset(
+    " ".join(
+        (
+            "across along alongside amid amidst behind beside besides beyond despite inside",
+            "onto outside past toward towards underneath unlike via",
+        )
+    ).split()
+)
 _HOW_RE = re.compile(r"\b(works?|worked|allows?|lets|enables?|by \w+ing|through)\b", re.I)
 
 
@@ -176,7 +254,7 @@ def write_offline(
     terms = _ranked_terms(sentences, title)
     keyword = keywords[0] if keywords else _salient(sentences, terms, title)
     scores = _scores(sentences, frequencies, keyword, keywords[1:])
-    takeaways_heading, faq_heading, question, closing_heading = _FRAMING.get(
+    takeaways_heading, faq_heading, question, closing_heading, general = _FRAMING.get(
         language.lower().split("-")[0], _FRAMING["en"]
     )
     uses = {s.index: count_keyword(s.plain, keyword) if keyword else 0 for s in sentences}
@@ -188,9 +266,9 @@ def write_offline(
     rest = [s for s in sentences if s not in intro and not _tag_list(s, uses[s.index])]
     phrases_first = sorted(terms[:10], key=lambda t: " " not in t.key)
     named = [t.display.removesuffix("’s").removesuffix("'s") for t in phrases_first]
-    usages: dict[str, tuple[str, bool]] = {}
+    usages: dict[str, tuple[str, bool, bool]] = {}
 
-    def usage(subject: str) -> tuple[str, bool]:
+    def usage(subject: str) -> tuple[str, bool, bool]:
         if subject not in usages:  # a regex over every sentence: once per subject
             usages[subject] = _usage(subject, sentences)
         return usages[subject]
@@ -206,7 +284,15 @@ def write_offline(
             return question.format(surface.removeprefix("the "))
         return _english_question(surface, answer)
 
-    faq = _faq(rest, scores, subjects, ask, 2 if length < 700 else 3, uses if dense else None)
+    # Fewer of the ten main terms a reader would ask about: the next ones (lazily: a regex each).
+    further = (t.display for t in terms[10:30] if usage(t.display)[1])
+    main = itertools.chain(subjects, (t for t in further if not (dense and _overlaps(t, keyword))))
+    # Key terms no reader asks about by name ("Chinese", "the best"): one answer on them, under
+    # the general question, when the others leave the FAQ short.
+    unnamed = [t for t in named if usage(t)[2] and not (dense and _overlaps(t, keyword))]
+    fallback = (unnamed, general)
+    wanted = 2 if length < 700 else 3
+    faq = _faq(rest, scores, main, ask, wanted, uses if dense else None, fallback=fallback)
     n_takeaways = min(5, max(2 if length < 400 else 3, round(length / 300)))
     sections = _sections(rest, scores, keyword, length, intro, faq, n_takeaways)
     joiner = "、" if language.lower().startswith(("ja", "zh")) else ", "
@@ -332,7 +418,9 @@ def write_offline(
             more = (t.display for t in terms[10:30] if usage(t.display)[1])  # lazily: a regex each
             chained = itertools.chain(subjects, more)
             candidates = (t for t in chained if not (dense and _overlaps(t, keyword)))
-            faq = _faq(rest, scores, candidates, ask, 4, uses if dense else None, short_first)
+            faq = _faq(
+                rest, scores, candidates, ask, 4, uses if dense else None, short_first, fallback
+            )
             taken = {a.index for _, a in faq}
         elif step in ("closing", "closing+"):
             wanted = 1 if step == "closing" else 2  # a second: keyword-free ones first
@@ -848,11 +936,13 @@ def _faq(
     wanted: int,
     keyword_uses: dict[int, int] | None = None,
     short_first: bool = False,
+    fallback: tuple[Iterable[str], str] = ((), ""),
 ) -> list[tuple[str, _Sentence]]:
     """Questions the article asks and answers in the same paragraph, then ones about key terms.
 
     With `keyword_uses` (a keyword in most sentences) answers without the keyword come first;
-    with `short_first`, answers of 20 words or fewer."""
+    with `short_first`, answers of 20 words or fewer. Still short of `wanted`: one answer about
+    a `fallback` term (a key term no reader would ask about by name) under its general question."""
     faq: list[tuple[str, _Sentence]] = []
     used: set[int] = set()
     for s, following in itertools.pairwise(sentences):
@@ -863,11 +953,8 @@ def _faq(
             faq.append((s.plain, following))
             used.update((s.index, following.index))
     asked: list[str] = []
-    for subject in subjects:
-        if len(faq) == wanted:
-            break
-        if not subject or any(_overlaps(a, subject) for a in asked):
-            continue
+
+    def answer_on(subject: str) -> _Sentence | None:
         answers = [
             s
             for s in sentences
@@ -876,18 +963,34 @@ def _faq(
             and not _is_question(s)
             and _balanced(s.text)
         ]
-        if answers:
-            answer = min(
-                answers,
-                key=lambda s: (
-                    bool(keyword_uses and keyword_uses[s.index]),
-                    short_first and s.words > 20,
-                    *_answer_rank(s, subject, scores),
-                ),
-            )
+        return min(
+            answers,
+            key=lambda s: (
+                bool(keyword_uses and keyword_uses[s.index]),
+                short_first and s.words > 20,
+                *_answer_rank(s, subject, scores),
+            ),
+            default=None,
+        )
+
+    for subject in subjects:
+        if len(faq) == wanted:
+            break
+        if not subject or any(_overlaps(a, subject) for a in asked):
+            continue
+        if answer := answer_on(subject):
             faq.append((ask(subject, answer), answer))
             used.add(answer.index)
             asked.append(subject)
+    terms, general = fallback
+    for subject in terms if len(faq) < wanted else ():
+        if (
+            subject
+            and not any(_overlaps(a, subject) for a in asked)
+            and (answer := answer_on(subject))
+        ):
+            faq.append((general, answer))
+            break
     return faq
 
 
@@ -916,15 +1019,18 @@ def _spans(subject: str, text: str) -> list[tuple[int, int]]:
 _NEXT_WORD_RE = re.compile(r"[ \t]+([^\W\d_]+)")
 
 
-def _usage(subject: str, sentences: list[_Sentence]) -> tuple[str, bool]:
+def _usage(subject: str, sentences: list[_Sentence]) -> tuple[str, bool, bool]:
     """The subject's usual written form ("Volkswagen", not "volkswagen"; "the ID. Buzz" or "the
-    car" when the article names it with an article) and whether it is used as a noun (named, or
-    after an article or a possessive), so "electric" or "stunning" are not asked about."""
+    car" when the article names it with an article) and whether it is used as a noun a reader
+    would ask about: named or after an article, and standing as the head of its phrase in a
+    third of its uses or more, not a word of a longer name ("Interior" of "Interior Minister",
+    "York" of "New York") or a modifier of the next word ("Chinese goods", "the best deals"),
+    and whether it is such a part of a noun phrase (named or after an article still)."""
     if not subject:
-        return subject, False
+        return subject, False, False
     forms: Counter[str] = Counter()
-    determined = definite = 0
-    heads: Counter[bool] = Counter()  # uses of a name not before a name ("Interior Minister")
+    determined = definite = heads = bare = unbroken = 0
+    followers: Counter[str] = Counter()  # lower-case content words after lower-case uses
     for s in sentences:
         for start, end in _spans(subject, s.plain):
             before = s.plain[:start].split()
@@ -933,21 +1039,49 @@ def _usage(subject: str, sentences: list[_Sentence]) -> tuple[str, bool]:
             forms[s.plain[start:end]] += 1
             after = _NEXT_WORD_RE.match(s.plain, end)
             next_word = after.group(1) if after else ""
+            previous = before[-1]
+            # "New York": a capitalised function word just before is part of the name (a
+            # capitalised content word may be a first name: "Ahmad Lawan" is asked about).
+            in_name = previous[:1].isupper() and previous[-1:].isalpha()
+            in_name = in_name and previous.casefold() in _STOPWORDS - _DETERMINERS
+            # A capitalised content word after continues a name ("Interior Minister"); a
+            # lower-case one may be a verb ("the crossing takes", "Apple unveiled") or the noun
+            # the subject modifies ("the immune system", "Chinese goods"): see below.
             content = bool(next_word) and _is_content(next_word.casefold())
-            # "Interior Minister": a name before a name is part of a longer one.
-            heads[True] += not (content and next_word[:1].isupper())
-            determined += before[-1].casefold() in _DETERMINERS
-            definite += before[-1].casefold() == "the"
+            capitalised = content and next_word[:1].isupper()
+            lower = content and not capitalised and not s.plain[start].isupper()
+            heads += not in_name and not capitalised and not lower
+            bare += not in_name and not content
+            unbroken += not capitalised
+            if lower and not in_name:
+                followers[next_word.casefold()] += 1
+            determined += previous.casefold() in _DETERMINERS
+            definite += previous.casefold() == "the"
+    # A lower-case word before a content word heads its phrase when that word is a verb or a
+    # preposition ("the crossing takes", "the kiosk beside") met once, not a noun it modifies
+    # ("the immune system" again and again, "the certain combination"). A name is one of its
+    # own when a use is followed by a function word or a stop ("Apple's", "Apple said",
+    # "Apple."), never the case of "Chinese goods".
+    heads += sum(n for word, n in followers.items() if n == 1 and _verb_like(word))
     if not forms:
-        return subject, " " in subject
+        return subject, " " in subject, False
     form = forms.most_common(1)[0][0]
     named = form[:1].isupper()
     total = forms.total()
-    nounish = (named and heads[True] > 0) or 3 * determined >= total
-    nounish = nounish or " " in form
+    nounish = 3 * heads >= total and (bare > 0 or not named)
+    nounish = nounish and (named or " " in form or 3 * determined >= total)
+    nounish = nounish and subject.casefold() not in _STOPWORDS | _NUMBER_WORDS
+    phrase = (named and unbroken > 0) or 3 * determined >= total or " " in form
+    part = phrase and not nounish
     if (named and 2 * definite > forms.total()) or (not named and 3 * determined >= forms.total()):
-        return f"the {form}", nounish  # "the car", "the Senate", "the ID. Buzz"
-    return form, nounish
+        return f"the {form}", nounish, part  # "the car", "the Senate", "the ID. Buzz"
+    return form, nounish, part
+
+
+def _verb_like(word: str) -> bool:
+    """An English verb of the third person or the past ("takes", "travelled"), or a preposition
+    missing from the function words ("beside")."""
+    return word in _PREPOSITIONS or (word.endswith(("s", "ed")) and not word.endswith("ss"))
 
 
 def _english_question(subject: str, answer: _Sentence) -> str:
