@@ -22,7 +22,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 from perf.revision import tree_at  # noqa: E402
 
 PACKAGE = "services/crawler/src/crawler"
-FIGURES = ("cpu_ms_per_page", "main_cpu_ms_per_page", "rss_total_mb", "burst_pages_per_s")
+FIGURES = (
+    "cpu_ms_per_page",
+    "main_cpu_ms_per_page",
+    "rss_total_mb",
+    "burst_pages_per_s",
+    "later_job_s",  # a sequential job, publish to page.crawled
+    "later_fetch_ms",  # its fetch (robots, host turn, GET)
+)
 
 
 def base_copy(ref: str, into: Path) -> Path:
@@ -58,7 +65,7 @@ def main() -> None:
                 results[name].append(one_round(path))
                 print(  # noqa: T201 - progress
                     f"round {n + 1} {name}: "
-                    + ", ".join(f"{k} {results[name][-1][k]:.1f}" for k in FIGURES),
+                    + ", ".join(f"{k} {results[name][-1][k]:.3g}" for k in FIGURES),
                     file=sys.stderr,
                     flush=True,
                 )
@@ -70,7 +77,7 @@ def main() -> None:
         cells = []
         for name, rows in results.items():
             values = [r[figure] for r in rows]
-            cells.append(f"{name} {min(values):7.1f} / {statistics.median(values):7.1f}")
+            cells.append(f"{name} {min(values):7.3g} / {statistics.median(values):7.3g}")
         ratio = statistics.median(
             new[figure] / base[figure]
             for base, new in zip(results["base"], results["new"], strict=True)
