@@ -441,3 +441,48 @@ async def test_a_flush_window_gathers_trickling_events_into_one_batch(service_en
         assert queries_traced == [False, False]  # a batch's queries make no orphan spans
     finally:
         await bus.stop()
+
+
+async def test_a_durable_declared_with_an_older_filter_is_updated_in_place(service_env):
+    """nats-py binds to an existing durable as it is: a consumer an older release declared on
+    `job.>` would keep being sent every submitted job after its filter became `job.*`."""
+    from nats.js.api import ConsumerConfig
+
+    bus = make_bus(service_env)
+    got: list[str] = []
+
+    async def handle(event: JobProgress) -> None:
+        got.append(event.job_id)
+
+    wanted = bus.subjects.of(JobProgress)
+    older = wanted.rsplit(".", 1)[0] + ".>"
+    bus.consume(wanted, "probe-refiltered", JobProgress, handle)
+    bus.fetch_timeout_s = 0.5
+    await bus.broker.connect()
+    await bus.declare_streams()
+    await bus.js.add_consumer(
+        bus.subjects.stream,
+        ConsumerConfig(durable_name="probe-refiltered", filter_subject=older, max_deliver=2),
+    )
+    await bus.start()
+    try:
+        info = await bus.js.consumer_info(bus.subjects.stream, "probe-refiltered")
+        assert info.config.filter_subject == wanted
+        assert info.config.max_deliver == bus.settings.max_deliver
+        await bus.publish(progress("after"))
+        await wait_until(lambda: got == ["after"])
+    finally:
+        await bus.stop()
+
+
+async def test_a_durable_declared_as_wanted_is_not_updated_again(service_env, caplog):
+    async def handle(event: JobProgress) -> None:
+        pass
+
+    for _ in range(2):
+        bus = make_bus(service_env)
+        bus.consume(bus.subjects.of(JobProgress), "probe-same", JobProgress, handle)
+        with caplog.at_level(logging.INFO, logger="seoblog.bus"):
+            await bus.start()
+            await bus.stop()
+    assert not [r for r in caplog.records if r.getMessage() == "consumer settings updated"]

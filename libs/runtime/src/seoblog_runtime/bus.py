@@ -57,6 +57,9 @@ _IDLE_FETCH_S = 5.0
 # While a backlog drains, a pull for several messages returns what is there; this bounds its
 # wait when the backlog ran out meanwhile, before the consumer falls back to the idle pull.
 _BACKLOG_FETCH_S = 0.02
+# Settings of a durable consumer that JetStream lets a later release change in place (its
+# ack policy and deliver policy cannot be).
+_EDITABLE = ("filter_subject", "max_deliver", "max_ack_pending", "ack_wait")
 # Every this many empty pulls in a row, check that the consumer still exists (a deleted or
 # lost consumer answers nothing, just like an idle one).
 _IDLE_CHECKS = 12
@@ -415,14 +418,43 @@ class Bus:
         self._consumers.append(consumer)
 
     async def _subscribe(self, c: _Consumer) -> JetStreamContext.PullSubscription:
-        """Bind to the durable consumer, creating it when it does not exist (yet or anymore)."""
+        """Bind to the durable consumer, creating it when it does not exist (yet or anymore)
+        and updating it when it was declared with other settings (an older release's filter
+        subject, delivery limits): nats-py binds to an existing durable as it is."""
         if c.sub is not None:
             with contextlib.suppress(Exception):
                 await c.sub.unsubscribe()
+        await self._update_consumer(c)
         c.sub = await self.js.pull_subscribe(
             c.subject, durable=c.durable, stream=self.subjects.stream, config=c.config
         )
         return c.sub
+
+    async def _update_consumer(self, c: _Consumer) -> None:
+        try:
+            info = await self.js.consumer_info(self.subjects.stream, c.durable)
+        except NotFoundError:
+            return  # pull_subscribe creates it
+        have, want = info.config, c.config
+        drift = {
+            name: (getattr(have, name), getattr(want, name))
+            for name in _EDITABLE
+            if getattr(have, name) != getattr(want, name)
+        }
+        if not drift:
+            return
+        try:
+            await self.js.add_consumer(self.subjects.stream, want)  # create-or-update
+        except Exception as exc:  # keep consuming with the settings it has
+            log.warning(
+                "consumer settings not updated",
+                extra={"consumer": c.durable, "error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
+            return
+        log.info(
+            "consumer settings updated",
+            extra={"consumer": c.durable, "changed": {k: str(v) for k, v in drift.items()}},
+        )
 
     async def _ensure_consumer(
         self, c: _Consumer, sub: JetStreamContext.PullSubscription
