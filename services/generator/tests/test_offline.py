@@ -329,3 +329,70 @@ def test_seo_report_scores_the_offline_draft_and_reports_copied_text_honestly() 
     }
     assert all(passed_except_originality.values()), report.reasons
     assert 80 <= report.score < 100
+
+
+BOOKSHOP = "".join(
+    [
+        "東京の小さな書店では、毎週土曜日の午後に地元の作家を招いて朗読会を開いており、多くの常連客が集まります。",
+        "朗読会のあとには作家と読者が直接話せる時間が設けられ、新しい作品について意見を交わすことができます。",
+        "店主によると、この取り組みを始めてから若い世代の来店者が増え、売り上げも少しずつ回復してきたそうです。",
+        "書店の二階には小さな喫茶スペースがあり、購入した本をその場でゆっくり読むことができるようになっています。",
+        "近くの大学の学生たちも授業の合間に立ち寄り、専門書や雑誌を手に取りながら友人と語り合っています。",
+        "地域の図書館とも協力しており、子ども向けの読み聞かせ会を月に一度、交代で開催する計画も進んでいます。",
+        "店主は今後、電子書籍では味わえない紙の本の魅力を、より多くの人に伝えていきたいと話しています。",
+        "朗読会の予定は店頭の掲示板と公式サイトで案内されており、参加費は無料で予約も必要ありません。",
+    ]
+)
+
+
+def bookshop_draft(length: int = 400) -> Draft:
+    return write_offline(
+        title="書店の朗読会", text=BOOKSHOP, keywords=["朗読会"], language="ja", length=length
+    )
+
+
+def test_a_japanese_post_of_long_sentences_is_repaired_on_its_reading_length() -> None:
+    """The repair estimated the average sentence in characters (50 here, not 25 words of
+    reading) and dropped sentences until the 400-word post had 207; the takeaways, said again,
+    made the 300-word post 433 words long."""
+    for length in (300, 400):
+        draft = bookshop_draft(length)
+        report = seo_report(
+            title=draft.title,
+            slug=draft.slug,
+            meta_description=draft.meta_description,
+            markdown=draft.markdown,
+            keywords=["朗読会"],
+            target_words=length,
+            source_text=BOOKSHOP,
+            language="ja",
+        )
+        assert report.checks["length_ok"], (length, report.reasons)
+        assert report.checks["readability_ok"], (length, report.reasons)
+
+
+def test_japanese_takeaways_are_limited_in_words_of_reading_not_in_characters() -> None:
+    """Sentences of 46-52 characters are 23-26 words of reading as the SEO report counts them
+    (two characters one word): short enough for a takeaway, where the 35-word limit compared
+    to characters left none."""
+    draft = bookshop_draft()
+    assert draft.takeaways, draft.markdown
+    assert all(t in BOOKSHOP for t in draft.takeaways)
+
+
+def test_a_japanese_faq_asks_about_the_articles_terms_and_answers_on_its_subject_first() -> None:
+    """Terms of kanji are nouns a reader asks about (the FAQ asked about the keyword only), and
+    an answer that opens on its subject comes first (the opening was never found in Japanese:
+    its characters were joined with spaces)."""
+    from generator.offline import _answer_rank, _sentences
+
+    draft = bookshop_draft()
+    questions = [q for q, _ in draft.faq]
+    assert any("朗読会" not in q for q in questions), questions
+    answer = next(a for q, a in draft.faq if "「朗読会」" in q)
+    assert answer.startswith("朗読会"), draft.faq
+    sentences = _sentences(BOOKSHOP, "ja")
+    scores = dict.fromkeys((s.index for s in sentences), 1.0)
+    opens = [not _answer_rank(s, "朗読会", scores)[0] for s in sentences]
+    # The second and the last open on it; the first has it 31 characters in (15.5 words).
+    assert opens == [False, True, False, False, False, False, False, True]

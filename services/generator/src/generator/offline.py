@@ -233,7 +233,8 @@ class _Sentence:
     paragraph: int
     text: str  # verbatim markdown from the source
     plain: str  # the same without inline markdown
-    words: int
+    words: int  # as the length check counts: each character of a script without spaces is one
+    reading: float  # as the readability check counts: two such characters make one word
     terms: tuple[str, ...]
 
 
@@ -350,7 +351,7 @@ def write_offline(
                 measured.words - sum(s.words for s in chosen),
                 measured.keyword_uses - sum(uses[s.index] for s in chosen),
                 measured.sentences - len(chosen),
-                measured.reading_words - sum(s.words for s in chosen),
+                measured.reading_words - sum(s.reading for s in chosen),
             )
             changed = False
             # The moves depend only on the sentences chosen: once a state comes back, the
@@ -373,7 +374,7 @@ def write_offline(
                     words=base[0] + sum(s.words for s in chosen),
                     keyword_uses=base[1] + sum(uses[s.index] for s in chosen),
                     sentences=base[2] + len(chosen),
-                    reading_words=base[3] + sum(s.words for s in chosen),
+                    reading_words=base[3] + sum(s.reading for s in chosen),
                 )
                 if not _repair(sections, spare, scores, estimate, uses, length):
                     break
@@ -384,6 +385,12 @@ def write_offline(
         return built, measure_body(built[0], keyword, language)
 
     (markdown, outline, takeaways), measured = repair(assemble(sections))
+    while takeaways and measured.words > (1 + LENGTH_TOLERANCE) * length:
+        # Too long with the fewest sentences the sections take (a short source of long
+        # sentences, as Japanese ones are in words): fewer takeaways say them again.
+        n_takeaways = len(takeaways) - 1
+        markdown, outline, takeaways = assemble(sections)
+        measured = measure_body(markdown, keyword, language)
     # A source too short (or of sentences too long) to fill the length from its sentences: the
     # post gets more of the framing a reader expects, all of it drawn from the source: its tables,
     # five takeaways, four questions and a closing statement, until the length is reached.
@@ -436,7 +443,7 @@ def write_offline(
                 wanted,
             )
             if measured.words >= enough:  # long enough: a closing only if it lowers the average
-                closing = [s for s in closing if s.words < measured.average_sentence_words]
+                closing = [s for s in closing if s.reading < measured.average_sentence_words]
         else:
             continue
         markdown, outline, takeaways = assemble(sections)
@@ -582,7 +589,7 @@ def _repair(
                     place(min(light, key=lambda s: (abs(s.words - worst.words), s.index)))
                 drop(worst)
                 return True
-        light = [s for s in _best(spare, scores) if not uses(s) and s.words <= 25]
+        light = [s for s in _best(spare, scores) if not uses(s) and s.reading <= 25]
         if light and words + light[0].words <= high:
             place(light[0])
             return True
@@ -592,26 +599,42 @@ def _repair(
             place(bearing[0])
             return True
     if too_long:
-        longest = max(removable, key=lambda s: (s.words, s.index), default=None)
+        longest = max(removable, key=lambda s: (s.reading, s.index), default=None)
         short = [
-            s for s in _best(spare, scores) if s.words <= 20 and (not too_dense or not uses(s))
+            s for s in _best(spare, scores) if s.reading <= 20 and (not too_dense or not uses(s))
         ]
         if short and words + short[0].words <= high:
             place(short[0])
             return True
-        long_enough = longest is not None and longest.words > MAX_AVERAGE_SENTENCE_WORDS
+        long_enough = longest is not None and longest.reading > MAX_AVERAGE_SENTENCE_WORDS
         if longest is not None and long_enough and (words - longest.words >= low or not short):
             drop(longest)
             return True
     if words < low:
         fitting = [s for s in _best(spare, scores) if not (too_dense and uses(s))]
-        fitting = [s for s in fitting if s.words <= MAX_AVERAGE_SENTENCE_WORDS or not too_long]
+        fitting = [s for s in fitting if s.reading <= MAX_AVERAGE_SENTENCE_WORDS or not too_long]
         if fitting:
             place(fitting[0])
             return True
     if words > high and removable:
         drop(min(removable, key=lambda s: (scores[s.index], -s.index)))
         return True
+    if words > high:  # a sentence a section: its longest is said by a shorter one instead
+        longest = max((s for c in sections for s in c), key=lambda s: (s.words, s.index))
+        shorter = [
+            s
+            for s in _best(spare, scores)
+            if s.words < longest.words
+            and words - longest.words + s.words >= low
+            and not (too_dense and uses(s) > uses(longest))
+        ]
+        if shorter:  # in the same section: none is left without a sentence
+            home = next(c for c in sections if longest in c)
+            spare.remove(shorter[0])
+            home[home.index(longest)] = shorter[0]
+            home.sort(key=lambda x: x.index)
+            spare.append(longest)
+            return True
     return False
 
 
@@ -740,6 +763,7 @@ def _sentences(text: str, language: str) -> list[_Sentence]:
             _balanced_emphasis(s),
             _plain(s),
             count_words(_plain(s)),
+            _reading_words(_plain(s)),
             tuple(_tokens(_plain(s))),
         )
         for i, (p, s) in enumerate(chosen)
@@ -763,6 +787,12 @@ def _balanced_emphasis(text: str) -> str:
         elif text.endswith("*") and not text.endswith("\\*"):
             text = text[:-1]
     return text
+
+
+def _reading_words(plain: str) -> float:
+    """Words of reading, as the SEO report counts them (seo._measure): two characters of a
+    script written without spaces make one."""
+    return count_words(plain) - 0.5 * len(_NO_SPACE_RE.findall(plain))
 
 
 def _usable(sentence: str) -> bool:
@@ -896,10 +926,10 @@ def _scores(
             score += 0.5
         score += 0.3 * sum(contains_keyword(s.plain, k) for k in others)
         score += 0.3 * (1 - s.index / len(sentences))
-        if s.words < 8:
+        if s.reading < 8:
             score *= 0.6
-        elif s.words > 25:
-            score *= 25 / s.words
+        elif s.reading > 25:
+            score *= 25 / s.reading
         if not _balanced(s.text):
             score *= 0.5
         scores[s.index] = score
@@ -967,7 +997,7 @@ def _faq(
             answers,
             key=lambda s: (
                 bool(keyword_uses and keyword_uses[s.index]),
-                short_first and s.words > 20,
+                short_first and s.reading > 20,
                 *_answer_rank(s, subject, scores),
             ),
             default=None,
@@ -998,6 +1028,8 @@ def _spans(subject: str, text: str) -> list[tuple[int, int]]:
     """Where the subject stands in the text as whole words, ignoring case: a plain search on the
     lower-cased text (a regex compiled per subject cost more than the search)."""
     low, needle = text.lower(), subject.lower()
+    if _NO_SPACE_RE.search(subject):  # no word boundary in such a script: any occurrence
+        return [m.span() for m in re.finditer(re.escape(subject), text, re.IGNORECASE)]
     if len(low) != len(text) or len(needle) != len(subject):  # "İ": lengths change
         pattern = re.compile(rf"(?<!\w){re.escape(subject)}(?!\w)", re.IGNORECASE)
         return [match.span() for match in pattern.finditer(text)]
@@ -1031,12 +1063,14 @@ def _usage(subject: str, sentences: list[_Sentence]) -> tuple[str, bool, bool]:
     forms: Counter[str] = Counter()
     determined = definite = heads = bare = unbroken = 0
     followers: Counter[str] = Counter()  # lower-case content words after lower-case uses
+    kana = 0  # uses in sentences with kana: Japanese
     for s in sentences:
         for start, end in _spans(subject, s.plain):
             before = s.plain[:start].split()
             if not before:
                 continue  # sentence-initial: its capital letter says nothing
             forms[s.plain[start:end]] += 1
+            kana += _KANA_RE.search(s.plain) is not None
             after = _NEXT_WORD_RE.match(s.plain, end)
             next_word = after.group(1) if after else ""
             previous = before[-1]
@@ -1069,7 +1103,10 @@ def _usage(subject: str, sentences: list[_Sentence]) -> tuple[str, bool, bool]:
     named = form[:1].isupper()
     total = forms.total()
     nounish = 3 * heads >= total and (bare > 0 or not named)
-    nounish = nounish and (named or " " in form or 3 * determined >= total)
+    # A stretch of kanji or katakana is a noun ("商標法", "ショートカットキー"); Chinese
+    # bigrams need not be words.
+    japanese = _JAPANESE_TERM_RE.fullmatch(form) is not None and kana > 0
+    nounish = nounish and (named or " " in form or 3 * determined >= total or japanese)
     nounish = nounish and subject.casefold() not in _STOPWORDS | _NUMBER_WORDS
     phrase = (named and unbroken > 0) or 3 * determined >= total or " " in form
     part = phrase and not nounish
@@ -1125,9 +1162,21 @@ def _answer_rank(
     s: _Sentence, subject: str, scores: dict[int, float]
 ) -> tuple[bool, bool, float, int]:
     """Prefer answers that open on their subject and do not lean on the sentence before."""
-    opening = " ".join(words(s.plain)[:6])
-    early = contains_keyword(opening, subject)
+    early = contains_keyword(_opening(s.plain, 6), subject)
     return (not early, not _self_contained(s), -scores[s.index], s.index)
+
+
+def _opening(plain: str, reading: float) -> str:
+    """The text of a sentence up to its first `reading` words of reading, two characters of a
+    script without spaces making one ("商標法違反" is 2.5 words): joining its words with spaces
+    would split those characters apart, and no keyword of such a script would be found."""
+    position = 0
+    for word in words(plain):
+        reading -= 0.5 if _NO_SPACE_RE.match(word) else 1
+        if reading < 0:
+            break
+        position = plain.index(word, position) + len(word)
+    return plain[:position]
 
 
 def _self_contained(s: _Sentence) -> bool:
@@ -1289,7 +1338,10 @@ def _takeaways(
         [
             s
             for s in chosen
-            if s.words <= 35 and not _is_question(s) and _balanced(s.text) and s.index not in taken
+            if s.reading <= 35
+            and not _is_question(s)
+            and _balanced(s.text)
+            and s.index not in taken
         ]
         for chosen in sections
     ]
@@ -1299,7 +1351,7 @@ def _takeaways(
             fit = light
 
     def rank(s: _Sentence) -> tuple[bool, bool, bool, bool, float, int]:
-        long = short_first and s.words > 20
+        long = short_first and s.reading > 20
         heavy = keyword_uses[s.index] > 0
         return (dense and heavy, not _self_contained(s), heavy, long, -scores[s.index], s.index)
 
@@ -1323,7 +1375,7 @@ def _closing(
     """The article's main statements for a closing section: its best self-contained sentences
     (`wanted` of them, in source order) not yet in the intro, the takeaways or the FAQ answers."""
     used = {s.index for s in [*intro, *takeaways]} | {a.index for _, a in faq}
-    fit = [s for s in sentences if s.words <= 35 and not _is_question(s) and _balanced(s.text)]
+    fit = [s for s in sentences if s.reading <= 35 and not _is_question(s) and _balanced(s.text)]
     candidates = [s for s in fit if s.index not in used]
     if not candidates:  # a short source: the closing may restate a takeaway
         used = {s.index for s in intro} | {a.index for _, a in faq}
@@ -1331,7 +1383,7 @@ def _closing(
 
     def rank(s: _Sentence) -> tuple[bool, bool, bool, float, int]:
         heavy = dense and keyword_uses[s.index] > 0
-        long = short_first and s.words > 20
+        long = short_first and s.reading > 20
         return (not _self_contained(s), heavy, long, -scores[s.index], s.index)
 
     return sorted(sorted(candidates, key=rank)[:wanted], key=lambda s: s.index)
