@@ -102,9 +102,8 @@ CRAWL_SPANS = {
     "robots",
     "host wait",
     "extract",
-    "store page",  # the page saved and its duplicates found in one statement
-    "store crawl",
-}
+    "store page",  # the page saved, its duplicates found and the job's crawl recorded at once
+}  # ("store crawl" is a cache hit's: the job reuses a page another job stored)
 TRANSLATE_SPANS = {"detect language", "translate", "translate segment", "store translation"}
 GENERATE_SPANS = {"write post", "seo score", "revise", "render", "store post"}
 LLM_SPAN = "chat fake-model"

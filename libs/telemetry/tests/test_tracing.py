@@ -135,3 +135,47 @@ def test_nothing_is_recorded_while_nothing_receives_spans(monkeypatch: pytest.Mo
     with tracer.start_as_current_span("consume") as received:
         assert received.is_recording()
     assert [s.name for s in exporter.get_finished_spans()] == ["consume"]
+
+
+_QUERY_SPANS = """
+import asyncio, sys
+import asyncpg
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from seoblog_telemetry import instrument_libraries, setup_tracing
+from seoblog_telemetry.tracing import _quiet_asyncpg
+
+telemetry = setup_tracing("probe")
+instrument_libraries(telemetry)
+asked = []
+tracer = _quiet_asyncpg()()._tracer
+real = tracer.start_as_current_span
+tracer.start_as_current_span = lambda *a, **k: asked.append(a[0]) or real(*a, **k)
+
+async def main():
+    conn = await asyncpg.connect(sys.argv[1])
+    await conn.fetchval("SELECT 1")  # nothing receives spans: no span is made
+    assert asked == [], asked
+    exporter = InMemorySpanExporter()
+    telemetry.provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with telemetry.tracer.start_as_current_span("work"):  # an orphan query span is dropped
+        await conn.fetchval("SELECT 2")
+    assert asked == ["SELECT"], asked
+    assert [s.name for s in exporter.get_finished_spans()] == ["SELECT", "work"]
+    await conn.close()
+
+asyncio.run(main())
+"""
+
+
+def test_queries_make_no_span_until_something_receives_spans(infra) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _QUERY_SPANS, infra.database_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
