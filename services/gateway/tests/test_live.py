@@ -252,3 +252,29 @@ async def test_a_stopping_gateway_ends_open_streams_so_it_stops_promptly(
             process.kill()
         process.wait()
         log.close()
+
+
+async def test_a_replica_does_not_parse_its_own_snapshots_again_but_the_others_do(
+    service_env, jobs, bus
+):
+    """NATS sends a replica its own live snapshots back: it skips them (its listeners and its
+    cache had the snapshot already); another replica takes them into its cache."""
+    settings = jobs.settings(service_env, status_cache_ttl_s=600)
+    async with (
+        jobs.in_process(settings) as (first_app, first),
+        jobs.in_process(settings) as (
+            second_app,
+            second,
+        ),
+    ):
+        first.headers.update(jobs.admin)
+        second.headers.update(jobs.admin)
+        job = await jobs.submit(first)
+        assert (await second.get(f"/v1/jobs/{job['id']}")).json()["state"] == "queued"
+        hubs = [app.state.hub for app in (first_app, second_app)]
+        skipped = [hub.echoes_skipped for hub in hubs]
+        await bus.publish(JobProgress(job_id=job["id"], stage=Stage.CRAWL, percent=30))
+        for client in (first, second):
+            await jobs.wait_for_state(client, job["id"], "crawling")
+        await wait_until(lambda: sum(h.echoes_skipped for h in hubs) > sum(skipped))
+        assert sum(h.echoes_skipped for h in hubs) == sum(skipped) + 1  # the projector's own

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,12 +24,15 @@ Snapshot = dict[str, Any]
 CLOSED: Snapshot = {}  # sentinel put on every queue when the gateway stops
 REVOKED: Snapshot = {"type": "revoked"}  # sentinel: the stream's API key was revoked
 REVOCATIONS = "keys"  # the live subject token of key revocations (never a job id)
+_REPLICA_HEADER = "Seoblog-Replica"  # which replica published a snapshot
 
 
 class LiveHub:
     def __init__(self, bus: Bus, on_snapshot: Callable[[Snapshot], None] | None = None) -> None:
         self.bus = bus
         self.on_snapshot = on_snapshot
+        self.replica = uuid.uuid4().hex  # its own snapshots come back from NATS: skipped
+        self.echoes_skipped = 0  # for tests
         self.prefix = f"{bus.subjects.root}.live"
         self._listeners: dict[str, set[asyncio.Queue[Snapshot]]] = {}
         self._sub: Subscription | None = None
@@ -54,10 +58,15 @@ class LiveHub:
 
     async def publish(self, snapshot: Snapshot) -> None:
         """Tell every replica's listeners about a job's new state (best effort: a client
-        that misses one still gets the next, and reconnects with Last-Event-ID)."""
+        that misses one still gets the next, and reconnects with Last-Event-ID). This
+        replica's own listeners get it at once; the copy NATS sends back is not parsed
+        again (the projecting replica holds the job in its cache already)."""
+        self._hand_over(snapshot["id"], snapshot)
         try:
             await self.bus.nc.publish(
-                f"{self.prefix}.{snapshot['id']}", json.dumps(snapshot, default=str).encode()
+                f"{self.prefix}.{snapshot['id']}",
+                json.dumps(snapshot, default=str).encode(),
+                headers={_REPLICA_HEADER: self.replica},
             )
         except Exception:
             log.warning("live update not published", exc_info=True)
@@ -66,12 +75,19 @@ class LiveHub:
         job_id = msg.subject.rsplit(".", 1)[-1]
         if job_id == REVOCATIONS:
             return
+        if msg.headers and msg.headers.get(_REPLICA_HEADER) == self.replica:
+            self.echoes_skipped += 1
+            return
         queues = self._listeners.get(job_id)
         if not queues and self.on_snapshot is None:
             return
         snapshot = json.loads(msg.data)
         if self.on_snapshot is not None:
             self.on_snapshot(snapshot)
+        self._hand_over(job_id, snapshot)
+
+    def _hand_over(self, job_id: str, snapshot: Snapshot) -> None:
+        queues = self._listeners.get(job_id)
         for queue in list(queues or ()):
             if queue.full():  # a slow client only needs the newest state
                 with contextlib.suppress(asyncio.QueueEmpty):
