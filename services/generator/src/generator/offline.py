@@ -234,7 +234,7 @@ class _Sentence:
     text: str  # verbatim markdown from the source
     plain: str  # the same without inline markdown
     words: int  # as the length check counts: each character of a script without spaces is one
-    reading: float  # as the readability check counts: two such characters make one word
+    reading: float  # as the readability check counts (seo._measure): two such characters one word
     terms: tuple[str, ...]
 
 
@@ -357,18 +357,18 @@ def write_offline(
             # The moves depend only on the sentences chosen: once a state comes back, the
             # moves go round the same cycle ("too long: drop the longest", "too short: add
             # the best"), so the state the 60 steps would end on is taken at once.
-            seen: dict[_State, int] = {}
+            seen: dict[tuple[tuple[int, ...], ...], int] = {}  # by the sentences' indices
             states: list[_State] = []
             for step in range(_REPAIR_STEPS):
-                state = (tuple(tuple(c) for c in sections), tuple(spare))
-                if state in seen:
-                    last = _cycle_end(seen[state], step, _REPAIR_STEPS)
+                key = tuple(tuple(s.index for s in c) for c in [*sections, spare])
+                if key in seen:
+                    last = _cycle_end(seen[key], step, _REPAIR_STEPS)
                     for chosen_now, kept in zip(sections, states[last][0], strict=True):
                         chosen_now[:] = kept
                     spare[:] = states[last][1]
                     break
-                seen[state] = step
-                states.append(state)
+                seen[key] = step
+                states.append((tuple(tuple(c) for c in sections), tuple(spare)))
                 chosen = [s for c in sections for s in c]
                 estimate = BodyMeasures(
                     words=base[0] + sum(s.words for s in chosen),
@@ -756,18 +756,15 @@ def _sentences(text: str, language: str) -> list[_Sentence]:
     ]
     prose = [(p, s) for p, s in candidates if _TERMINAL_RE.search(s)]
     chosen = prose if len(prose) >= 6 else candidates
-    return [
-        _Sentence(
-            i,
-            p,
-            _balanced_emphasis(s),
-            _plain(s),
-            count_words(_plain(s)),
-            _reading_words(_plain(s)),
-            tuple(_tokens(_plain(s))),
+    usable: list[_Sentence] = []
+    for i, (p, s) in enumerate(chosen):
+        plain = _plain(s)
+        n = count_words(plain)
+        reading = n - 0.5 * len(_NO_SPACE_RE.findall(plain)) if _NO_SPACE_RE.search(plain) else n
+        usable.append(
+            _Sentence(i, p, _balanced_emphasis(s), plain, n, reading, tuple(_tokens(plain)))
         )
-        for i, (p, s) in enumerate(chosen)
-    ]
+    return usable
 
 
 _UNESCAPED_STAR_RE = re.compile(r"(?<![\\*])\*(?!\*)")
@@ -787,12 +784,6 @@ def _balanced_emphasis(text: str) -> str:
         elif text.endswith("*") and not text.endswith("\\*"):
             text = text[:-1]
     return text
-
-
-def _reading_words(plain: str) -> float:
-    """Words of reading, as the SEO report counts them (seo._measure): two characters of a
-    script written without spaces make one."""
-    return count_words(plain) - 0.5 * len(_NO_SPACE_RE.findall(plain))
 
 
 def _usable(sentence: str) -> bool:
