@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
@@ -159,3 +160,19 @@ def test_embedded_redis_starts_when_asked_and_stops_cleanly(tmp_path, monkeypatc
     finally:
         stop_infra(found)
     assert not process_running(pid)
+
+
+@pytest.mark.slow
+def test_embedded_servers_are_not_in_the_callers_process_group(tmp_path, monkeypatch):
+    """A Ctrl-C at the terminal signals its whole foreground process group: servers in it
+    stopped at once, before `seoblog up` had stopped the services that use them (which then
+    logged broken connections). Out of the group, they are stopped after the services."""
+    monkeypatch.setenv("SEOBLOG_EMBEDDED", "1")
+    found = ensure_infra(tmp_path, embedded_redis=True)
+    try:
+        ours = os.getpgid(0)
+        groups = {name: os.getpgid(pid) for name, pid in found.pids.items()}
+        assert {"nats", "postgres", "redis"} <= groups.keys()
+        assert ours not in groups.values(), groups
+    finally:
+        stop_infra(found)

@@ -285,8 +285,15 @@ def _start_nats(
     log_path = data_dir / "nats.log"
     began = time.monotonic()
     with log_path.open("ab") as log_file:
+        # Its own session: a Ctrl-C to the terminal's process group reaches the caller, which
+        # stops the services before this server (stop_infra), not everything at once.
         process = subprocess.Popen(  # noqa: S603 - fixed binary, our own arguments
-            cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
     url = f"nats://127.0.0.1:{port}"
     admin = passwords.get(nats_auth.ADMIN) if passwords else None
@@ -342,7 +349,11 @@ def _start_redis(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
     log_path = data_dir / "redis.log"
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(  # noqa: S603 - fixed binary, our own arguments
-            cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # as NATS: stopped by stop_infra, after the services
         )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + NATS_START_TIMEOUT

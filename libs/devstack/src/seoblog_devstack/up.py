@@ -406,7 +406,10 @@ def run(
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: a closed terminal stops the stack in order (services, then the embedded
+    # servers, which run in sessions of their own and would otherwise be left behind).
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, request_stop) for sig in stopping}
     infra: Infra | None = None
     try:
         key = event_key(data_dir)
