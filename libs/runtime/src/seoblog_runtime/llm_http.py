@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import aiohttp
@@ -68,13 +69,35 @@ def _error_message(body: bytes) -> str:
     return body[:300].decode(errors="replace")
 
 
-class Transport(Protocol):
-    async def post_json(self, path: str, body: dict[str, Any]) -> Any: ...
+class Transport(ABC):
+    """A POST of the request's JSON: the answer's JSON, or its lines as they come. Each
+    library's part is `_post` (its errors mapped to the ones above), reading a response
+    whole, and reading it line by line."""
 
-    def stream_lines(
+    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        async with self._post(path, body) as response:
+            raw = await self._read(response)
+        return _answer_json(raw)
+
+    @contextlib.asynccontextmanager
+    async def stream_lines(
         self, path: str, body: dict[str, Any]
-    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[str]]: ...
+    ) -> AsyncIterator[AsyncIterator[str]]:
+        async with self._post(path, body) as response:
+            yield self._lines(response)
 
+    @abstractmethod
+    def _post(
+        self, path: str, body: dict[str, Any]
+    ) -> contextlib.AbstractAsyncContextManager[Any]: ...
+
+    @abstractmethod
+    async def _read(self, response: Any) -> bytes: ...
+
+    @abstractmethod
+    def _lines(self, response: Any) -> AsyncIterator[str]: ...
+
+    @abstractmethod
     async def close(self) -> None: ...
 
 
@@ -93,7 +116,7 @@ def transport(
     return HttpxTransport(base, headers, timeout_s)
 
 
-class AiohttpTransport:
+class AiohttpTransport(Transport):
     """aiohttp parses HTTP in C: the cheapest per call and per streamed chunk, about 10 MB."""
 
     def __init__(self, base: str, headers: dict[str, str], timeout_s: float) -> None:
@@ -142,17 +165,11 @@ class AiohttpTransport:
         except aiohttp.ClientError as exc:
             raise LlmConnectionError(f"{type(exc).__name__}: {exc}"[:300]) from exc
 
-    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
-        async with self._post(path, body) as response:
-            raw = await response.read()
-        return _answer_json(raw)
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        return await response.read()
 
-    @contextlib.asynccontextmanager
-    async def stream_lines(
-        self, path: str, body: dict[str, Any]
-    ) -> AsyncIterator[AsyncIterator[str]]:
-        async with self._post(path, body) as response:
-            yield _decoded(response.content)
+    def _lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+        return _decoded(response.content)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -164,7 +181,7 @@ async def _decoded(lines: AsyncIterable[bytes]) -> AsyncIterator[str]:
         yield line.decode().rstrip("\r\n")
 
 
-class HttpxTransport:
+class HttpxTransport(Transport):
     """httpx (h11 in Python): more CPU per call, about 10 MB less memory than aiohttp."""
 
     def __init__(self, base: str, headers: dict[str, str], timeout_s: float) -> None:
@@ -193,17 +210,11 @@ class HttpxTransport:
         except httpx2.TransportError as exc:
             raise LlmConnectionError(f"{type(exc).__name__}: {exc}"[:300]) from exc
 
-    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
-        async with self._post(path, body) as response:
-            raw = await response.aread()
-        return _answer_json(raw)
+    async def _read(self, response: httpx2.Response) -> bytes:
+        return await response.aread()
 
-    @contextlib.asynccontextmanager
-    async def stream_lines(
-        self, path: str, body: dict[str, Any]
-    ) -> AsyncIterator[AsyncIterator[str]]:
-        async with self._post(path, body) as response:
-            yield response.aiter_lines()
+    def _lines(self, response: httpx2.Response) -> AsyncIterator[str]:
+        return response.aiter_lines()
 
     async def close(self) -> None:
         await self.client.aclose()
