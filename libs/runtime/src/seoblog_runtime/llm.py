@@ -436,7 +436,7 @@ class Llm:
     async def _load_sdk(self) -> None:
         """Import the openai SDK in a thread, once: in the event loop it would stop every
         other job's work for over a second."""
-        if "openai" in sys.modules and "client" in self.__dict__:
+        if "client" in self.__dict__:
             return
         async with self._sdk_lock:
             if "client" not in self.__dict__:
